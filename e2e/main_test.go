@@ -1,0 +1,67 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// kubeha is the path of the binary built for this test run.
+var kubeha string
+
+// repoRoot is the repository root, where examples/ lives.
+var repoRoot string
+
+func TestMain(m *testing.M) {
+	os.Exit(buildAndRun(m))
+}
+
+func buildAndRun(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "kubeha-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	repoRoot, err = filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	kubeha = filepath.Join(dir, "kubeha")
+	build := exec.Command("go", "build", "-race", "-o", kubeha, "./cmd/kubeha")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build kubeha: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runKubeha runs the binary in the repository root with stdin as its
+// standard input and the test's environment (set variables with t.Setenv).
+func runKubeha(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(kubeha, args...)
+	cmd.Dir = repoRoot
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run kubeha %v: %v", args, err)
+	}
+	return result{code, out.String(), errOut.String()}
+}

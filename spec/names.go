@@ -1,0 +1,66 @@
+package spec
+
+// GCE resource names of a cluster (DESIGN.md §3). They follow kube-up's
+// naming so that clusters created by kube-up can be adopted.
+
+// MaxNameLength is the longest metadata.name accepted. The longest derived
+// name is a replica's internal address, "<name>-master-xyz-internal" (name +
+// 20 characters); 30 keeps every name well inside GCE's 63-character limit
+// and leaves room for snapshot and backup names derived from instance names.
+const MaxNameLength = 30
+
+// ReplicaSuffixLength is the length of the random-looking suffix of a replica
+// instance name, <name>-master-<suffix>.
+const ReplicaSuffixLength = 3
+
+// MasterName is the name of the first master instance and of the target pool
+// and forwarding rule; it is also the masters' network tag.
+func MasterName(cluster string) string { return cluster + "-master" }
+
+// ReplicaName is the instance name of a replica with the given suffix.
+func ReplicaName(cluster, suffix string) string { return cluster + "-master-" + suffix }
+
+// DiskName is the etcd data disk of an instance.
+func DiskName(instance string) string { return instance + "-pd" }
+
+// InternalAddressName is the reserved internal address of an instance.
+func InternalAddressName(instance string) string { return instance + "-internal" }
+
+// StaticIPName is the regional external address that always routes to the masters.
+func StaticIPName(cluster string) string { return cluster + "-master-ip" }
+
+// HealthCheckName is the HTTP health check of the masters' target pool.
+func HealthCheckName(cluster string) string { return cluster + "-master-hc" }
+
+// HTTPSFirewallName opens tcp:443 to the masters.
+func HTTPSFirewallName(cluster string) string { return cluster + "-master-https" }
+
+// EtcdFirewallName opens the etcd peer port between masters only.
+func EtcdFirewallName(cluster string) string { return cluster + "-master-etcd" }
+
+// MasterTag is the network tag carried by every master.
+func MasterTag(cluster string) string { return MasterName(cluster) }
+
+// DiskDeviceName is the device name under which the etcd disk is attached.
+const DiskDeviceName = "master-pd"
+
+// Labels carried by every master instance kubeha creates.
+const (
+	LabelCluster = "kubeha-cluster"
+	LabelRole    = "kubeha-role"
+	RoleMaster   = "master"
+)
+
+// AllResourceNames lists every name derived from a cluster name, using the
+// longest possible replica name. Validation checks each against GCE's limit.
+func AllResourceNames(cluster string) []string {
+	replica := ReplicaName(cluster, "xxx")
+	first := MasterName(cluster)
+	return []string{
+		first, replica,
+		DiskName(first), DiskName(replica),
+		InternalAddressName(first), InternalAddressName(replica),
+		StaticIPName(cluster), HealthCheckName(cluster),
+		HTTPSFirewallName(cluster), EtcdFirewallName(cluster),
+	}
+}

@@ -1,0 +1,97 @@
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// APIVersion and Kind identify a cluster.yaml document.
+const (
+	APIVersion = "kubeha.io/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Cluster is the whole cluster.yaml document.
+type Cluster struct {
+	APIVersion string      `json:"apiVersion" validate:"required" jsonschema:"const=kubeha.io/v1alpha1" doc:"Always kubeha.io/v1alpha1."`
+	Kind       string      `json:"kind" validate:"required" jsonschema:"const=Cluster" doc:"Always Cluster."`
+	Metadata   Metadata    `json:"metadata"`
+	Spec       ClusterSpec `json:"spec"`
+
+	// Source is the path the spec was read from; relative paths in the spec
+	// are resolved against its directory.
+	Source string `json:"-"`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `json:"name" validate:"required,rfc1035" doc:"RFC 1035 label of at most 30 characters; the prefix of every GCE resource name."`
+}
+
+// ClusterSpec is the desired control plane.
+type ClusterSpec struct {
+	GCE         GCE         `json:"gce"`
+	Masters     Masters     `json:"masters"`
+	MultiZone   bool        `json:"multiZone,omitempty" doc:"The seed's MULTIZONE. Must be true when masters.zones has more than one entry."`
+	Etcd        Etcd        `json:"etcd,omitempty"`
+	Remediation Remediation `json:"remediation,omitempty"`
+	PKI         PKI         `json:"pki,omitempty"`
+}
+
+// GCE locates the cluster.
+type GCE struct {
+	Project string `json:"project" validate:"required,gceproject" doc:"GCP project ID."`
+	Region  string `json:"region" validate:"required,gceregion" doc:"Region of every master, e.g. europe-west1. It cannot change once the cluster exists."`
+	Network string `json:"network,omitempty" validate:"omitempty,gcenetwork" doc:"VPC network of the masters. Default: default."`
+}
+
+// Masters describes the replicated masters.
+type Masters struct {
+	Replicas    int      `json:"replicas" validate:"required" jsonschema:"enum=1 3 5 7" doc:"Number of masters: 1, 3, 5 or 7. Even counts are refused: two masters need both for quorum, so two is worse than one."`
+	Zones       []string `json:"zones" validate:"required,min=1,max=16,dive,gcezone" doc:"Zones of spec.gce.region; masters are spread over them in order and the first zone holds the first master."`
+	MachineType string   `json:"machineType,omitempty" validate:"omitempty,gcemachinetype" doc:"Machine type of every master. Default: n1-standard-2."`
+	Image       string   `json:"image,omitempty" validate:"omitempty,gceimage" doc:"Boot image of every master. Default: projects/cos-cloud/global/images/family/cos-stable."`
+	DiskSizeGb  int      `json:"diskSizeGb,omitempty" validate:"omitempty,min=10,max=65536" doc:"Size of each master's etcd data disk in GB. Default: 20."`
+}
+
+// Etcd configures the clustered etcd that runs on every master.
+type Etcd struct {
+	QuorumRead *bool `json:"quorumRead,omitempty" doc:"The seed's ENABLE_ETCD_QUORUM_READ: reads go through the leader. Default: true."`
+	ClientPort int   `json:"clientPort,omitempty" validate:"omitempty,min=1,max=65535" doc:"etcd client port. Default: 2379."`
+	PeerPort   int   `json:"peerPort,omitempty" validate:"omitempty,min=1,max=65535" doc:"etcd peer port, opened between masters only. Default: 2380."`
+}
+
+// Remediation controls the replacement of failed replicas.
+type Remediation struct {
+	ReplaceUnhealthy bool     `json:"replaceUnhealthy,omitempty" doc:"Plan the replacement of a replica whose etcd member has been unhealthy for unhealthyAfter, in its own zone."`
+	UnhealthyAfter   Duration `json:"unhealthyAfter,omitempty" doc:"How long a member must be unhealthy before it is replaced, e.g. 5m. Between 30s and 24h. Default: 5m."`
+}
+
+// PKI says where certificates and keys live.
+type PKI struct {
+	Dir string `json:"dir,omitempty" doc:"Directory of the CA, certificates and keys, relative to cluster.yaml. Created on first apply. Default: pki."`
+}
+
+// QuorumReadEnabled reports whether etcd quorum reads are on (the default).
+func (e Etcd) QuorumReadEnabled() bool { return e.QuorumRead == nil || *e.QuorumRead }
+
+// Duration is a time.Duration written as a Go duration string ("5m", "90s").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string such as "5m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"5m\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: write it like \"90s\", \"5m\" or \"1h\"", s)
+	}
+	d.Duration = v
+	return nil
+}
