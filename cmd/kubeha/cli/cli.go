@@ -87,6 +87,7 @@ quorum-safe changes and applies them.`,
 	root.AddCommand(
 		newValidateCommand(streams),
 		newVersionCommand(streams),
+		newSimCommand(streams),
 	)
 	return root
 }

@@ -1,0 +1,96 @@
+package metadata
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Metadata keys of a master instance.
+const (
+	KeyEtcd          = "kubeha-etcd"
+	KeyTLS           = "kubeha-tls"
+	KeyKubeEnv       = "kube-env"
+	KeyStartupScript = "startup-script"
+)
+
+// Initial cluster states of an etcd member.
+const (
+	StateNew      = "new"
+	StateExisting = "existing"
+)
+
+// Etcd is the kubeha-etcd document: how this master's etcd member starts.
+// The data directory is the startup's business (on master-pd, or the boot
+// disk when there is none).
+type Etcd struct {
+	Name                string `json:"name"`
+	PeerURL             string `json:"peerURL"`
+	ClientURL           string `json:"clientURL"`
+	InitialCluster      string `json:"initialCluster"`      // name=peerURL,...
+	InitialClusterState string `json:"initialClusterState"` // new or existing
+}
+
+// TLS is the kubeha-tls document: PEM certificates and keys of the member.
+// It is key material: never log it or put it in a plan or error.
+type TLS struct {
+	CA         string `json:"ca"`
+	PeerCert   string `json:"peerCert"`
+	PeerKey    string `json:"peerKey"`
+	ServerCert string `json:"serverCert"`
+	ServerKey  string `json:"serverKey"`
+}
+
+// String hides the keys, so a TLS bundle printed by mistake leaks nothing.
+func (t TLS) String() string { return "metadata.TLS{<redacted>}" }
+
+// GoString hides the keys from %#v too.
+func (t TLS) GoString() string { return t.String() }
+
+// ParseEtcd decodes and checks a kubeha-etcd document.
+func ParseEtcd(s string) (*Etcd, error) {
+	var e Etcd
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("decode %s metadata: %w", KeyEtcd, err)
+	}
+	if e.Name == "" {
+		return nil, fmt.Errorf("%s metadata: name is empty", KeyEtcd)
+	}
+	for field, u := range map[string]string{"peerURL": e.PeerURL, "clientURL": e.ClientURL} {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Port() == "" {
+			return nil, fmt.Errorf("%s metadata: %s %q is not an http(s) URL with a port", KeyEtcd, field, u)
+		}
+	}
+	if e.InitialClusterState != StateNew && e.InitialClusterState != StateExisting {
+		return nil, fmt.Errorf("%s metadata: initialClusterState %q is not new or existing", KeyEtcd, e.InitialClusterState)
+	}
+	if !strings.Contains(e.InitialCluster, e.Name+"=") {
+		return nil, fmt.Errorf("%s metadata: initialCluster does not name member %s", KeyEtcd, e.Name)
+	}
+	return &e, nil
+}
+
+// ParseTLS decodes a kubeha-tls document. Errors never quote the content.
+func ParseTLS(s string) (*TLS, error) {
+	var t TLS
+	if err := json.Unmarshal([]byte(s), &t); err != nil {
+		return nil, fmt.Errorf("decode %s metadata: not valid JSON", KeyTLS)
+	}
+	if t.CA == "" || t.PeerCert == "" || t.PeerKey == "" || t.ServerCert == "" || t.ServerKey == "" {
+		return nil, fmt.Errorf("%s metadata: every one of ca, peerCert, peerKey, serverCert and serverKey is required", KeyTLS)
+	}
+	return &t, nil
+}
+
+// Encode is the JSON of a metadata document.
+func Encode(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode metadata: %v", err)) // plain strings: cannot fail
+	}
+	return string(b)
+}

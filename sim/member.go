@@ -1,0 +1,292 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/metadata"
+)
+
+// MemberStatus is what the emulator knows of one master's etcd member.
+type MemberStatus struct {
+	Instance string `json:"instance"` // projects/P/zones/Z/instances/N
+	IP       string `json:"ip"`
+	Name     string `json:"name,omitempty"`
+	State    string `json:"state"` // booting, starting, ready, failed, stopped
+	Error    string `json:"error,omitempty"`
+	Restarts int    `json:"restarts"`
+}
+
+// member supervises the embedded etcd of one RUNNING instance, restarting it
+// with backoff when it exits, as a VM's kubelet restarts a static pod.
+type member struct {
+	key, ip   string
+	cfg       *metadata.Etcd
+	tls       *metadata.TLS
+	dataDir   string // the disk's directory; etcd's data is dataDir/etcd
+	filesDir  string // the instance's own files: TLS, log
+	bootDelay time.Duration
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu     sync.Mutex
+	status MemberStatus
+}
+
+func (m *member) set(state string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.status.State = state
+	m.status.Error = ""
+	if err != nil {
+		m.status.Error = err.Error()
+	}
+}
+
+func (m *member) stop() {
+	m.cancel()
+	<-m.done
+}
+
+// diskDir is where a disk's data lives.
+func (s *Server) diskDir(diskKey string) string {
+	return filepath.Join(s.root, "disks", strings.ReplaceAll(diskKey, "/", "_"))
+}
+
+func (s *Server) instanceDir(key string) string {
+	return filepath.Join(s.root, "instances", strings.ReplaceAll(key, "/", "_"))
+}
+
+// bootLocked starts the etcd member of a RUNNING instance whose metadata has
+// kubeha-etcd. Instances without it are not masters and run nothing.
+func (s *Server) bootLocked(key string) {
+	if s.members[key] != nil {
+		return
+	}
+	in := s.w.Instances[key]
+	if in == nil || in.Status != "RUNNING" || len(in.NetworkInterfaces) == 0 {
+		return
+	}
+	etcdDoc, tlsDoc, ok := metadataItems(in)
+	if !ok {
+		return
+	}
+	m := &member{
+		key:       key,
+		ip:        in.NetworkInterfaces[0].NetworkIP,
+		dataDir:   s.dataDirLocked(in),
+		filesDir:  s.instanceDir(key),
+		bootDelay: s.latencyOf("boot"),
+		done:      make(chan struct{}),
+	}
+	m.status = MemberStatus{Instance: key, IP: m.ip, State: "booting"}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	s.members[key] = m
+	cfg, err := metadata.ParseEtcd(etcdDoc)
+	if err == nil && tlsDoc != "" {
+		m.tls, err = metadata.ParseTLS(tlsDoc)
+	}
+	if err != nil {
+		// A VM with broken metadata boots, and its etcd never starts.
+		m.set("failed", err)
+		close(m.done)
+		return
+	}
+	m.cfg = cfg
+	m.status.Name = cfg.Name
+	go m.run(ctx, s.log.With("member", cfg.Name, "ip", m.ip))
+}
+
+func metadataItems(in *compute.Instance) (etcdDoc, tlsDoc string, ok bool) {
+	if in.Metadata == nil {
+		return "", "", false
+	}
+	for _, it := range in.Metadata.Items {
+		if it.Value == nil {
+			continue
+		}
+		switch it.Key {
+		case metadata.KeyEtcd:
+			etcdDoc, ok = *it.Value, true
+		case metadata.KeyTLS:
+			tlsDoc = *it.Value
+		}
+	}
+	return etcdDoc, tlsDoc, ok
+}
+
+// dataDirLocked is the directory of the disk attached as master-pd, or of
+// the boot disk when there is none.
+func (s *Server) dataDirLocked(in *compute.Instance) string {
+	project := strings.Split(strings.TrimPrefix(in.SelfLink, canonicalBase), "/")[1]
+	var boot string
+	for _, d := range in.Disks {
+		dk := relPath(project, d.Source)
+		if d.DeviceName == "master-pd" {
+			return s.diskDir(dk)
+		}
+		if d.Boot {
+			boot = s.diskDir(dk)
+		}
+	}
+	if boot != "" {
+		return boot
+	}
+	return s.instanceDir(relPath(project, in.SelfLink))
+}
+
+// haltLocked detaches the member of an instance and returns the function that
+// stops it (it blocks until etcd has closed; call it without the lock).
+func (s *Server) haltLocked(key string) func() {
+	m := s.members[key]
+	if m == nil {
+		return func() {}
+	}
+	delete(s.members, key)
+	return m.stop
+}
+
+func (m *member) run(ctx context.Context, log interface {
+	Info(string, ...any)
+	Warn(string, ...any)
+}) {
+	defer close(m.done)
+	if m.bootDelay > 0 {
+		select {
+		case <-time.After(m.bootDelay):
+		case <-ctx.Done():
+			m.set("stopped", nil)
+			return
+		}
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		m.set("starting", nil)
+		e, err := m.start()
+		if err == nil {
+			go func() {
+				select {
+				case <-e.Server.ReadyNotify():
+					m.set("ready", nil)
+				case <-e.Server.StopNotify():
+				}
+			}()
+			select {
+			case <-ctx.Done():
+				e.Close()
+				m.set("stopped", nil)
+				return
+			case err = <-e.Err():
+			case <-e.Server.StopNotify():
+				err = errors.New("etcd server stopped (removed from the cluster, or a fatal error: see etcd.log)")
+			}
+			e.Close()
+		}
+		log.Warn("etcd member exited; restarting", "err", err, "backoff", backoff)
+		m.mu.Lock()
+		m.status.State, m.status.Error = "failed", err.Error()
+		m.status.Restarts++
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			m.set("stopped", nil)
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// start starts etcd as the instance's startup would: listening on the
+// instance's own IP at the ports of its advertised URLs, with peer and client
+// TLS (client-certificate auth) when kubeha-tls is set.
+func (m *member) start() (*embed.Etcd, error) {
+	peer, err := url.Parse(m.cfg.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("peer URL: %w", err)
+	}
+	client, err := url.Parse(m.cfg.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("client URL: %w", err)
+	}
+	if err := os.MkdirAll(m.filesDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create instance dir: %w", err)
+	}
+	if err := os.MkdirAll(m.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = m.cfg.Name
+	cfg.Dir = filepath.Join(m.dataDir, "etcd")
+	cfg.ListenPeerUrls = []url.URL{{Scheme: peer.Scheme, Host: m.ip + ":" + peer.Port()}}
+	cfg.AdvertisePeerUrls = []url.URL{*peer}
+	cfg.ListenClientUrls = []url.URL{{Scheme: client.Scheme, Host: m.ip + ":" + client.Port()}}
+	cfg.AdvertiseClientUrls = []url.URL{*client}
+	cfg.InitialCluster = m.cfg.InitialCluster
+	cfg.ClusterState = m.cfg.InitialClusterState
+	cfg.InitialClusterToken = "kubeha"
+	cfg.Logger = "zap"
+	cfg.LogLevel = "warn"
+	cfg.LogOutputs = []string{filepath.Join(m.filesDir, "etcd.log")}
+	cfg.Metrics = "basic"
+	if m.tls != nil {
+		dir := filepath.Join(m.filesDir, "tls")
+		files := map[string]string{"ca.crt": m.tls.CA, "peer.crt": m.tls.PeerCert, "peer.key": m.tls.PeerKey,
+			"server.crt": m.tls.ServerCert, "server.key": m.tls.ServerKey}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create TLS dir: %w", err)
+		}
+		for name, pem := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(pem), 0o600); err != nil {
+				return nil, fmt.Errorf("write TLS file %s: %w", name, err)
+			}
+		}
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"),
+			TrustedCAFile: filepath.Join(dir, "ca.crt"), ClientCertAuth: true}
+		cfg.PeerTLSInfo = transport.TLSInfo{CertFile: filepath.Join(dir, "peer.crt"), KeyFile: filepath.Join(dir, "peer.key"),
+			TrustedCAFile: filepath.Join(dir, "ca.crt"), ClientCertAuth: true}
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start etcd member %s: %w", m.cfg.Name, err)
+	}
+	return e, nil
+}
+
+// Members reports every emulated member, sorted by instance.
+func (s *Server) Members() []MemberStatus {
+	s.mu.Lock()
+	var out []MemberStatus
+	for _, m := range s.members {
+		m.mu.Lock()
+		out = append(out, m.status)
+		m.mu.Unlock()
+	}
+	for k, in := range s.w.Instances {
+		if s.w.Crashed[k] && in.Status == "RUNNING" {
+			ip := ""
+			if len(in.NetworkInterfaces) > 0 {
+				ip = in.NetworkInterfaces[0].NetworkIP
+			}
+			out = append(out, MemberStatus{Instance: k, IP: ip, State: "crashed"})
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Instance < out[j].Instance })
+	return out
+}

@@ -1,0 +1,88 @@
+package sim
+
+import (
+	"encoding/json"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+var nameRe = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func checkName(name string) error {
+	if !nameRe.MatchString(name) {
+		return errInvalid("Invalid value for field 'resource.name': '%s'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?)'", name)
+	}
+	return nil
+}
+
+// frozen marshals v while the lock is held, so the response cannot race
+// with later changes.
+func frozen(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(b), nil
+}
+
+func sortedKeys[T any](m map[string]*T, prefix string) []string {
+	var keys []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func getRes[T any](s *Server, m map[string]*T, key string) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := m[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return frozen(v)
+}
+
+// listRes answers a list call over the resources under prefix.
+func listRes[T any](s *Server, r *request, m map[string]*T, prefix string, wrap func([]*T, string) any) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var items []*T
+	for _, k := range sortedKeys(m, prefix) {
+		items = append(items, m[k])
+	}
+	page, next, err := paginate(r, items, func(t *T) any { return t })
+	if err != nil {
+		return nil, err
+	}
+	return frozen(wrap(page, next))
+}
+
+// aggRes answers an aggregatedList call: the project's resources grouped by
+// scope ("zones/Z", "regions/R"), filtered and paginated across scopes.
+func aggRes[T any](s *Server, r *request, m map[string]*T, wrap func(map[string][]*T, string) any) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := sortedKeys(m, "projects/"+r.project+"/")
+	type kv struct {
+		key string
+		v   *T
+	}
+	items := make([]kv, len(keys))
+	for i, k := range keys {
+		items[i] = kv{k, m[k]}
+	}
+	page, next, err := paginate(r, items, func(e kv) any { return e.v })
+	if err != nil {
+		return nil, err
+	}
+	grouped := map[string][]*T{}
+	for _, e := range page {
+		grouped[scopeOf(e.key)] = append(grouped[scopeOf(e.key)], e.v)
+	}
+	return frozen(wrap(grouped, next))
+}

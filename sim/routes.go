@@ -1,0 +1,361 @@
+package sim
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// handler routes the compute/v1 paths kubeha and gcloud use, and the admin API.
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	const p = "/compute/v1/projects/{project}"
+	routes := []struct {
+		pattern, method string
+		h               handlerFunc
+	}{
+		{"GET " + p + "/zones/{zone}/instances", "instances.list", s.listInstances},
+		{"POST " + p + "/zones/{zone}/instances", "instances.insert", s.insertInstance},
+		{"GET " + p + "/zones/{zone}/instances/{name}", "instances.get", s.getInstance},
+		{"DELETE " + p + "/zones/{zone}/instances/{name}", "instances.delete", s.deleteInstance},
+		{"POST " + p + "/zones/{zone}/instances/{name}/stop", "instances.stop", s.stopInstance},
+		{"POST " + p + "/zones/{zone}/instances/{name}/start", "instances.start", s.startInstance},
+		{"POST " + p + "/zones/{zone}/instances/{name}/setMetadata", "instances.setMetadata", s.setMetadata},
+		{"POST " + p + "/zones/{zone}/instances/{name}/setLabels", "instances.setLabels", s.setLabels},
+		{"POST " + p + "/zones/{zone}/instances/{name}/addAccessConfig", "instances.addAccessConfig", s.addAccessConfig},
+		{"POST " + p + "/zones/{zone}/instances/{name}/deleteAccessConfig", "instances.deleteAccessConfig", s.deleteAccessConfig},
+		{"GET " + p + "/aggregated/instances", "instances.aggregatedList", s.aggregatedInstances},
+
+		{"GET " + p + "/zones/{zone}/disks", "disks.list", s.listDisks},
+		{"POST " + p + "/zones/{zone}/disks", "disks.insert", s.insertDisk},
+		{"GET " + p + "/zones/{zone}/disks/{name}", "disks.get", s.getDisk},
+		{"DELETE " + p + "/zones/{zone}/disks/{name}", "disks.delete", s.deleteDisk},
+		{"GET " + p + "/aggregated/disks", "disks.aggregatedList", s.aggregatedDisks},
+
+		{"GET " + p + "/regions/{region}/addresses", "addresses.list", s.listAddresses},
+		{"POST " + p + "/regions/{region}/addresses", "addresses.insert", s.insertAddress},
+		{"GET " + p + "/regions/{region}/addresses/{name}", "addresses.get", s.getAddress},
+		{"DELETE " + p + "/regions/{region}/addresses/{name}", "addresses.delete", s.deleteAddress},
+		{"GET " + p + "/aggregated/addresses", "addresses.aggregatedList", s.aggregatedAddresses},
+
+		{"GET " + p + "/regions/{region}/targetPools", "targetPools.list", s.listTargetPools},
+		{"POST " + p + "/regions/{region}/targetPools", "targetPools.insert", s.insertTargetPool},
+		{"GET " + p + "/regions/{region}/targetPools/{name}", "targetPools.get", s.getTargetPool},
+		{"DELETE " + p + "/regions/{region}/targetPools/{name}", "targetPools.delete", s.deleteTargetPool},
+		{"POST " + p + "/regions/{region}/targetPools/{name}/addInstance", "targetPools.addInstance", s.poolAddInstance},
+		{"POST " + p + "/regions/{region}/targetPools/{name}/removeInstance", "targetPools.removeInstance", s.poolRemoveInstance},
+
+		{"GET " + p + "/global/httpHealthChecks", "httpHealthChecks.list", s.listHealthChecks},
+		{"POST " + p + "/global/httpHealthChecks", "httpHealthChecks.insert", s.insertHealthCheck},
+		{"GET " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.get", s.getHealthCheck},
+		{"DELETE " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.delete", s.deleteHealthCheck},
+
+		{"GET " + p + "/regions/{region}/forwardingRules", "forwardingRules.list", s.listForwardingRules},
+		{"POST " + p + "/regions/{region}/forwardingRules", "forwardingRules.insert", s.insertForwardingRule},
+		{"GET " + p + "/regions/{region}/forwardingRules/{name}", "forwardingRules.get", s.getForwardingRule},
+		{"DELETE " + p + "/regions/{region}/forwardingRules/{name}", "forwardingRules.delete", s.deleteForwardingRule},
+		{"GET " + p + "/aggregated/forwardingRules", "forwardingRules.aggregatedList", s.aggregatedForwardingRules},
+
+		{"GET " + p + "/global/firewalls", "firewalls.list", s.listFirewalls},
+		{"POST " + p + "/global/firewalls", "firewalls.insert", s.insertFirewall},
+		{"GET " + p + "/global/firewalls/{name}", "firewalls.get", s.getFirewall},
+		{"PATCH " + p + "/global/firewalls/{name}", "firewalls.patch", s.patchFirewall},
+		{"DELETE " + p + "/global/firewalls/{name}", "firewalls.delete", s.deleteFirewall},
+
+		{"GET " + p + "/zones/{zone}/operations", "zoneOperations.list", s.listOperations},
+		{"GET " + p + "/zones/{zone}/operations/{operation}", "zoneOperations.get", s.getOperation},
+		{"POST " + p + "/zones/{zone}/operations/{operation}/wait", "zoneOperations.wait", s.waitOperation},
+		{"GET " + p + "/regions/{region}/operations", "regionOperations.list", s.listOperations},
+		{"GET " + p + "/regions/{region}/operations/{operation}", "regionOperations.get", s.getOperation},
+		{"POST " + p + "/regions/{region}/operations/{operation}/wait", "regionOperations.wait", s.waitOperation},
+		{"GET " + p + "/global/operations", "globalOperations.list", s.listOperations},
+		{"GET " + p + "/global/operations/{operation}", "globalOperations.get", s.getOperation},
+		{"POST " + p + "/global/operations/{operation}/wait", "globalOperations.wait", s.waitOperation},
+
+		{"GET " + p + "/zones", "zones.list", s.listZones},
+		{"GET " + p + "/zones/{zone}", "zones.get", s.getZone},
+		{"GET " + p + "/regions", "regions.list", s.listRegions},
+		{"GET " + p + "/regions/{region}", "regions.get", s.getRegion},
+		{"GET " + p + "/global/networks", "networks.list", s.listNetworks},
+		{"GET " + p + "/global/networks/{network}", "networks.get", s.getNetwork},
+	}
+	for _, rt := range routes {
+		mux.HandleFunc(rt.pattern, s.api(rt.method, rt.h))
+	}
+	mux.HandleFunc("/compute/v1/", func(w http.ResponseWriter, r *http.Request) {
+		(&apiError{http.StatusNotFound, "notFound", "The emulator does not serve " + r.Method + " " + r.URL.Path}).write(w)
+	})
+	const a = "/sim/v1/projects/{project}/zones/{zone}/instances/{name}"
+	mux.HandleFunc("POST "+a+"/crash", s.adminCrash)
+	mux.HandleFunc("POST "+a+"/revive", s.adminRevive)
+	mux.HandleFunc("GET /sim/v1/latency", s.adminGetLatency)
+	mux.HandleFunc("POST /sim/v1/latency", s.adminSetLatency)
+	mux.HandleFunc("GET /sim/v1/faults", s.adminGetFaults)
+	mux.HandleFunc("POST /sim/v1/faults", s.adminSetFaults)
+	mux.HandleFunc("GET /sim/v1/requests", s.adminRequests)
+	mux.HandleFunc("DELETE /sim/v1/requests", s.adminResetRequests)
+	mux.HandleFunc("GET /sim/v1/members", s.adminMembers)
+	return mux
+}
+
+// applyLocked applies one finishing effect and returns work to do after the
+// lock is released (stopping members, removing data).
+func (s *Server) applyLocked(e effect) []func() {
+	project := strings.Split(e.Key, "/")[1]
+	switch e.Kind {
+	case "instance.running":
+		if in, ok := s.w.Instances[e.Key]; ok {
+			in.Status = "RUNNING"
+			if !s.w.Crashed[e.Key] {
+				s.bootLocked(e.Key)
+			}
+		}
+	case "instance.stop":
+		in, ok := s.w.Instances[e.Key]
+		if !ok {
+			return nil
+		}
+		in.Status = "TERMINATED"
+		region := s.regionOfZone(lastSegment(in.Zone))
+		for _, ni := range in.NetworkInterfaces {
+			for _, ac := range ni.AccessConfigs {
+				if _, a := s.w.addressByIP(project, region, ac.NatIP); a == nil {
+					ac.NatIP = "" // an ephemeral IP is released on stop
+				}
+			}
+		}
+		return []func(){s.haltLocked(e.Key)}
+	case "instance.delete":
+		in, ok := s.w.Instances[e.Key]
+		if !ok {
+			return nil
+		}
+		stop := s.haltLocked(e.Key)
+		region := s.regionOfZone(lastSegment(in.Zone))
+		for _, ni := range in.NetworkInterfaces {
+			s.releaseIPLocked(project, region, ni.NetworkIP)
+			for _, ac := range ni.AccessConfigs {
+				s.releaseIPLocked(project, region, ac.NatIP)
+			}
+		}
+		var removeDirs []string
+		for _, d := range in.Disks {
+			dk := relPath(project, d.Source)
+			disk, ok := s.w.Disks[dk]
+			if !ok {
+				continue
+			}
+			var users []string
+			for _, u := range disk.Users {
+				if u != link(e.Key) {
+					users = append(users, u)
+				}
+			}
+			disk.Users = users
+			if d.AutoDelete {
+				delete(s.w.Disks, dk)
+				removeDirs = append(removeDirs, s.diskDir(dk))
+			}
+		}
+		delete(s.w.Instances, e.Key)
+		delete(s.w.Crashed, e.Key)
+		return []func(){stop, func() {
+			for _, d := range removeDirs {
+				os.RemoveAll(d)
+			}
+		}}
+	case "disk.delete":
+		delete(s.w.Disks, e.Key)
+		dir := s.diskDir(e.Key)
+		return []func(){func() { os.RemoveAll(dir) }}
+	case "address.delete":
+		delete(s.w.Addresses, e.Key)
+	case "targetPool.delete":
+		delete(s.w.TargetPools, e.Key)
+	case "healthCheck.delete":
+		delete(s.w.HealthChecks, e.Key)
+	case "firewall.delete":
+		delete(s.w.Firewalls, e.Key)
+	case "forwardingRule.delete":
+		if f, ok := s.w.ForwardingRules[e.Key]; ok {
+			s.releaseIPLocked(project, lastSegment(f.Region), f.IPAddress)
+			delete(s.w.ForwardingRules, e.Key)
+		}
+	}
+	return nil
+}
+
+// --- admin API ---
+
+func (s *Server) adminInstance(w http.ResponseWriter, r *http.Request) (string, bool) {
+	key := "projects/" + r.PathValue("project") + "/zones/" + r.PathValue("zone") + "/instances/" + r.PathValue("name")
+	s.mu.Lock()
+	in, ok := s.w.Instances[key]
+	running := ok && in.Status == "RUNNING"
+	s.mu.Unlock()
+	if !ok {
+		errNotFound(key).write(w)
+		return "", false
+	}
+	if !running {
+		errInvalid("instance %s is %s, not RUNNING", key, in.Status).write(w)
+		return "", false
+	}
+	return key, true
+}
+
+// adminCrash kills the instance's etcd member; the VM stays RUNNING.
+func (s *Server) adminCrash(w http.ResponseWriter, r *http.Request) {
+	key, ok := s.adminInstance(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	s.w.Crashed[key] = true
+	stop := s.haltLocked(key)
+	s.persistLocked()
+	s.mu.Unlock()
+	stop()
+	writeAdmin(w, map[string]any{"instance": key, "member": "crashed"})
+}
+
+// adminRevive starts the instance's etcd member again from its disk.
+func (s *Server) adminRevive(w http.ResponseWriter, r *http.Request) {
+	key, ok := s.adminInstance(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	delete(s.w.Crashed, key)
+	if s.members[key] == nil {
+		s.bootLocked(key)
+	}
+	s.persistLocked()
+	s.mu.Unlock()
+	writeAdmin(w, map[string]any{"instance": key, "member": "starting"})
+}
+
+func (s *Server) adminGetLatency(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	out := map[string]string{}
+	for k, v := range s.latency {
+		out[k] = v.String()
+	}
+	s.mu.Unlock()
+	writeAdmin(w, out)
+}
+
+// adminSetLatency sets per-method latencies: {"default":"300ms","instances.insert":"2s"}.
+func (s *Server) adminSetLatency(w http.ResponseWriter, r *http.Request) {
+	var body map[string]string
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		errInvalid("latency body: %v", err).write(w)
+		return
+	}
+	parsed := map[string]time.Duration{}
+	for k, v := range body {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errInvalid("latency %s: %v", k, err).write(w)
+			return
+		}
+		parsed[k] = d
+	}
+	s.mu.Lock()
+	for k, d := range parsed {
+		s.latency[k] = d
+	}
+	s.mu.Unlock()
+	s.adminGetLatency(w, r)
+}
+
+func (s *Server) adminGetFaults(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	f := s.faults
+	s.mu.Unlock()
+	writeAdmin(w, f)
+}
+
+// adminSetFaults sets the share of API requests that fail: {"rate":0.1,"codes":[429,503]}.
+func (s *Server) adminSetFaults(w http.ResponseWriter, r *http.Request) {
+	var f faultConfig
+	if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+		errInvalid("faults body: %v", err).write(w)
+		return
+	}
+	if f.Rate < 0 || f.Rate > 1 {
+		errInvalid("faults rate %v: want a share between 0 and 1", f.Rate).write(w)
+		return
+	}
+	if f.Rate > 0 && len(f.Codes) == 0 {
+		f.Codes = []int{http.StatusTooManyRequests, http.StatusServiceUnavailable}
+	}
+	for _, c := range f.Codes {
+		if c < 400 || c > 599 {
+			errInvalid("faults code %d: want an HTTP error code", c).write(w)
+			return
+		}
+	}
+	s.mu.Lock()
+	s.faults = f
+	s.mu.Unlock()
+	writeAdmin(w, f)
+}
+
+// RequestCounts is the body of GET /sim/v1/requests.
+type RequestCounts struct {
+	Total    int            `json:"total"`
+	ByMethod map[string]int `json:"byMethod"`
+}
+
+// Requests returns the API requests served so far, by "VERB method".
+func (s *Server) Requests() RequestCounts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := RequestCounts{Total: s.total, ByMethod: map[string]int{}}
+	for k, v := range s.byMethod {
+		out.ByMethod[k] = v
+	}
+	return out
+}
+
+// ResetRequests zeroes the request counts.
+func (s *Server) ResetRequests() {
+	s.mu.Lock()
+	s.total, s.byMethod = 0, map[string]int{}
+	s.mu.Unlock()
+}
+
+func (s *Server) adminRequests(w http.ResponseWriter, _ *http.Request) { writeAdmin(w, s.Requests()) }
+
+func (s *Server) adminResetRequests(w http.ResponseWriter, _ *http.Request) {
+	s.ResetRequests()
+	writeAdmin(w, s.Requests())
+}
+
+func (s *Server) adminMembers(w http.ResponseWriter, _ *http.Request) { writeAdmin(w, s.Members()) }
+
+func writeAdmin(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func remarshal(in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+func sortedRegions(m map[string][]string) []string {
+	out := make([]string, 0, len(m))
+	for r := range m {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,229 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// canonicalBase prefixes every selfLink the emulator stores; responses
+// rewrite it to the server's own base URL, so links stay valid when a
+// persisted emulator restarts on another port.
+const canonicalBase = "https://www.googleapis.com/compute/v1/"
+
+// world is the emulated project state, persisted as JSON. Every map is keyed
+// by the resource's relative path ("projects/P/zones/Z/instances/N").
+type world struct {
+	Instances       map[string]*compute.Instance        `json:"instances"`
+	Disks           map[string]*compute.Disk            `json:"disks"`
+	Addresses       map[string]*compute.Address         `json:"addresses"`
+	TargetPools     map[string]*compute.TargetPool      `json:"targetPools"`
+	ForwardingRules map[string]*compute.ForwardingRule  `json:"forwardingRules"`
+	HealthChecks    map[string]*compute.HttpHealthCheck `json:"httpHealthChecks"`
+	Firewalls       map[string]*compute.Firewall        `json:"firewalls"`
+	Operations      map[string]*operation               `json:"operations"`
+	// Crashed holds instances whose etcd member was crashed through the
+	// admin API: the VM stays RUNNING but its member does not run.
+	Crashed map[string]bool `json:"crashed"`
+
+	NextID       uint64 `json:"nextID"`
+	NextInternal uint32 `json:"nextInternal"` // offset of the next internal IP in the subnet
+	NextExternal uint32 `json:"nextExternal"`
+	Subnet       string `json:"subnet"` // the internal range, e.g. 127.0.0.0/16
+}
+
+// operation is a compute operation plus what finishing it does.
+type operation struct {
+	Op      *compute.Operation `json:"op"`
+	DoneAt  time.Time          `json:"doneAt"`
+	Started time.Time          `json:"started"`
+	Finish  []effect           `json:"finish,omitempty"` // applied when the operation reaches DONE
+}
+
+// effect is a state change applied when an operation finishes.
+type effect struct {
+	Kind string `json:"kind"` // see (*Server).apply
+	Key  string `json:"key"`
+}
+
+func newWorld(subnet string) *world {
+	return &world{
+		Instances:       map[string]*compute.Instance{},
+		Disks:           map[string]*compute.Disk{},
+		Addresses:       map[string]*compute.Address{},
+		TargetPools:     map[string]*compute.TargetPool{},
+		ForwardingRules: map[string]*compute.ForwardingRule{},
+		HealthChecks:    map[string]*compute.HttpHealthCheck{},
+		Firewalls:       map[string]*compute.Firewall{},
+		Operations:      map[string]*operation{},
+		Crashed:         map[string]bool{},
+		NextID:          4000000000000000000,
+		NextInternal:    2,
+		NextExternal:    10,
+		Subnet:          subnet,
+	}
+}
+
+func (w *world) newID() uint64 {
+	w.NextID++
+	return w.NextID
+}
+
+// allocInternal returns the next free internal IP of the subnet.
+func (w *world) allocInternal() (string, error) {
+	prefix, err := netip.ParsePrefix(w.Subnet)
+	if err != nil {
+		return "", fmt.Errorf("bad subnet %q: %w", w.Subnet, err)
+	}
+	for tries := 0; tries < 1<<16; tries++ {
+		ip := addToIP(prefix.Addr(), w.NextInternal)
+		w.NextInternal++
+		if !prefix.Contains(ip) {
+			return "", fmt.Errorf("subnet %s is exhausted", w.Subnet)
+		}
+		if !w.ipInUse(ip.String()) {
+			return ip.String(), nil
+		}
+	}
+	return "", fmt.Errorf("subnet %s is exhausted", w.Subnet)
+}
+
+// allocExternal returns the next external IP from 203.0.113.0/24 and
+// 198.51.100.0/24 (documentation ranges: nothing ever sends traffic there).
+func (w *world) allocExternal() string {
+	n := w.NextExternal
+	w.NextExternal++
+	base := netip.MustParseAddr("203.0.113.0")
+	if n >= 254 {
+		base, n = netip.MustParseAddr("198.51.100.0"), n-244
+	}
+	return addToIP(base, n).String()
+}
+
+func addToIP(a netip.Addr, n uint32) netip.Addr {
+	b := a.As4()
+	v := binary.BigEndian.Uint32(b[:]) + n
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+func (w *world) ipInUse(ip string) bool {
+	for _, a := range w.Addresses {
+		if a.Address == ip {
+			return true
+		}
+	}
+	for _, in := range w.Instances {
+		for _, ni := range in.NetworkInterfaces {
+			if ni.NetworkIP == ip {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addressByIP finds the reserved address with this IP in a region.
+func (w *world) addressByIP(project, region, ip string) (string, *compute.Address) {
+	for k, a := range w.Addresses {
+		if a.Address == ip && strings.HasPrefix(k, "projects/"+project+"/regions/"+region+"/") {
+			return k, a
+		}
+	}
+	return "", nil
+}
+
+// save writes the world to dir/state.json atomically.
+func (w *world) save(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(w, "", " ")
+	if err != nil {
+		return fmt.Errorf("encode emulator state: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("save emulator state: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("save emulator state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("save emulator state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("save emulator state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, "state.json")); err != nil {
+		return fmt.Errorf("save emulator state: %w", err)
+	}
+	return nil
+}
+
+func loadWorld(dir string) (*world, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return nil, err
+	}
+	w := newWorld("")
+	if err := json.Unmarshal(data, w); err != nil {
+		return nil, fmt.Errorf("read emulator state %s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	return w, nil
+}
+
+// fingerprint is a content hash in the form GCE uses for fingerprints.
+func fingerprint(v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return base64.StdEncoding.EncodeToString(sum[:8])
+}
+
+// link is the canonical selfLink of a relative path.
+func link(rel string) string { return canonicalBase + rel }
+
+// relPath turns a full or partial resource URL into the relative path
+// "projects/P/...". Partial forms without a project ("zones/Z/disks/D",
+// "global/networks/N") get the request's project.
+func relPath(project, ref string) string {
+	if i := strings.Index(ref, "projects/"); i >= 0 {
+		return ref[i:]
+	}
+	return "projects/" + project + "/" + strings.TrimPrefix(ref, "/")
+}
+
+// lastSegment is the name at the end of a path or URL.
+func lastSegment(p string) string { return p[strings.LastIndex(p, "/")+1:] }
+
+// kindOfPath is the singular resource kind of a relative path, for messages.
+func kindOfPath(p string) string {
+	parts := strings.Split(p, "/")
+	if len(parts) < 2 {
+		return "resource"
+	}
+	k := parts[len(parts)-2]
+	switch k {
+	case "addresses":
+		return "address"
+	case "httpHealthChecks":
+		return "httpHealthCheck"
+	}
+	return strings.TrimSuffix(k, "s")
+}
+
+func nowStamp() string { return time.Now().Format("2006-01-02T15:04:05.000-07:00") }
