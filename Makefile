@@ -4,7 +4,7 @@ GO            ?= go
 STATICCHECK   ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X github.com/kubeha/kubeha/cmd/kubeha/cli.version=$(VERSION)
-BENCHTIME     ?= 1x
+
 
 .PHONY: build test lint bench fuzz schema
 
@@ -21,7 +21,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Fuzz the spec loader for FUZZTIME (the seed corpus runs in every `make test`).
 FUZZTIME ?= 60s

@@ -226,10 +226,15 @@ func (s *Server) listInstances(r *request) (any, error) {
 }
 
 func (s *Server) aggregatedInstances(r *request) (any, error) {
-	return aggRes(s, r, s.w.Instances, func(g map[string][]*compute.Instance, next string) any {
+	return aggRes(s, r, s.w.Instances, true, func(g map[string][]*compute.Instance, next string) any {
 		items := map[string]compute.InstancesScopedList{}
 		for scope, l := range g {
-			items[scope] = compute.InstancesScopedList{Instances: l}
+			sl := compute.InstancesScopedList{Instances: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.InstancesScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
 		}
 		return &compute.InstanceAggregatedList{Kind: "compute#instanceAggregatedList", Items: items, NextPageToken: next,
 			SelfLink: link("projects/" + r.project + "/aggregated/instances")}

@@ -53,10 +53,15 @@ func (s *Server) listDisks(r *request) (any, error) {
 }
 
 func (s *Server) aggregatedDisks(r *request) (any, error) {
-	return aggRes(s, r, s.w.Disks, func(g map[string][]*compute.Disk, next string) any {
+	return aggRes(s, r, s.w.Disks, true, func(g map[string][]*compute.Disk, next string) any {
 		items := map[string]compute.DisksScopedList{}
 		for scope, l := range g {
-			items[scope] = compute.DisksScopedList{Disks: l}
+			sl := compute.DisksScopedList{Disks: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.DisksScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
 		}
 		return &compute.DiskAggregatedList{Kind: "compute#diskAggregatedList", Items: items, NextPageToken: next}
 	})
@@ -146,10 +151,15 @@ func (s *Server) listAddresses(r *request) (any, error) {
 }
 
 func (s *Server) aggregatedAddresses(r *request) (any, error) {
-	return aggRes(s, r, s.w.Addresses, func(g map[string][]*compute.Address, next string) any {
+	return aggRes(s, r, s.w.Addresses, false, func(g map[string][]*compute.Address, next string) any {
 		items := map[string]compute.AddressesScopedList{}
 		for scope, l := range g {
-			items[scope] = compute.AddressesScopedList{Addresses: l}
+			sl := compute.AddressesScopedList{Addresses: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.AddressesScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
 		}
 		return &compute.AddressAggregatedList{Kind: "compute#addressAggregatedList", Items: items, NextPageToken: next}
 	})
@@ -436,10 +446,15 @@ func (s *Server) listForwardingRules(r *request) (any, error) {
 }
 
 func (s *Server) aggregatedForwardingRules(r *request) (any, error) {
-	return aggRes(s, r, s.w.ForwardingRules, func(g map[string][]*compute.ForwardingRule, next string) any {
+	return aggRes(s, r, s.w.ForwardingRules, false, func(g map[string][]*compute.ForwardingRule, next string) any {
 		items := map[string]compute.ForwardingRulesScopedList{}
 		for scope, l := range g {
-			items[scope] = compute.ForwardingRulesScopedList{ForwardingRules: l}
+			sl := compute.ForwardingRulesScopedList{ForwardingRules: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.ForwardingRulesScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
 		}
 		return &compute.ForwardingRuleAggregatedList{Kind: "compute#forwardingRuleAggregatedList", Items: items, NextPageToken: next}
 	})

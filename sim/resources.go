@@ -63,8 +63,10 @@ func listRes[T any](s *Server, r *request, m map[string]*T, prefix string, wrap 
 }
 
 // aggRes answers an aggregatedList call: the project's resources grouped by
-// scope ("zones/Z", "regions/R"), filtered and paginated across scopes.
-func aggRes[T any](s *Server, r *request, m map[string]*T, wrap func(map[string][]*T, string) any) (any, error) {
+// scope ("zones/Z", "regions/R"), filtered and paginated across scopes. As in
+// GCE, every scope of the kind appears; wrap gives the empty ones a
+// NO_RESULTS_ON_PAGE warning.
+func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, wrap func(map[string][]*T, string) any) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := sortedKeys(m, "projects/"+r.project+"/")
@@ -81,8 +83,22 @@ func aggRes[T any](s *Server, r *request, m map[string]*T, wrap func(map[string]
 		return nil, err
 	}
 	grouped := map[string][]*T{}
+	for _, region := range sortedRegions(s.opts.Regions) {
+		if !zonal {
+			grouped["regions/"+region] = nil
+			continue
+		}
+		for _, z := range s.opts.Regions[region] {
+			grouped["zones/"+z] = nil
+		}
+	}
 	for _, e := range page {
 		grouped[scopeOf(e.key)] = append(grouped[scopeOf(e.key)], e.v)
 	}
 	return frozen(wrap(grouped, next))
+}
+
+// noResults is the warning code and message of an empty aggregated scope.
+func noResults(scope string) (code, message string) {
+	return "NO_RESULTS_ON_PAGE", "There are no results for scope '" + scope + "' on this page."
 }

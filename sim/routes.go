@@ -88,6 +88,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("/compute/v1/", func(w http.ResponseWriter, r *http.Request) {
 		(&apiError{http.StatusNotFound, "notFound", "The emulator does not serve " + r.Method + " " + r.URL.Path}).write(w)
 	})
+	mux.HandleFunc("POST /batch/compute/v1", batchHandler(mux))
 	const a = "/sim/v1/projects/{project}/zones/{zone}/instances/{name}"
 	mux.HandleFunc("POST "+a+"/crash", s.adminCrash)
 	mux.HandleFunc("POST "+a+"/revive", s.adminRevive)

@@ -16,6 +16,7 @@ type simServeOptions struct {
 	profile   string
 	timeScale float64
 	verbose   bool
+	subnet    string
 }
 
 func newSimCommand(streams IOStreams) *cobra.Command {
@@ -52,7 +53,7 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 				logger = slog.New(slog.NewTextHandler(streams.ErrOut, nil))
 			}
 			srv, err := sim.Start(cmd.Context(), sim.Options{
-				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger,
+				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet,
 			})
 			if err != nil {
 				return err
@@ -71,6 +72,7 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 	cmd.Flags().StringVar(&o.dir, "dir", ".kubeha/sim", "directory of the persisted state and disks")
 	cmd.Flags().StringVar(&o.profile, "latency-profile", "fast", "operation latencies: "+strings.Join(sim.ProfileNames(), " or "))
 	cmd.Flags().Float64Var(&o.timeScale, "time-scale", 1, "multiply every latency (0.05 runs the gce profile at 1/20 of real time)")
+	cmd.Flags().StringVar(&o.subnet, "subnet", "", "loopback range of instance IPs for a new --dir (default "+sim.DefaultSubnet+"; kept in the state after)")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log the emulator's own events to standard error")
 	return cmd
 }

@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/api/option"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/sim"
+)
+
+// startSimServe runs `kubeha sim serve` and returns its URL once it prints
+// that it is listening.
+func startSimServe(t *testing.T, dir string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet())
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "sim: listening on "); ok {
+				lines <- u
+			}
+		}
+	}()
+	select {
+	case u := <-lines:
+		return cmd, u
+	case <-time.After(30 * time.Second):
+		t.Fatal("kubeha sim serve did not print that it is listening")
+	}
+	return nil, ""
+}
+
+func TestSimServePersists(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sim")
+	cmd, url := startSimServe(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The URL is accepted with or without the /compute/v1/ suffix by kubeha;
+	// the Go client needs the suffix.
+	c, err := compute.NewService(ctx, option.WithEndpoint(url+"/compute/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := c.Firewalls.Insert("p-test", &compute.Firewall{Name: "kept"}).Context(ctx).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op.Status != "DONE" {
+		if op, err = c.GlobalOperations.Wait("p-test", op.Name).Context(ctx).Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("sim serve after SIGTERM: %v", err)
+	}
+	_, url = startSimServe(t, dir)
+	c, err = compute.NewService(ctx, option.WithEndpoint(url+"/compute/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Firewalls.Get("p-test", "kept").Context(ctx).Do(); err != nil {
+		t.Fatalf("firewall after restart: %v", err)
+	}
+}
