@@ -227,6 +227,13 @@ func TestMembersBootAgainAfterRestart(t *testing.T) {
 		_, err := cli.Put(ctx, "/k", "persisted")
 		return err
 	})
+	// Stop the VM: its member stops. Start it: the member boots from its disk.
+	ok(t, c)(c.Instances.Stop(project, zoneB, "m1").Do())
+	if err := status(cli, m1.clientURL("http")); err == nil {
+		t.Fatal("member of a stopped instance still answers")
+	}
+	ok(t, c)(c.Instances.Start(project, zoneB, "m1").Do())
+	eventually(t, 20*time.Second, "member boots again on start", func() error { return status(cli, m1.clientURL("http")) })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -484,3 +484,46 @@ func TestPersistence(t *testing.T) {
 		t.Errorf("restored subnet %s, addresses %v", s2.w.Subnet, keys)
 	}
 }
+
+// TestListMethods calls every list and aggregatedList method through the
+// client and checks each sees what was created, in the right scope.
+func TestListMethods(t *testing.T) {
+	_, c := startSim(t, Options{})
+	ctx := ctxT(t)
+	ok(t, c)(c.Disks.Insert(project, zoneC, &compute.Disk{Name: "d"}).Context(ctx).Do())
+	ok(t, c)(c.Addresses.Insert(project, region, &compute.Address{Name: "a"}).Context(ctx).Do())
+	ok(t, c)(c.HttpHealthChecks.Insert(project, &compute.HttpHealthCheck{Name: "hc"}).Context(ctx).Do())
+	ok(t, c)(c.TargetPools.Insert(project, region, &compute.TargetPool{Name: "tp"}).Context(ctx).Do())
+	ok(t, c)(c.ForwardingRules.Insert(project, region, &compute.ForwardingRule{Name: "fr", Target: regionalLink("targetPools", "tp")}).Context(ctx).Do())
+	if l, err := c.Disks.List(project, zoneC).Context(ctx).Do(); err != nil || len(l.Items) != 1 {
+		t.Errorf("disks.list: %v %v", l, err)
+	}
+	if l, err := c.Disks.List(project, zoneB).Context(ctx).Do(); err != nil || len(l.Items) != 0 {
+		t.Errorf("disks.list other zone: %v %v", l, err)
+	}
+	if l, err := c.Disks.AggregatedList(project).Context(ctx).Do(); err != nil || len(l.Items["zones/"+zoneC].Disks) != 1 ||
+		l.Items["zones/"+zoneB].Warning == nil || l.Items["zones/"+zoneB].Warning.Code != "NO_RESULTS_ON_PAGE" {
+		t.Errorf("disks.aggregatedList: %+v %v", l, err)
+	}
+	if l, err := c.Addresses.List(project, region).Context(ctx).Do(); err != nil || len(l.Items) != 1 {
+		t.Errorf("addresses.list: %v %v", l, err)
+	}
+	if l, err := c.Addresses.AggregatedList(project).Context(ctx).Do(); err != nil || len(l.Items["regions/"+region].Addresses) != 1 {
+		t.Errorf("addresses.aggregatedList: %v %v", l, err)
+	}
+	if l, err := c.TargetPools.List(project, region).Context(ctx).Do(); err != nil || len(l.Items) != 1 {
+		t.Errorf("targetPools.list: %v %v", l, err)
+	}
+	if l, err := c.ForwardingRules.List(project, region).Context(ctx).Do(); err != nil || len(l.Items) != 1 {
+		t.Errorf("forwardingRules.list: %v %v", l, err)
+	}
+	if hc, err := c.HttpHealthChecks.Get(project, "hc").Context(ctx).Do(); err != nil || hc.Port != 80 || hc.RequestPath != "/" {
+		t.Errorf("httpHealthChecks.get: %v %v", hc, err)
+	}
+	if l, err := c.RegionOperations.List(project, region).Context(ctx).Do(); err != nil || len(l.Items) != 3 {
+		t.Errorf("regionOperations.list: %d %v", len(l.Items), err)
+	}
+	if l, err := c.GlobalOperations.List(project).Context(ctx).Do(); err != nil || len(l.Items) != 1 {
+		t.Errorf("globalOperations.list: %v", err)
+	}
+}
