@@ -94,3 +94,28 @@ func Encode(v any) string {
 	}
 	return string(b)
 }
+
+// KeyConfig holds the Config a replica was created from. kubeha compares
+// it with the spec to plan rolling replacements; masters kubeha did not
+// create (kube-up's) have none.
+const KeyConfig = "kubeha-config"
+
+// Config is the part of the spec a replica is built from.
+type Config struct {
+	MachineType string `json:"machineType"`
+	Image       string `json:"image"`
+	DiskSizeGb  int64  `json:"diskSizeGb"`
+	QuorumRead  bool   `json:"quorumRead"`
+	ClientPort  int    `json:"clientPort"`
+	PeerPort    int    `json:"peerPort"`
+	MultiZone   bool   `json:"multiZone"`
+}
+
+// ParseConfig decodes a kubeha-config document.
+func ParseConfig(s string) (*Config, error) {
+	var c Config
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return nil, fmt.Errorf("decode %s metadata: %w", KeyConfig, err)
+	}
+	return &c, nil
+}

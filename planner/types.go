@@ -1,0 +1,181 @@
+package planner
+
+import (
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/state"
+)
+
+// FormatVersion is the version of the JSON plan format.
+const FormatVersion = "1"
+
+// Change is the kind of change a step makes, with terraform's symbols.
+type Change string
+
+// Changes.
+const (
+	Create Change = "create"
+	Update Change = "update"
+	Delete Change = "delete"
+)
+
+// Symbol is the change's printable symbol.
+func (c Change) Symbol() string {
+	switch c {
+	case Create:
+		return "+"
+	case Delete:
+		return "-"
+	}
+	return "~"
+}
+
+// Action is what a step does. The executor carries out each one; the
+// ordering contracts are the dependencies the planner gives each step.
+type Action string
+
+// Actions.
+const (
+	CreateFirewall  Action = "create-firewall"
+	UpdateFirewall  Action = "update-firewall"
+	ReserveStaticIP Action = "reserve-static-ip"
+	// ReserveAddress reserves a replica's internal address: before the etcd
+	// member is added, so that its peer URL can name the address.
+	ReserveAddress Action = "reserve-address"
+	CreateDisk     Action = "create-disk"
+	// AddLearner adds the new replica's etcd member as a learner, before its
+	// VM boots; the VM then boots with initial-cluster-state=existing.
+	AddLearner Action = "add-etcd-learner"
+	// CreateInstance creates a master that boots etcd from its metadata. A
+	// bootstrap master (state new) is waited on until its member is healthy.
+	CreateInstance Action = "create-instance"
+	StartInstance  Action = "start-instance"
+	LabelInstance  Action = "label-instance"
+	// PromoteMember makes a learner a voter once it is in sync; only one
+	// voter change runs at a time.
+	PromoteMember     Action = "promote-etcd-member"
+	CreateHealthCheck Action = "create-health-check"
+	CreateTargetPool  Action = "create-target-pool"
+	AddToPool         Action = "add-to-target-pool"
+	RemoveFromPool    Action = "remove-from-target-pool"
+	// DetachStaticIP moves the single master to an ephemeral IP, so that the
+	// static IP can go to the forwarding rule.
+	DetachStaticIP       Action = "detach-static-ip"
+	CreateForwardingRule Action = "create-forwarding-rule"
+	DeleteForwardingRule Action = "delete-forwarding-rule"
+	// AttachStaticIP puts the static IP on the single master's access config
+	// (replacing an ephemeral one).
+	AttachStaticIP    Action = "attach-static-ip"
+	DeleteTargetPool  Action = "delete-target-pool"
+	DeleteHealthCheck Action = "delete-health-check"
+	// MoveLeader hands etcd leadership to a healthy voter before the leader
+	// is removed.
+	MoveLeader Action = "move-etcd-leader"
+	// RemoveMember removes an etcd member (after a snapshot); the instance is
+	// deleted only after its member is gone.
+	RemoveMember   Action = "remove-etcd-member"
+	DeleteInstance Action = "delete-instance"
+	// DeleteDisk deletes an etcd data disk, after the executor saved a snapshot.
+	DeleteDisk     Action = "delete-disk"
+	ReleaseAddress Action = "release-address"
+)
+
+// change is the Change of each action.
+var change = map[Action]Change{
+	CreateFirewall: Create, UpdateFirewall: Update, ReserveStaticIP: Create, ReserveAddress: Create,
+	CreateDisk: Create, AddLearner: Create, CreateInstance: Create, StartInstance: Update, LabelInstance: Update,
+	PromoteMember: Update, CreateHealthCheck: Create, CreateTargetPool: Create, AddToPool: Update,
+	RemoveFromPool: Update, DetachStaticIP: Update, CreateForwardingRule: Create, DeleteForwardingRule: Delete,
+	AttachStaticIP: Update, DeleteTargetPool: Delete, DeleteHealthCheck: Delete, MoveLeader: Update,
+	RemoveMember: Delete, DeleteInstance: Delete, DeleteDisk: Delete, ReleaseAddress: Delete,
+}
+
+// Etcd says the action changes etcd membership or leadership; such steps
+// run strictly one at a time, each behind a health gate.
+func (a Action) Etcd() bool {
+	switch a {
+	case AddLearner, PromoteMember, MoveLeader, RemoveMember:
+		return true
+	}
+	return false
+}
+
+// Plan is an ordered, quorum-safe set of steps. Its Steps are in an order
+// that respects every dependency; steps whose dependencies are done may run
+// at once.
+type Plan struct {
+	FormatVersion string           `json:"formatVersion"`
+	Cluster       string           `json:"cluster"`
+	Project       string           `json:"project"`
+	Region        string           `json:"region"`
+	NoChanges     bool             `json:"noChanges"`
+	Summary       Summary          `json:"summary"`
+	Steps         []*Step          `json:"steps"`
+	Warnings      []string         `json:"warnings"`
+	Before        state.Membership `json:"before"`
+	After         state.Membership `json:"after"`
+}
+
+// Summary counts the steps by change.
+type Summary struct {
+	Create int `json:"create"`
+	Update int `json:"update"`
+	Delete int `json:"delete"`
+}
+
+// Step is one thing to do.
+type Step struct {
+	ID        string   `json:"id"`
+	Action    Action   `json:"action"`
+	Change    Change   `json:"change"`
+	Target    string   `json:"target"`
+	Zone      string   `json:"zone,omitempty"`
+	DependsOn []string `json:"dependsOn"`
+	// Reason explains the step to a reviewer; it is not used to decide
+	// anything during apply.
+	Reason string `json:"reason"`
+	// Etcd is the membership the step leaves behind.
+	Etcd state.Membership `json:"etcd"`
+	// Phase groups steps for display: "network", "load balancer",
+	// "replica NAME", "cleanup".
+	Phase string `json:"phase"`
+
+	// Replica is the master instance the step concerns.
+	Replica string `json:"replica,omitempty"`
+	// MemberID is the existing etcd member a promote, move or remove acts on
+	// (0 for a member this plan adds: the executor knows it by Replica).
+	MemberID uint64 `json:"memberID,omitempty"`
+	// LeaderTo is the replica that receives leadership in a move.
+	LeaderTo string `json:"leaderTo,omitempty"`
+	// Instance is what a create-instance step builds.
+	Instance *InstanceSpec `json:"instance,omitempty"`
+	// Firewall is what a firewall step writes.
+	Firewall *FirewallSpec `json:"firewall,omitempty"`
+	// PoolMembers are the replicas a create-target-pool starts with.
+	PoolMembers []string `json:"poolMembers,omitempty"`
+	// PoolLink is the dangling target-pool entry a remove-from-pool removes
+	// when its instance no longer exists.
+	PoolLink string `json:"poolLink,omitempty"`
+}
+
+// InstanceSpec is a master to create: what it is and what it boots with.
+// Its etcd peer URL names its internal address, whose IP the executor reads
+// when it runs the step; its certificates are issued then too, so that the
+// plan holds no key material.
+type InstanceSpec struct {
+	Name            string          `json:"name"`
+	Zone            string          `json:"zone"`
+	InternalAddress string          `json:"internalAddress"`
+	Disk            string          `json:"disk"`
+	StaticIP        bool            `json:"staticIP"` // the static IP on its access config (a single master)
+	ClusterState    string          `json:"initialClusterState"`
+	Config          metadata.Config `json:"config"`
+}
+
+// FirewallSpec is a firewall rule kubeha manages.
+type FirewallSpec struct {
+	Name       string   `json:"name"`
+	Ports      []string `json:"ports"`
+	SourceTags []string `json:"sourceTags,omitempty"`
+	Sources    []string `json:"sourceRanges,omitempty"`
+	TargetTags []string `json:"targetTags"`
+}

@@ -1,0 +1,381 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/kubeha/kubeha/metadata"
+)
+
+// Cluster is what exists for one cluster, in GCE and in etcd.
+type Cluster struct {
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	Region  string `json:"region"` // of the spec; OtherRegions lists masters found elsewhere
+
+	Instances []*Instance `json:"instances"` // masters of this cluster, sorted by name
+	Disks     []*Disk     `json:"disks"`     // etcd data disks (<instance>-pd)
+	Addresses []*Address  `json:"addresses"` // internal addresses of replicas (<instance>-internal)
+
+	StaticIP       *Address        `json:"staticIP,omitempty"`
+	HealthCheck    *HealthCheck    `json:"healthCheck,omitempty"`
+	TargetPool     *TargetPool     `json:"targetPool,omitempty"`
+	ForwardingRule *ForwardingRule `json:"forwardingRule,omitempty"`
+	Firewalls      []*Firewall     `json:"firewalls"`
+
+	Etcd Etcd `json:"etcd"`
+
+	// OtherRegions holds regions other than Region where masters or the
+	// static IP of this cluster exist (a spec that moved the cluster).
+	OtherRegions []string `json:"otherRegions,omitempty"`
+
+	ObservedAt time.Time `json:"observedAt"`
+}
+
+// Instance is a master instance.
+type Instance struct {
+	Name        string            `json:"name"`
+	Zone        string            `json:"zone"`
+	ID          uint64            `json:"id,omitempty"`
+	Status      string            `json:"status"` // PROVISIONING, STAGING, RUNNING, STOPPING, TERMINATED
+	InternalIP  string            `json:"internalIP,omitempty"`
+	NatIP       string            `json:"natIP,omitempty"` // the access config's external IP, if any
+	AccessName  string            `json:"accessConfig,omitempty"`
+	MachineType string            `json:"machineType,omitempty"` // short name
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Config is what the replica was created from (its kubeha-config
+	// metadata); nil for masters kubeha did not create (kube-up).
+	Config *metadata.Config `json:"config,omitempty"`
+	// HasDataDisk says the instance has a disk attached as master-pd.
+	HasDataDisk bool   `json:"hasDataDisk"`
+	Fingerprint string `json:"fingerprint,omitempty"` // metadata fingerprint
+}
+
+// Disk is an etcd data disk.
+type Disk struct {
+	Name   string   `json:"name"`
+	Zone   string   `json:"zone"`
+	SizeGb int64    `json:"sizeGb"`
+	Users  []string `json:"users,omitempty"` // instance names
+}
+
+// Address is a reserved address: a replica's internal address or the
+// cluster's static IP.
+type Address struct {
+	Name    string   `json:"name"`
+	Address string   `json:"address"`
+	Type    string   `json:"type"`   // INTERNAL or EXTERNAL
+	Status  string   `json:"status"` // RESERVED or IN_USE
+	Users   []string `json:"users,omitempty"`
+	Region  string   `json:"region,omitempty"`
+}
+
+// HealthCheck is the masters' HTTP health check.
+type HealthCheck struct {
+	Name string `json:"name"`
+}
+
+// TargetPool is the masters' target pool.
+type TargetPool struct {
+	Name      string   `json:"name"`
+	Instances []string `json:"instances"` // instance names (zone/name links reduced to names)
+	// Dangling lists pool entries whose instance does not exist.
+	Dangling    []string `json:"dangling,omitempty"`
+	HealthCheck string   `json:"healthCheck,omitempty"`
+}
+
+// ForwardingRule is the load balancer's rule holding the static IP.
+type ForwardingRule struct {
+	Name      string `json:"name"`
+	IPAddress string `json:"ipAddress"`
+	Target    string `json:"target"` // target pool name
+	PortRange string `json:"portRange"`
+}
+
+// Firewall is a firewall rule of the cluster.
+type Firewall struct {
+	Name       string   `json:"name"`
+	Ports      []string `json:"ports"` // tcp ports allowed
+	SourceTags []string `json:"sourceTags,omitempty"`
+	TargetTags []string `json:"targetTags,omitempty"`
+	Sources    []string `json:"sourceRanges,omitempty"`
+}
+
+// Etcd is the observed etcd cluster.
+type Etcd struct {
+	// Reachable is true when some member answered the member list.
+	Reachable bool      `json:"reachable"`
+	Error     string    `json:"error,omitempty"` // why it is not reachable
+	ClusterID uint64    `json:"clusterID,omitempty"`
+	LeaderID  uint64    `json:"leaderID,omitempty"`
+	Members   []*Member `json:"members"`
+}
+
+// Member is an etcd member, with what its Status call said.
+type Member struct {
+	ID         uint64   `json:"id"`
+	Name       string   `json:"name"` // empty for a learner that never started
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs,omitempty"`
+	IsLearner  bool     `json:"isLearner"`
+	Healthy    bool     `json:"healthy"`
+	Leader     bool     `json:"leader"`
+	RaftIndex  uint64   `json:"raftIndex,omitempty"`
+	DBSize     int64    `json:"dbSize,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	// UnhealthyFor is how long the member has been seen unhealthy, as the
+	// caller's health record says; 0 when healthy or unknown.
+	UnhealthyFor time.Duration `json:"unhealthyFor,omitempty"`
+	// Instance is the master this member runs on ("" for an orphan).
+	Instance string `json:"instance,omitempty"`
+}
+
+// Started says the member has published its name, i.e. it has run.
+func (m *Member) Started() bool { return m.Name != "" }
+
+// Replica is a master instance joined with its member, disk and address.
+type Replica struct {
+	Instance *Instance
+	Member   *Member // nil when etcd has no member for it
+	Disk     *Disk
+	Address  *Address
+}
+
+// Name is the replica's instance name.
+func (r *Replica) Name() string { return r.Instance.Name }
+
+// Zone is the replica's zone.
+func (r *Replica) Zone() string { return r.Instance.Zone }
+
+// Healthy says the replica's instance runs and its member is a healthy
+// member of etcd.
+func (r *Replica) Healthy() bool {
+	return r.Instance.Status == "RUNNING" && r.Member != nil && r.Member.Healthy
+}
+
+// Replicas joins every master instance with its member, disk and address,
+// sorted by name.
+func (c *Cluster) Replicas() []*Replica {
+	var out []*Replica
+	for _, in := range c.Instances {
+		r := &Replica{Instance: in, Member: c.MemberOf(in.Name)}
+		for _, d := range c.Disks {
+			if d.Name == in.Name+"-pd" {
+				r.Disk = d
+			}
+		}
+		for _, a := range c.Addresses {
+			if a.Name == in.Name+"-internal" {
+				r.Address = a
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Replica returns the replica of an instance name, or nil.
+func (c *Cluster) Replica(name string) *Replica {
+	for _, r := range c.Replicas() {
+		if r.Name() == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// MemberOf is the etcd member running on an instance, or nil.
+func (c *Cluster) MemberOf(instance string) *Member {
+	for _, m := range c.Etcd.Members {
+		if m.Instance == instance {
+			return m
+		}
+	}
+	return nil
+}
+
+// Voters are the voting members.
+func (c *Cluster) Voters() []*Member {
+	var out []*Member
+	for _, m := range c.Etcd.Members {
+		if !m.IsLearner {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Learners are the non-voting members.
+func (c *Cluster) Learners() []*Member {
+	var out []*Member
+	for _, m := range c.Etcd.Members {
+		if m.IsLearner {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// HealthyVoters are the voters that answered and follow a leader.
+func (c *Cluster) HealthyVoters() []*Member {
+	var out []*Member
+	for _, m := range c.Voters() {
+		if m.Healthy {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Unhealthy lists the replicas whose instance is not running or whose
+// member is missing or unhealthy.
+func (c *Cluster) Unhealthy() []*Replica {
+	var out []*Replica
+	for _, r := range c.Replicas() {
+		if !r.Healthy() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Leader is the etcd leader, or nil.
+func (c *Cluster) Leader() *Member {
+	for _, m := range c.Etcd.Members {
+		if m.Leader {
+			return m
+		}
+	}
+	return nil
+}
+
+// ByZone groups the replicas by zone.
+func (c *Cluster) ByZone() map[string][]*Replica {
+	out := map[string][]*Replica{}
+	for _, r := range c.Replicas() {
+		out[r.Zone()] = append(out[r.Zone()], r)
+	}
+	return out
+}
+
+// Orphans are resources that belong to no replica: members without an
+// instance, disks and addresses without an instance.
+type Orphans struct {
+	Members   []*Member
+	Disks     []*Disk
+	Addresses []*Address
+}
+
+// Orphans finds members, disks and addresses that belong to no instance.
+func (c *Cluster) Orphans() Orphans {
+	var o Orphans
+	names := map[string]bool{}
+	for _, in := range c.Instances {
+		names[in.Name] = true
+	}
+	for _, m := range c.Etcd.Members {
+		if m.Instance == "" || !names[m.Instance] {
+			o.Members = append(o.Members, m)
+		}
+	}
+	for _, d := range c.Disks {
+		if !names[d.Name[:len(d.Name)-len("-pd")]] {
+			o.Disks = append(o.Disks, d)
+		}
+	}
+	for _, a := range c.Addresses {
+		if !names[a.Name[:len(a.Name)-len("-internal")]] {
+			o.Addresses = append(o.Addresses, a)
+		}
+	}
+	return o
+}
+
+// Quorum is the majority of n voters.
+func Quorum(n int) int { return n/2 + 1 }
+
+// Membership summarises etcd's voters and their health.
+type Membership struct {
+	Voters         int `json:"voters"`
+	Learners       int `json:"learners"`
+	Quorum         int `json:"quorum"`
+	HealthyVoters  int `json:"healthyVoters"`
+	FaultTolerance int `json:"faultTolerance"`
+}
+
+// NewMembership computes the quorum and fault tolerance of a membership.
+func NewMembership(voters, learners, healthy int) Membership {
+	q := 0
+	if voters > 0 {
+		q = Quorum(voters)
+	}
+	return Membership{Voters: voters, Learners: learners, Quorum: q, HealthyVoters: healthy, FaultTolerance: healthy - q}
+}
+
+// Membership is the current membership.
+func (c *Cluster) Membership() Membership {
+	return NewMembership(len(c.Voters()), len(c.Learners()), len(c.HealthyVoters()))
+}
+
+// LostQuorum says etcd has voters but fewer healthy ones than quorum.
+func (c *Cluster) LostQuorum() bool {
+	m := c.Membership()
+	return m.Voters > 0 && m.HealthyVoters < m.Quorum
+}
+
+// Fingerprint identifies what a plan was computed against: instance and
+// member IDs, the etcd cluster ID and every resource's identity. A saved
+// plan whose fingerprint no longer matches is stale.
+func (c *Cluster) Fingerprint() string {
+	type fp struct {
+		Instances []string
+		Members   []string
+		ClusterID uint64
+		Resources []string
+	}
+	var f fp
+	for _, in := range c.Instances {
+		f.Instances = append(f.Instances, fmt.Sprintf("%s/%s/%d/%s/%s/%s", in.Zone, in.Name, in.ID, in.Status, in.NatIP, in.Fingerprint))
+	}
+	for _, m := range c.Etcd.Members {
+		f.Members = append(f.Members, fmt.Sprintf("%x/%s/%t/%s", m.ID, m.Name, m.IsLearner, m.Instance))
+	}
+	f.ClusterID = c.Etcd.ClusterID
+	for _, d := range c.Disks {
+		f.Resources = append(f.Resources, "disk/"+d.Zone+"/"+d.Name)
+	}
+	for _, a := range c.Addresses {
+		f.Resources = append(f.Resources, "address/"+a.Name+"/"+a.Address+"/"+a.Status)
+	}
+	if c.StaticIP != nil {
+		f.Resources = append(f.Resources, "static/"+c.StaticIP.Address+"/"+c.StaticIP.Status)
+	}
+	if c.TargetPool != nil {
+		f.Resources = append(f.Resources, fmt.Sprintf("pool/%v", c.TargetPool.Instances))
+	}
+	if c.ForwardingRule != nil {
+		f.Resources = append(f.Resources, "rule/"+c.ForwardingRule.IPAddress)
+	}
+	if c.HealthCheck != nil {
+		f.Resources = append(f.Resources, "hc")
+	}
+	for _, fw := range c.Firewalls {
+		f.Resources = append(f.Resources, fmt.Sprintf("fw/%s/%v/%v/%v", fw.Name, fw.Ports, fw.SourceTags, fw.TargetTags))
+	}
+	sort.Strings(f.Instances)
+	sort.Strings(f.Members)
+	sort.Strings(f.Resources)
+	b, _ := json.Marshal(f)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
+}
+
+// Empty says nothing of the cluster exists.
+func (c *Cluster) Empty() bool {
+	return len(c.Instances) == 0 && len(c.Disks) == 0 && len(c.Addresses) == 0 && c.StaticIP == nil &&
+		c.HealthCheck == nil && c.TargetPool == nil && c.ForwardingRule == nil && len(c.Firewalls) == 0 && len(c.Etcd.Members) == 0
+}
