@@ -971,9 +971,11 @@ func (b *builder) demoteLB() {
 		ruleGone = b.must(b.add(&Step{Action: DeleteForwardingRule, Target: spec.MasterName(name), Phase: "load balancer",
 			Reason: "one master is left: the static IP goes back to it"}, after...))
 	}
-	b.must(b.add(&Step{Action: AttachStaticIP, Target: last.name, Zone: last.zone, Replica: last.name, Phase: "load balancer",
-		Reason: "the static IP routes to the last master"}, ruleGone, b.staticStep, b.lastStepOf(last.name)))
-	last.staticIP = true
+	if !last.staticIP {
+		b.must(b.add(&Step{Action: AttachStaticIP, Target: last.name, Zone: last.zone, Replica: last.name, Phase: "load balancer",
+			Reason: "the static IP routes to the last master"}, ruleGone, b.staticStep, b.lastStepOf(last.name)))
+		last.staticIP = true
+	}
 	poolGone := ""
 	if b.obs.TargetPool != nil || b.poolStep != "" {
 		poolGone = b.must(b.add(&Step{Action: DeleteTargetPool, Target: spec.MasterName(name), Phase: "load balancer",

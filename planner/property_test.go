@@ -1,0 +1,386 @@
+package planner
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// model carries out plans on a copy of an observed state, as the executor
+// would on GCE and etcd, and checks DESIGN.md §7 after every step.
+type model struct {
+	t      *testing.T
+	sp     *spec.Cluster
+	c      *state.Cluster
+	nextIP int
+	nextID uint64
+}
+
+func (m *model) fail(format string, args ...any) {
+	m.t.Helper()
+	m.t.Fatalf(format, args...)
+}
+
+func (m *model) member(replica string, id uint64) *state.Member {
+	for _, mem := range m.c.Etcd.Members {
+		if (id != 0 && mem.ID == id) || (replica != "" && mem.Instance == replica) {
+			return mem
+		}
+	}
+	return nil
+}
+
+func (m *model) instance(name string) *state.Instance {
+	for _, in := range m.c.Instances {
+		if in.Name == name {
+			return in
+		}
+	}
+	return nil
+}
+
+// apply carries out one step and checks that it keeps quorum and touches
+// only this cluster's resources.
+func (m *model) apply(p *Plan, s *Step) {
+	m.t.Helper()
+	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") {
+		m.fail("step %s %s targets %s, not a resource of cluster %s (invariant 5)", s.ID, s.Action, s.Target, m.sp.Metadata.Name)
+	}
+	c := m.c
+	switch s.Action {
+	case CreateFirewall, UpdateFirewall:
+		c.Firewalls = slices.DeleteFunc(c.Firewalls, func(f *state.Firewall) bool { return f.Name == s.Target })
+		c.Firewalls = append(c.Firewalls, &state.Firewall{Name: s.Target, Ports: s.Firewall.Ports, SourceTags: s.Firewall.SourceTags, TargetTags: s.Firewall.TargetTags, Sources: s.Firewall.Sources})
+		slices.SortFunc(c.Firewalls, func(a, b *state.Firewall) int { return strings.Compare(a.Name, b.Name) })
+	case ReserveStaticIP:
+		c.StaticIP = &state.Address{Name: s.Target, Address: "203.0.113.99", Type: "EXTERNAL", Status: "RESERVED"}
+	case ReserveAddress:
+		m.nextIP++
+		c.Addresses = append(c.Addresses, &state.Address{Name: s.Target, Address: fmt.Sprintf("10.1.0.%d", m.nextIP), Type: "INTERNAL", Status: "RESERVED"})
+	case CreateDisk:
+		c.Disks = append(c.Disks, &state.Disk{Name: s.Target, Zone: s.Zone, SizeGb: int64(m.sp.Spec.Masters.DiskSizeGb)})
+	case AddLearner:
+		if len(c.Learners()) > 0 {
+			m.fail("step %s adds a second learner: etcd allows one", s.ID)
+		}
+		m.nextID++
+		c.Etcd.Members = append(c.Etcd.Members, &state.Member{ID: m.nextID, IsLearner: true, Instance: s.Replica, Error: "not started"})
+	case CreateInstance:
+		spec := s.Instance
+		in := &state.Instance{Name: spec.Name, Zone: spec.Zone, Status: "RUNNING", MachineType: spec.Config.MachineType, HasDataDisk: true,
+			Labels: map[string]string{"kubeha-cluster": m.sp.Metadata.Name, "kubeha-role": "master"}}
+		cfg := spec.Config
+		in.Config = &cfg
+		for _, a := range c.Addresses {
+			if a.Name == spec.InternalAddress {
+				in.InternalIP, a.Status = a.Address, "IN_USE"
+			}
+		}
+		if in.InternalIP == "" {
+			m.fail("step %s creates %s before its address %s exists", s.ID, spec.Name, spec.InternalAddress)
+		}
+		if spec.StaticIP {
+			if c.StaticIP == nil || c.StaticIP.Status == "IN_USE" {
+				m.fail("step %s puts the static IP on %s, but it is missing or in use", s.ID, spec.Name)
+			}
+			in.NatIP, c.StaticIP.Status = c.StaticIP.Address, "IN_USE"
+		} else {
+			in.NatIP = "198.51.100.1"
+		}
+		c.Instances = append(c.Instances, in)
+		if spec.ClusterState == metadata.StateNew {
+			if len(c.Etcd.Members) > 0 {
+				m.fail("step %s starts a new etcd cluster while one exists", s.ID)
+			}
+			m.nextID++
+			c.Etcd.Members = append(c.Etcd.Members, &state.Member{ID: m.nextID, Name: spec.Name, Instance: spec.Name, Healthy: true, Leader: true})
+			c.Etcd.Reachable = true
+		} else {
+			mem := m.member(spec.Name, 0)
+			if mem == nil || !mem.IsLearner {
+				m.fail("step %s boots %s with state existing before its learner was added", s.ID, spec.Name)
+			}
+			mem.Name, mem.Healthy, mem.Error = spec.Name, true, ""
+		}
+	case PromoteMember:
+		mem := m.member(s.Replica, s.MemberID)
+		if mem == nil || !mem.IsLearner || m.instance(s.Replica) == nil {
+			m.fail("step %s promotes %s, which is not a started learner", s.ID, s.Replica)
+		}
+		mem.IsLearner, mem.Healthy = false, true
+	case StartInstance:
+		m.instance(s.Replica).Status = "RUNNING"
+		if mem := m.member(s.Replica, 0); mem != nil {
+			mem.Healthy, mem.Error, mem.UnhealthyFor = true, "", 0
+		}
+		c.Etcd.Reachable = true
+	case LabelInstance:
+		m.instance(s.Replica).Labels = map[string]string{"kubeha-cluster": m.sp.Metadata.Name, "kubeha-role": "master"}
+	case CreateHealthCheck:
+		c.HealthCheck = &state.HealthCheck{Name: s.Target}
+	case CreateTargetPool:
+		c.TargetPool = &state.TargetPool{Name: s.Target, Instances: append([]string(nil), s.PoolMembers...)}
+	case AddToPool:
+		if !slices.Contains(c.TargetPool.Instances, s.Replica) {
+			c.TargetPool.Instances = append(c.TargetPool.Instances, s.Replica)
+		}
+	case RemoveFromPool:
+		c.TargetPool.Instances = slices.DeleteFunc(c.TargetPool.Instances, func(n string) bool { return n == s.Replica })
+		c.TargetPool.Dangling = slices.DeleteFunc(c.TargetPool.Dangling, func(n string) bool { return n == s.PoolLink })
+	case DetachStaticIP:
+		m.instance(s.Replica).NatIP = "198.51.100.2"
+		c.StaticIP.Status = "RESERVED"
+	case CreateForwardingRule:
+		if c.StaticIP == nil || c.StaticIP.Status == "IN_USE" {
+			m.fail("step %s gives the forwarding rule the static IP while it is missing or in use", s.ID)
+		}
+		c.ForwardingRule = &state.ForwardingRule{Name: s.Target, IPAddress: c.StaticIP.Address, Target: s.Target}
+		c.StaticIP.Status = "IN_USE"
+	case DeleteForwardingRule:
+		c.ForwardingRule = nil
+		if c.StaticIP != nil {
+			c.StaticIP.Status = "RESERVED"
+		}
+	case AttachStaticIP:
+		if c.StaticIP == nil || c.StaticIP.Status == "IN_USE" {
+			m.fail("step %s attaches the static IP while it is missing or in use", s.ID)
+		}
+		m.instance(s.Replica).NatIP, c.StaticIP.Status = c.StaticIP.Address, "IN_USE"
+	case DeleteTargetPool:
+		c.TargetPool = nil
+	case DeleteHealthCheck:
+		c.HealthCheck = nil
+	case MoveLeader:
+		for _, mem := range c.Etcd.Members {
+			mem.Leader = mem.Instance == s.LeaderTo
+		}
+	case RemoveMember:
+		mem := m.member(s.Replica, s.MemberID)
+		if mem == nil {
+			m.fail("step %s removes a member of %s that does not exist", s.ID, s.Replica)
+		}
+		if mem.Leader && len(c.Voters()) > 1 {
+			m.fail("step %s removes the etcd leader %s without moving leadership first", s.ID, s.Replica)
+		}
+		c.Etcd.Members = slices.DeleteFunc(c.Etcd.Members, func(x *state.Member) bool { return x == mem })
+	case DeleteInstance:
+		if mem := m.member(s.Replica, 0); mem != nil {
+			m.fail("step %s deletes %s while its etcd member is still in the cluster: an orphaned member", s.ID, s.Replica)
+		}
+		in := m.instance(s.Replica)
+		c.Instances = slices.DeleteFunc(c.Instances, func(x *state.Instance) bool { return x == in })
+		if c.StaticIP != nil && in.NatIP == c.StaticIP.Address {
+			c.StaticIP.Status = "RESERVED"
+		}
+	case DeleteDisk:
+		c.Disks = slices.DeleteFunc(c.Disks, func(d *state.Disk) bool { return d.Name == s.Target })
+	case ReleaseAddress:
+		c.Addresses = slices.DeleteFunc(c.Addresses, func(a *state.Address) bool { return a.Name == s.Target })
+	default:
+		m.fail("unknown action %s", s.Action)
+	}
+	if ms := c.Membership(); ms.Voters > 0 && ms.HealthyVoters < ms.Quorum {
+		m.fail("after step %s (%s %s) %d of %d voters are healthy, below quorum %d (invariant 2)", s.ID, s.Action, s.Target, ms.HealthyVoters, ms.Voters, ms.Quorum)
+	}
+	if got := c.Membership(); got.Voters != s.Etcd.Voters || got.Learners != s.Etcd.Learners {
+		m.fail("step %s says it leaves %s, the model has %s", s.ID, MembershipString(s.Etcd), MembershipString(got))
+	}
+}
+
+// converged checks the state the spec asks for: replicas healthy voters, no
+// learners, no orphan, and the static IP routing to the masters (invariant 4).
+func (m *model) converged() {
+	m.t.Helper()
+	c, n := m.c, m.sp.Spec.Masters.Replicas
+	if len(c.Instances) != n || len(c.Voters()) != n || len(c.Learners()) != 0 {
+		m.fail("converged to %d instances, %d voters, %d learners; want %d", len(c.Instances), len(c.Voters()), len(c.Learners()), n)
+	}
+	o := c.Orphans()
+	if len(o.Members)+len(o.Disks)+len(o.Addresses) > 0 {
+		m.fail("leaked: %d members, %d disks, %d addresses with no master", len(o.Members), len(o.Disks), len(o.Addresses))
+	}
+	if n == 1 {
+		if c.ForwardingRule != nil || c.TargetPool != nil || c.HealthCheck != nil || c.Instances[0].NatIP != c.StaticIP.Address {
+			m.fail("one master, but the static IP is not on it or a load balancer remains")
+		}
+	} else {
+		if c.ForwardingRule == nil || c.ForwardingRule.IPAddress != c.StaticIP.Address || c.TargetPool == nil || len(c.TargetPool.Instances) != n {
+			m.fail("%d masters, but the static IP does not route to all of them through the load balancer", n)
+		}
+	}
+}
+
+// genState makes a random, internally consistent observed state and spec.
+func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
+	allZones := []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}
+	sp := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "prod"},
+		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p", Region: "europe-west1"}, MultiZone: true}}
+	sp.Spec.Masters.Replicas = []int{1, 3, 5, 7}[r.IntN(4)]
+	nz := 1 + r.IntN(3)
+	sp.Spec.Masters.Zones = allZones[:nz]
+	if r.IntN(4) == 0 {
+		sp.Spec.Masters.Zones = allZones[3-nz:]
+	}
+	sp.Spec.Masters.MachineType = []string{"n1-standard-2", "n1-standard-4"}[r.IntN(4)/3]
+	sp.Spec.Remediation.ReplaceUnhealthy = r.IntN(2) == 0
+	spec.SetDefaults(sp)
+
+	obs := &state.Cluster{Name: "prod", Project: "p", Region: "europe-west1", Etcd: state.Etcd{Reachable: true, ClusterID: 1}}
+	current := []int{0, 1, 1, 3, 3, 5, 7, 2, 4}[r.IntN(9)]
+	id := uint64(0x10)
+	if current > 0 {
+		obs.StaticIP = &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Type: "EXTERNAL", Status: "RESERVED"}
+		if r.IntN(10) > 0 {
+			obs.Firewalls = []*state.Firewall{
+				{Name: "prod-master-etcd", Ports: []string{"2380"}, SourceTags: []string{"prod-master"}, TargetTags: []string{"prod-master"}},
+				{Name: "prod-master-https", Ports: []string{"443"}, Sources: []string{"0.0.0.0/0"}, TargetTags: []string{"prod-master"}},
+			}
+		}
+	}
+	lb := current >= 2
+	if lb {
+		obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc"}
+		obs.TargetPool = &state.TargetPool{Name: "prod-master"}
+		obs.ForwardingRule = &state.ForwardingRule{Name: "prod-master", IPAddress: "203.0.113.10", Target: "prod-master"}
+		obs.StaticIP.Status = "IN_USE"
+		if r.IntN(8) == 0 {
+			obs.ForwardingRule = nil // drift or an interrupted promotion
+			obs.StaticIP.Status = "RESERVED"
+		}
+	}
+	unhealthyBudget := (current - 1) / 2
+	for i := 0; i < current; i++ {
+		name := "prod-master"
+		if i > 0 {
+			name = fmt.Sprintf("prod-master-%c%c%d", 'a'+rune(i), 'k'+rune(r.IntN(10)), i)
+		}
+		zone := allZones[r.IntN(3)]
+		ip := fmt.Sprintf("10.0.0.%d", 2+i)
+		in := &state.Instance{Name: name, Zone: zone, Status: "RUNNING", InternalIP: ip, NatIP: "198.51.100.7", MachineType: "n1-standard-2", HasDataDisk: true,
+			Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"},
+			Config: &metadata.Config{MachineType: "n1-standard-2", Image: sp.Spec.Masters.Image, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true}}
+		if current == 1 && r.IntN(6) > 0 {
+			in.NatIP, obs.StaticIP.Status = "203.0.113.10", "IN_USE"
+		}
+		obs.Instances = append(obs.Instances, in)
+		obs.Disks = append(obs.Disks, &state.Disk{Name: name + "-pd", Zone: zone, SizeGb: 20, Users: []string{name}})
+		obs.Addresses = append(obs.Addresses, &state.Address{Name: name + "-internal", Address: ip, Type: "INTERNAL", Status: "IN_USE", Users: []string{name}})
+		if lb && r.IntN(6) > 0 {
+			obs.TargetPool.Instances = append(obs.TargetPool.Instances, name)
+		}
+		id++
+		mem := &state.Member{ID: id, Name: name, Instance: name, Healthy: true}
+		switch {
+		case i > 0 && unhealthyBudget > 0 && r.IntN(4) == 0:
+			unhealthyBudget--
+			mem.Healthy, mem.Error = false, "down"
+			mem.UnhealthyFor = []time.Duration{0, time.Minute, 10 * time.Minute}[r.IntN(3)]
+		case i == current-1 && i > 0 && r.IntN(6) == 0:
+			mem.IsLearner = true // an interrupted add
+		case i > 0 && r.IntN(12) == 0:
+			mem = nil // an interrupted removal: the VM has no member
+		}
+		if mem != nil {
+			obs.Etcd.Members = append(obs.Etcd.Members, mem)
+		}
+	}
+	for _, m := range obs.Etcd.Members {
+		if !m.IsLearner && m.Healthy {
+			m.Leader, obs.Etcd.LeaderID = true, m.ID
+			break
+		}
+	}
+	if current > 0 && r.IntN(6) == 0 {
+		id++
+		obs.Etcd.Members = append(obs.Etcd.Members, &state.Member{ID: id, IsLearner: true, Error: "not started"}) // orphaned learner
+		obs.Disks = append(obs.Disks, &state.Disk{Name: "prod-master-zz9-pd", Zone: allZones[0], SizeGb: 20})
+		obs.Addresses = append(obs.Addresses, &state.Address{Name: "prod-master-zz9-internal", Address: "10.0.9.9", Type: "INTERNAL", Status: "RESERVED"})
+	}
+	var opts Options
+	if current > 0 && r.IntN(8) == 0 {
+		opts.Replace = []string{obs.Instances[r.IntN(len(obs.Instances))].Name}
+	}
+	return sp, obs, opts
+}
+
+func clone(c *state.Cluster) *state.Cluster {
+	var out state.Cluster
+	b, _ := jsonMarshal(c)
+	_ = jsonUnmarshal(b, &out)
+	return &out
+}
+
+// run plans and carries out plans until one has no changes, checking every
+// step, and fails after too many rounds (a plan that does not converge).
+func run(t *testing.T, sp *spec.Cluster, m *model, opts Options, stopAfter int) {
+	t.Helper()
+	for round := 0; round < 4; round++ {
+		p, err := ComputeWith(sp, m.c, opts)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if p.NoChanges {
+			m.converged()
+			return
+		}
+		checkPlan(t, p)
+		for i, s := range p.Steps {
+			if stopAfter >= 0 && round == 0 && i == stopAfter {
+				break // interrupted: the next round must pick up from here
+			}
+			m.apply(p, s)
+		}
+		opts = Options{} // --replace applies to the first apply only
+		// What the next observation sees: members that were down for long
+		// stay down, new ones are healthy.
+	}
+	p, _ := ComputeWith(sp, m.c, opts)
+	t.Fatalf("no convergence after 4 rounds; last plan:\n%s", Format(p))
+}
+
+func TestPlansKeepInvariants(t *testing.T) {
+	const cases = 3000
+	refused, interrupted, steps := 0, 0, 0
+	for i := 0; i < cases; i++ {
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		sp, obs, opts := genState(r)
+		p, err := ComputeWith(sp, obs, opts)
+		if err != nil {
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("case %d: not a refusal: %v", i, err)
+			}
+			if !obs.LostQuorum() && !strings.Contains(err.Error(), "lost quorum") {
+				t.Fatalf("case %d: refused a plan with quorum intact: %v", i, err)
+			}
+			refused++
+			continue
+		}
+		stop := -1
+		if i%3 == 0 && len(p.Steps) > 0 {
+			stop = r.IntN(len(p.Steps)) // interrupt the first apply anywhere
+			interrupted++
+		}
+		steps += len(p.Steps)
+		t.Run(fmt.Sprintf("case%d", i), func(t *testing.T) {
+			m := &model{t: t, sp: sp, c: clone(obs), nextIP: 100, nextID: 0x1000}
+			run(t, sp, m, opts, stop)
+		})
+		if t.Failed() {
+			t.Logf("case %d: spec replicas=%d zones=%v remediation=%t replace=%v\nobserved: %s", i, sp.Spec.Masters.Replicas, sp.Spec.Masters.Zones,
+				sp.Spec.Remediation.ReplaceUnhealthy, opts.Replace, mustJSON(obs))
+			return
+		}
+	}
+	t.Logf("%d cases: %d refused (lost quorum), %d interrupted and resumed, %d steps carried out", cases, refused, interrupted, steps)
+	if refused > cases/4 {
+		t.Errorf("%d of %d generated states were refused: the generator is too harsh to test much", refused, cases)
+	}
+}
