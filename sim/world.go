@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/atomicfile"
+
 	compute "google.golang.org/api/compute/v1"
 )
 
@@ -151,28 +153,7 @@ func (w *world) save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("encode emulator state: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".state-*.json")
-	if err != nil {
-		return fmt.Errorf("save emulator state: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("save emulator state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("save emulator state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("save emulator state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, "state.json")); err != nil {
-		return fmt.Errorf("save emulator state: %w", err)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(dir, "state.json"), data, 0o600)
 }
 
 func loadWorld(dir string) (*world, error) {

@@ -88,6 +88,8 @@ quorum-safe changes and applies them.`,
 		newValidateCommand(streams),
 		newVersionCommand(streams),
 		newSimCommand(streams),
+		newPlanCommand(streams),
+		newStatusCommand(streams),
 	)
 	return root
 }

@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/api/option"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/spec"
+)
+
+// backendOptions choose the Compute API kubeha talks to.
+type backendOptions struct {
+	endpoint string // --gce-endpoint or KUBEHA_GCE_ENDPOINT
+	useSim   bool   // --sim
+	simDir   string
+}
+
+// SimDir is where --sim keeps the embedded emulator's state.
+const SimDir = ".kubeha/sim"
+
+func (o *backendOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.endpoint, "gce-endpoint", "", "Compute API endpoint, e.g. the URL `kubeha sim serve` prints (default $KUBEHA_GCE_ENDPOINT, else GCE with Application Default Credentials)")
+	cmd.Flags().BoolVar(&o.useSim, "sim", false, "use the embedded emulator persisted in "+SimDir+" (no GCP account needed)")
+	cmd.Flags().StringVar(&o.simDir, "sim-dir", SimDir, "state directory of the embedded emulator used with --sim")
+}
+
+// backend is a connected Compute API.
+type backend struct {
+	compute *compute.Service
+	sim     *sim.Server // non-nil with --sim
+	kind    string      // for messages: "GCE", "the emulator at URL", "the embedded emulator"
+}
+
+func (b *backend) Close() error {
+	if b.sim != nil {
+		return b.sim.Close()
+	}
+	return nil
+}
+
+// normalizeEndpoint accepts an emulator URL with or without /compute/v1/.
+func normalizeEndpoint(u string) string {
+	u = strings.TrimRight(u, "/")
+	u = strings.TrimSuffix(u, "/compute/v1")
+	return u + "/compute/v1/"
+}
+
+func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
+	endpoint := o.endpoint
+	if endpoint == "" {
+		endpoint = os.Getenv("KUBEHA_GCE_ENDPOINT")
+	}
+	switch {
+	case o.useSim && endpoint != "":
+		return nil, errors.New("--sim and --gce-endpoint (or KUBEHA_GCE_ENDPOINT) both choose a backend: use one")
+	case o.useSim:
+		srv, err := sim.Start(ctx, sim.Options{Dir: o.simDir, Subnet: os.Getenv("KUBEHA_SIM_SUBNET"), Profile: os.Getenv("KUBEHA_SIM_PROFILE")})
+		if err != nil {
+			return nil, fmt.Errorf("start the embedded emulator in %s: %w", o.simDir, err)
+		}
+		c, err := srv.Client(ctx)
+		if err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("connect to the embedded emulator: %w", err)
+		}
+		return &backend{compute: c, sim: srv, kind: "the embedded emulator (" + o.simDir + ")"}, nil
+	case endpoint != "":
+		c, err := compute.NewService(ctx, option.WithEndpoint(normalizeEndpoint(endpoint)), option.WithoutAuthentication())
+		if err != nil {
+			return nil, fmt.Errorf("connect to the Compute API at %s: %w", endpoint, err)
+		}
+		return &backend{compute: c, kind: "the Compute API at " + endpoint}, nil
+	default:
+		c, err := compute.NewService(ctx, option.WithScopes(compute.ComputeScope))
+		if err != nil {
+			return nil, fmt.Errorf("connect to GCE with Application Default Credentials (run `gcloud auth application-default login`, or use --sim to try kubeha on the emulator): %w", err)
+		}
+		return &backend{compute: c, kind: "GCE"}, nil
+	}
+}
+
+// etcdTLS is kubeha's etcd client TLS from the cluster's PKI, or nil when
+// the PKI has no client certificate yet (a cluster kubeha has not bootstrapped).
+func etcdTLS(c *spec.Cluster) (*tls.Config, error) {
+	dir := c.PKIDir()
+	certFile := filepath.Join(dir, "kubeha-etcd-client.crt")
+	if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, filepath.Join(dir, "kubeha-etcd-client.key"))
+	if err != nil {
+		return nil, fmt.Errorf("load kubeha's etcd client certificate from %s: %w", dir, err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "etcd-ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("load the etcd CA from %s: %w", dir, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", filepath.Join(dir, "etcd-ca.crt"))
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}

@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// observe reads the cluster of a spec and records member health (so that
+// remediation.unhealthyAfter spans runs of kubeha).
+func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
+	tlsCfg, err := etcdTLS(c)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := state.Observe(ctx, state.Source{Compute: b.compute, EtcdTLS: tlsCfg}, c)
+	if err != nil {
+		return nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
+	}
+	healthPath := filepath.Join(c.PKIDir(), state.HealthFile)
+	h, err := state.LoadHealth(healthPath)
+	if err != nil {
+		return nil, err
+	}
+	h.Apply(obs)
+	if !obs.Empty() {
+		if err := h.Save(healthPath); err != nil {
+			return nil, err
+		}
+	}
+	return obs, nil
+}

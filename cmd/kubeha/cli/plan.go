@@ -1,0 +1,81 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeha/kubeha/planner"
+)
+
+type planOptions struct {
+	file             string
+	output           string
+	out              string
+	detailedExitcode bool
+	replace          []string
+	backend          backendOptions
+}
+
+func newPlanCommand(streams IOStreams) *cobra.Command {
+	var o planOptions
+	cmd := &cobra.Command{
+		Use:   "plan -f cluster.yaml [-o text|json|markdown] [--out plan.json] [--detailed-exitcode]",
+		Short: "Show the quorum-safe steps that would bring the cluster to the spec",
+		Long: `Observe the cluster's GCE resources and etcd members and show the ordered,
+quorum-safe steps that would bring it to the spec. Nothing is changed.
+
+Exit 0 when there is nothing to do (or with changes, without
+--detailed-exitcode), 1 on an error or a refusal (an unsafe plan is refused,
+never shown), 2 with --detailed-exitcode when there are changes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, streams, o) },
+	}
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "text, json or markdown (for pull-request comments)")
+	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan, with what it was computed against, for `kubeha apply PLAN`")
+	cmd.Flags().BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "exit 2 when the plan has changes")
+	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace this master in its zone (repeatable)")
+	o.backend.addFlags(cmd)
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
+	view, err := planViewFor(o.output)
+	if err != nil {
+		return err
+	}
+	c, _, err := loadSpec(streams, o.file)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	b, err := o.backend.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	obs, err := observe(ctx, b, c)
+	if err != nil {
+		return err
+	}
+	opts := planner.Options{Replace: o.replace}
+	p, err := planner.ComputeWith(c, obs, opts)
+	if err != nil {
+		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
+	}
+	if err := view.Render(streams.Out, p); err != nil {
+		return err
+	}
+	if o.out != "" {
+		if err := planner.WriteSaved(o.out, planner.NewSaved(p, c, obs, opts)); err != nil {
+			return err
+		}
+		fmt.Fprintf(streams.ErrOut, "Saved the plan to %s: apply it with kubeha apply %s\n", o.out, o.out)
+	}
+	if o.detailedExitcode && !p.NoChanges {
+		return &exitError{code: ExitChanges}
+	}
+	return nil
+}

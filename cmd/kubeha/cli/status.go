@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+type statusOptions struct {
+	file    string
+	output  string
+	backend backendOptions
+}
+
+func newStatusCommand(streams IOStreams) *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status -f cluster.yaml [-o text|json]",
+		Short: "Show the masters, their zones and IPs, and etcd's members, health and leader",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.output != "text" && o.output != "json" {
+				return fmt.Errorf("-o %s: choose text or json", o.output)
+			}
+			c, _, err := loadSpec(streams, o.file)
+			if err != nil {
+				return err
+			}
+			b, err := o.backend.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			obs, err := observe(cmd.Context(), b, c)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return renderStatusJSON(streams.Out, obs)
+			}
+			return renderStatusText(streams.Out, obs)
+		},
+	}
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "text or json")
+	o.backend.addFlags(cmd)
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
