@@ -210,12 +210,9 @@ func TestLoadBalancerResources(t *testing.T) {
 	ok(t, c)(c.ForwardingRules.Insert(project, region, &compute.ForwardingRule{Name: "fr", IPAddress: ip.Address,
 		IPProtocol: "TCP", PortRange: "443", Target: regionalLink("targetPools", "pool")}).Context(ctx).Do())
 	// The IP is the rule's now: an instance cannot take it.
+	ok(t, c)(c.Instances.DeleteAccessConfig(project, zoneB, "m", "external-nat", "nic0").Context(ctx).Do())
 	op, err = c.Instances.AddAccessConfig(project, zoneB, "m", "nic0", &compute.AccessConfig{NatIP: ip.Address}).Context(ctx).Do()
-	if err == nil {
-		op = wait(t, c, op)
-	}
-	// m already has an ephemeral access config, so either error is right;
-	// the point is that the address stays with the rule.
+	opFails(t, op, err, c, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE")
 	ip, _ = c.Addresses.Get(project, region, "ip").Context(ctx).Do()
 	if ip.Status != "IN_USE" || !strings.HasSuffix(ip.Users[0], "/forwardingRules/fr") {
 		t.Fatalf("address %s %v", ip.Status, ip.Users)

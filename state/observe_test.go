@@ -170,9 +170,9 @@ func TestObserveClusters(t *testing.T) {
 			f.do(f.c.Instances.Insert(project, "europe-west1-b", &compute.Instance{Name: "prod-node-1", MachineType: "n1-standard-1"}).Do())
 			f.do(f.c.Instances.Insert(project, "europe-west1-b", &compute.Instance{Name: "prod-master-zz2", MachineType: "n1-standard-1",
 				Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "node"}}).Do())
-			obs := f.observeHealthy(n)
+			f.observeHealthy(n)
 			f.srv.ResetRequests()
-			obs = f.observeHealthy(n)
+			obs := f.observeHealthy(n)
 			if got := f.srv.Requests().Total; got > 8 || got != state.ComputeRequests {
 				t.Errorf("observe made %d compute requests (%v), want %d and at most 8", got, f.srv.Requests().ByMethod, state.ComputeRequests)
 			}

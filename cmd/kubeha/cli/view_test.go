@@ -33,7 +33,7 @@ func goldenPlan(t *testing.T) *planner.Plan {
 		Addresses: []*state.Address{{Name: "prod-master-internal", Address: "10.0.0.2", Type: "INTERNAL", Status: "IN_USE"}},
 		StaticIP:  &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Type: "EXTERNAL", Status: "IN_USE"},
 		Firewalls: []*state.Firewall{{Name: "prod-master-etcd", Ports: []string{"2379"}, SourceTags: []string{"prod-master"}, TargetTags: []string{"prod-master"}}},
-		Etcd: state.Etcd{Reachable: true, ClusterID: 7, Members: []*state.Member{{ID: 0xa1, Name: "prod-master", Instance: "prod-master", Healthy: true, Leader: true}}}}
+		Etcd:      state.Etcd{Reachable: true, ClusterID: 7, Members: []*state.Member{{ID: 0xa1, Name: "prod-master", Instance: "prod-master", Healthy: true, Leader: true}}}}
 	p, err := planner.Compute(c, obs)
 	if err != nil {
 		t.Fatal(err)
