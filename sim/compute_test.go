@@ -210,7 +210,6 @@ func TestLoadBalancerResources(t *testing.T) {
 	ok(t, c)(c.ForwardingRules.Insert(project, region, &compute.ForwardingRule{Name: "fr", IPAddress: ip.Address,
 		IPProtocol: "TCP", PortRange: "443", Target: regionalLink("targetPools", "pool")}).Context(ctx).Do())
 	// The IP is the rule's now: an instance cannot take it.
-	ok(t, c)(c.Instances.DeleteAccessConfig(project, zoneB, "m", "external-nat", "nic0").Context(ctx).Do())
 	op, err = c.Instances.AddAccessConfig(project, zoneB, "m", "nic0", &compute.AccessConfig{NatIP: ip.Address}).Context(ctx).Do()
 	opFails(t, op, err, c, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE")
 	ip, _ = c.Addresses.Get(project, region, "ip").Context(ctx).Do()
