@@ -34,12 +34,22 @@ type Etcd struct {
 
 // TLS is the kubeha-tls document: PEM certificates and keys of the member.
 // It is key material: never log it or put it in a plan or error.
+//
+// ca, peerCert, peerKey, serverCert and serverKey are etcd's (DESIGN.md §4);
+// the cluster CA and the API server's certificates ride along so that the
+// startup script can start kube-apiserver (its serving certificate, valid
+// for the static IP and the replica's IP, and its etcd client certificate).
 type TLS struct {
-	CA         string `json:"ca"`
-	PeerCert   string `json:"peerCert"`
-	PeerKey    string `json:"peerKey"`
-	ServerCert string `json:"serverCert"`
-	ServerKey  string `json:"serverKey"`
+	CA                      string `json:"ca"`
+	PeerCert                string `json:"peerCert"`
+	PeerKey                 string `json:"peerKey"`
+	ServerCert              string `json:"serverCert"`
+	ServerKey               string `json:"serverKey"`
+	ClusterCA               string `json:"clusterCA,omitempty"`
+	APIServerCert           string `json:"apiServerCert,omitempty"`
+	APIServerKey            string `json:"apiServerKey,omitempty"`
+	APIServerEtcdClientCert string `json:"apiServerEtcdClientCert,omitempty"`
+	APIServerEtcdClientKey  string `json:"apiServerEtcdClientKey,omitempty"`
 }
 
 // String hides the keys, so a TLS bundle printed by mistake leaks nothing.

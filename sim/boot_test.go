@@ -2,16 +2,8 @@ package sim
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +14,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/pki"
 )
 
 // master is an emulated master created the way kubeha creates one: the
@@ -255,15 +248,34 @@ func TestMembersBootAgainAfterRestart(t *testing.T) {
 	})
 }
 
+// TestTLSMembers boots members with certificates from the pki package, as
+// kubeha does: kubeha's client certificate is served, a client without one
+// is refused, and a member with a certificate from another CA cannot join.
 func TestTLSMembers(t *testing.T) {
-	_, c := startSim(t, Options{})
-	ca := newTestCA(t)
-	otherCA := newTestCA(t)
+	s, c := startSim(t, Options{})
+	ours, err := pki.Ensure(t.TempDir(), "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := pki.Ensure(t.TempDir(), "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := func(p *pki.PKI, m master) *metadata.TLS {
+		certs, err := p.IssueReplica(pki.ReplicaRequest{Cluster: "prod", Name: m.name, InternalIP: m.ip})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certs.Metadata()
+	}
 	m1 := reserve(t, c, "m1", zoneB)
-	boot(t, c, m1, "https", initialCluster("https", m1), metadata.StateNew, ca.bundle(t, m1.ip))
-	client := ca.clientTLS(t)
+	boot(t, c, m1, "https", initialCluster("https", m1), metadata.StateNew, bundle(ours, m1))
+	client, err := ours.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cli := etcdClient(t, client, m1.clientURL("https"))
-	eventually(t, 20*time.Second, "TLS member with a client certificate", func() error {
+	eventually(t, 20*time.Second, "TLS member with kubeha's client certificate", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := cli.Put(ctx, "/tls", "ok")
@@ -275,6 +287,12 @@ func TestTLSMembers(t *testing.T) {
 	if err := status(anon, m1.clientURL("https")); err == nil {
 		t.Fatal("a client without a certificate was served")
 	}
+	// Another CA's client certificate is refused too.
+	foreign, _ := theirs.ClientTLS()
+	foreign.RootCAs = client.RootCAs
+	if err := status(etcdClient(t, foreign, m1.clientURL("https")), m1.clientURL("https")); err == nil {
+		t.Fatal("a client certificate from another CA was served")
+	}
 	// A member with a certificate from another CA cannot join.
 	m2 := reserve(t, c, "m2", zoneC)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -282,7 +300,7 @@ func TestTLSMembers(t *testing.T) {
 	if _, err := cli.MemberAddAsLearner(ctx, []string{m2.peerURL("https")}); err != nil {
 		t.Fatal(err)
 	}
-	boot(t, c, m2, "https", initialCluster("https", m1, m2), metadata.StateExisting, otherCA.bundle(t, m2.ip))
+	boot(t, c, m2, "https", initialCluster("https", m1, m2), metadata.StateExisting, bundle(theirs, m2))
 	time.Sleep(3 * time.Second)
 	l, err := cli.MemberList(ctx)
 	if err != nil {
@@ -293,67 +311,23 @@ func TestTLSMembers(t *testing.T) {
 			t.Fatalf("member with a foreign certificate joined: %+v", m)
 		}
 	}
-}
-
-// testCA issues certificates for the TLS test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-func (ca *testCA) issue(t *testing.T, cn string, ips []string, usage []x509.ExtKeyUsage) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage}
-	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
-}
-
-func (ca *testCA) bundle(t *testing.T, ip string) *metadata.TLS {
-	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	pc, pk := ca.issue(t, "peer", []string{ip}, both)
-	sc, sk := ca.issue(t, "server", []string{ip}, both)
-	return &metadata.TLS{CA: ca.pem, PeerCert: pc, PeerKey: pk, ServerCert: sc, ServerKey: sk}
-}
-
-func (ca *testCA) clientTLS(t *testing.T) *tls.Config {
-	c, k := ca.issue(t, "kubeha", nil, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
-	pair, err := tls.X509KeyPair([]byte(c), []byte(k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	// With our CA's certificate the same member joins.
+	ok(t, c)(c.Instances.Delete(project, zoneC, "m2").Do())
+	ok(t, c)(c.Disks.Delete(project, zoneC, "m2-pd").Do())
+	ok(t, c)(c.Disks.Insert(project, zoneC, &compute.Disk{Name: "m2-pd"}).Do())
+	boot(t, c, m2, "https", initialCluster("https", m1, m2), metadata.StateExisting, bundle(ours, m2))
+	eventually(t, 20*time.Second, "member with our certificate joins", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		l, err := cli.MemberList(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range l.Members {
+			if len(m.PeerURLs) > 0 && m.PeerURLs[0] == m2.peerURL("https") && m.Name == "m2" {
+				return nil
+			}
+		}
+		return fmt.Errorf("m2 has not joined: %v; emulated members: %+v", l.Members, s.Members())
+	})
 }

@@ -2,13 +2,9 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,7 +13,6 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/kubeha/kubeha/sim"
-	"github.com/kubeha/kubeha/spec"
 )
 
 // backendOptions choose the Compute API kubeha talks to.
@@ -89,27 +84,4 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 		}
 		return &backend{compute: c, kind: "GCE"}, nil
 	}
-}
-
-// etcdTLS is kubeha's etcd client TLS from the cluster's PKI, or nil when
-// the PKI has no client certificate yet (a cluster kubeha has not bootstrapped).
-func etcdTLS(c *spec.Cluster) (*tls.Config, error) {
-	dir := c.PKIDir()
-	certFile := filepath.Join(dir, "kubeha-etcd-client.crt")
-	if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	pair, err := tls.LoadX509KeyPair(certFile, filepath.Join(dir, "kubeha-etcd-client.key"))
-	if err != nil {
-		return nil, fmt.Errorf("load kubeha's etcd client certificate from %s: %w", dir, err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "etcd-ca.crt"))
-	if err != nil {
-		return nil, fmt.Errorf("load the etcd CA from %s: %w", dir, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", filepath.Join(dir, "etcd-ca.crt"))
-	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 )
@@ -12,7 +13,7 @@ import (
 // observe reads the cluster of a spec and records member health (so that
 // remediation.unhealthyAfter spans runs of kubeha).
 func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
-	tlsCfg, err := etcdTLS(c)
+	tlsCfg, err := pki.LoadClientTLS(c.PKIDir())
 	if err != nil {
 		return nil, err
 	}
