@@ -6,12 +6,20 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X github.com/kubeha/kubeha/cmd/kubeha/cli.version=$(VERSION)
 
 
-.PHONY: build test lint bench fuzz schema
+.PHONY: build test lint bench fuzz schema tools
+
+# Optional test tools: shellcheck lints the masters' startup script. It is
+# installed from Debian's packages when this runs as root with apt-get;
+# otherwise its test says it is skipped.
+tools:
+	@command -v shellcheck >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -qq shellcheck >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq shellcheck >/dev/null 2>&1)); } || \
+		echo "shellcheck is not installed: the startup-script lint test will be skipped"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kubeha ./cmd/kubeha
 
-test:
+test: tools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

@@ -1,6 +1,9 @@
 package planner
 
 import (
+	"slices"
+	"time"
+
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -654,6 +657,51 @@ func (b *builder) membershipChanges() {
 	b.poolDrift()
 	if len(b.kept()) == 1 && b.lbAny() {
 		b.demoteLB()
+	}
+	b.renewals()
+}
+
+// RenewBefore is how long before expiry certificates are renewed.
+const RenewBefore = 30 * 24 * time.Hour
+
+// renewals renews the certificates of masters that keep running when they
+// expire within RenewBefore or no longer name the master's internal IP or
+// the static IP. A renewal restarts the member, so it runs only while the
+// cluster can spare one member (a single master restarts regardless, with a
+// warning: it has no other).
+func (b *builder) renewals() {
+	static := ""
+	if b.obs.StaticIP != nil && b.staticStep == "" {
+		static = b.obs.StaticIP.Address
+	}
+	for _, r := range b.kept() {
+		if r.obs == nil || r.obs.Instance.Certs == nil || !r.voter || !r.healthy {
+			continue
+		}
+		certs := r.obs.Instance.Certs
+		var why []string
+		if !b.obs.ObservedAt.IsZero() && b.obs.ObservedAt.Add(RenewBefore).After(certs.NotAfter) {
+			why = append(why, "they expire "+certs.NotAfter.UTC().Format("2006-01-02"))
+		}
+		if !slices.Contains(certs.PeerIPs, r.obs.Instance.InternalIP) {
+			why = append(why, "the etcd certificate does not name the master's IP "+r.obs.Instance.InternalIP)
+		}
+		if static != "" && !slices.Contains(certs.APIServerIPs, static) {
+			why = append(why, "the API server certificate does not name the static IP "+static)
+		}
+		if len(why) == 0 {
+			continue
+		}
+		m := b.membership()
+		if m.Voters >= 2 && m.HealthyVoters-1 < m.Quorum {
+			b.warnings = append(b.warnings, fmt.Sprintf("the certificates of %s need renewal (%s), but restarting it now would lose quorum: it waits until more members are healthy", r.name, strings.Join(why, "; ")))
+			continue
+		}
+		if m.Voters == 1 {
+			b.warnings = append(b.warnings, fmt.Sprintf("renewing the certificates of the single master %s restarts it: the API is unavailable for about a minute", r.name))
+		}
+		b.must(b.add(&Step{Action: RenewCertificates, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), Phase: "replica " + r.name,
+			Reason: "renew its certificates and restart it: " + strings.Join(why, "; ")}, b.lastStepOf(r.name)))
 	}
 }
 

@@ -184,6 +184,14 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Disks = slices.DeleteFunc(c.Disks, func(d *state.Disk) bool { return d.Name == s.Target })
 	case ReleaseAddress:
 		c.Addresses = slices.DeleteFunc(c.Addresses, func(a *state.Address) bool { return a.Name == s.Target })
+	case RenewCertificates:
+		if mem := m.member(s.Replica, 0); mem == nil || !mem.Healthy {
+			m.fail("step %s restarts %s, which is not a healthy member", s.ID, s.Replica)
+		}
+		if ms := c.Membership(); ms.Voters >= 2 && ms.HealthyVoters-1 < ms.Quorum {
+			m.fail("step %s restarts %s while the cluster cannot spare a member", s.ID, s.Replica)
+		}
+		m.instance(s.Replica).Certs = nil
 	default:
 		m.fail("unknown action %s", s.Action)
 	}

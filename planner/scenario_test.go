@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,9 @@ import (
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of planner/testdata scenarios (only commit what you understand)")
+
+// scenarioNow is when every scenario's state is observed.
+var scenarioNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
 const (
 	tProject = "p-test"
@@ -45,7 +49,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	var opts Options
 	sp := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: tCluster},
 		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: tProject, Region: tRegion}, MultiZone: true}}
-	obs := &state.Cluster{Name: tCluster, Project: tProject, Region: tRegion, Etcd: state.Etcd{Reachable: true, ClusterID: 0xc1}}
+	obs := &state.Cluster{Name: tCluster, Project: tProject, Region: tRegion, Etcd: state.Etcd{Reachable: true, ClusterID: 0xc1},
+		ObservedAt: scenarioNow}
 	staticIP := true
 	firewalls := "ok"
 	nextIP := 2
@@ -121,6 +126,16 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Config.QuorumRead = strings.TrimPrefix(v, "quorumRead:") == "true"
 			case strings.HasPrefix(v, "diskSizeGb:"):
 				in.Config.DiskSizeGb, _ = strconv.ParseInt(strings.TrimPrefix(v, "diskSizeGb:"), 10, 64)
+			}
+			switch kv["certs"] {
+			case "expiring":
+				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(10 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}}
+			case "wrong-ip":
+				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{"10.9.9.9"}, APIServerIPs: []string{"203.0.113.10"}}
+			case "old-static-ip":
+				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.77", in.InternalIP}}
+			case "":
+				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}}
 			}
 			switch kv["labels"] {
 			case "none":
@@ -251,6 +266,11 @@ func TestScenarios(t *testing.T) {
 				got = "error: " + err.Error() + "\n"
 			} else {
 				got = Format(p)
+				// A plan never holds key material: certificates are issued
+				// when a step runs.
+				if data, _ := json.Marshal(p); strings.Contains(string(data), "PRIVATE KEY") || strings.Contains(string(data), "BEGIN CERTIFICATE") {
+					t.Fatal("the plan holds key material")
+				}
 				// Determinism: the same inputs give the same plan.
 				again, _ := ComputeWith(sp, obs, opts)
 				if Format(again) != got {

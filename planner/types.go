@@ -77,6 +77,10 @@ const (
 	// DeleteDisk deletes an etcd data disk, after the executor saved a snapshot.
 	DeleteDisk     Action = "delete-disk"
 	ReleaseAddress Action = "release-address"
+	// RenewCertificates issues a replica new certificates, writes them to
+	// its metadata and restarts the VM; the member is down meanwhile, so
+	// renewals run one at a time like voter changes.
+	RenewCertificates Action = "renew-certificates"
 )
 
 // change is the Change of each action.
@@ -86,14 +90,14 @@ var change = map[Action]Change{
 	PromoteMember: Update, CreateHealthCheck: Create, CreateTargetPool: Create, AddToPool: Update,
 	RemoveFromPool: Update, DetachStaticIP: Update, CreateForwardingRule: Create, DeleteForwardingRule: Delete,
 	AttachStaticIP: Update, DeleteTargetPool: Delete, DeleteHealthCheck: Delete, MoveLeader: Update,
-	RemoveMember: Delete, DeleteInstance: Delete, DeleteDisk: Delete, ReleaseAddress: Delete,
+	RemoveMember: Delete, DeleteInstance: Delete, DeleteDisk: Delete, ReleaseAddress: Delete, RenewCertificates: Update,
 }
 
 // Etcd says the action changes etcd membership or leadership; such steps
 // run strictly one at a time, each behind a health gate.
 func (a Action) Etcd() bool {
 	switch a {
-	case AddLearner, PromoteMember, MoveLeader, RemoveMember:
+	case AddLearner, PromoteMember, MoveLeader, RemoveMember, RenewCertificates:
 		return true
 	}
 	return false

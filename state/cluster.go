@@ -50,9 +50,19 @@ type Instance struct {
 	// Config is what the replica was created from (its kubeha-config
 	// metadata); nil for masters kubeha did not create (kube-up).
 	Config *metadata.Config `json:"config,omitempty"`
+	// Certs describes the certificates in the instance's kubeha-tls
+	// metadata (never the keys); nil when it has none.
+	Certs *CertInfo `json:"certs,omitempty"`
 	// HasDataDisk says the instance has a disk attached as master-pd.
 	HasDataDisk bool   `json:"hasDataDisk"`
 	Fingerprint string `json:"fingerprint,omitempty"` // metadata fingerprint
+}
+
+// CertInfo is what kubeha checks of a replica's certificates.
+type CertInfo struct {
+	NotAfter     time.Time `json:"notAfter"`     // the earliest expiry of the peer, server and API server certificates
+	PeerIPs      []string  `json:"peerIPs"`      // IP SANs of the etcd peer certificate
+	APIServerIPs []string  `json:"apiServerIPs"` // IP SANs of the API server certificate
 }
 
 // Disk is an etcd data disk.

@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -247,10 +249,16 @@ func instanceOf(in *compute.Instance) *Instance {
 	if in.Metadata != nil {
 		out.Fingerprint = in.Metadata.Fingerprint
 		for _, it := range in.Metadata.Items {
-			if it.Key == metadata.KeyConfig && it.Value != nil {
+			if it.Value == nil {
+				continue
+			}
+			switch it.Key {
+			case metadata.KeyConfig:
 				if cfg, err := metadata.ParseConfig(*it.Value); err == nil {
 					out.Config = cfg
 				}
+			case metadata.KeyTLS:
+				out.Certs = certInfo(*it.Value)
 			}
 		}
 	}
@@ -370,4 +378,41 @@ func memberList(ctx context.Context, cli *clientv3.Client, timeout time.Duration
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return cli.MemberList(sctx, clientv3.WithSerializable())
+}
+
+// certInfo reads the expiry and IP SANs of the certificates in a kubeha-tls
+// document. The keys in it are dropped at once and never kept.
+func certInfo(doc string) *CertInfo {
+	t, err := metadata.ParseTLS(doc)
+	if err != nil {
+		return nil
+	}
+	info := &CertInfo{}
+	for i, certPEM := range []string{t.PeerCert, t.ServerCert, t.APIServerCert} {
+		if certPEM == "" {
+			continue
+		}
+		block, _ := pem.Decode([]byte(certPEM))
+		if block == nil {
+			return nil
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil
+		}
+		if info.NotAfter.IsZero() || cert.NotAfter.Before(info.NotAfter) {
+			info.NotAfter = cert.NotAfter
+		}
+		var ips []string
+		for _, ip := range cert.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		switch i {
+		case 0:
+			info.PeerIPs = ips
+		case 2:
+			info.APIServerIPs = ips
+		}
+	}
+	return info
 }
