@@ -69,8 +69,11 @@ func newStatusDoc(c *state.Cluster) *statusDoc {
 	}
 	if c.StaticIP != nil {
 		d.StaticIP.Address = c.StaticIP.Address
-		if len(c.StaticIP.Users) > 0 {
-			d.StaticIP.AttachedTo = c.StaticIP.Users[0]
+		switch {
+		case c.ForwardingRule != nil && c.ForwardingRule.IPAddress == c.StaticIP.Address:
+			d.StaticIP.AttachedTo = "forwarding rule " + c.ForwardingRule.Name
+		case len(c.StaticIP.Users) > 0:
+			d.StaticIP.AttachedTo = "instance " + c.StaticIP.Users[0]
 		}
 	}
 	d.LoadBalancer.Exists = c.ForwardingRule != nil && c.TargetPool != nil

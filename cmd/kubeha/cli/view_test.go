@@ -181,7 +181,7 @@ func TestStatusViews(t *testing.T) {
 	}
 	r := doc.Replicas[0]
 	if doc.Cluster != "prod" || r.Name != "prod-master" || r.Etcd.Role != "voter" || !r.Etcd.Leader || !r.Etcd.Healthy || r.Etcd.ID != "a1" ||
-		doc.StaticIP.AttachedTo != "prod-master" || doc.LoadBalancer.Exists == nil || *doc.LoadBalancer.Exists ||
+		doc.StaticIP.AttachedTo != "instance prod-master" || doc.LoadBalancer.Exists == nil || *doc.LoadBalancer.Exists ||
 		doc.Etcd.Voters == nil || *doc.Etcd.Voters != 1 || doc.Etcd.FaultTolerance == nil {
 		t.Errorf("status JSON: %s", buf.String())
 	}

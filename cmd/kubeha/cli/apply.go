@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeha/kubeha/executor"
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+)
+
+type applyOptions struct {
+	file        string
+	autoApprove bool
+	replace     []string
+	lockTimeout time.Duration
+	output      string
+	parallelism int
+	backend     backendOptions
+}
+
+func newApplyCommand(streams IOStreams) *cobra.Command {
+	var o applyOptions
+	cmd := &cobra.Command{
+		Use:   "apply (-f cluster.yaml | PLAN.json) [--auto-approve] [--replace NAME]...",
+		Short: "Bring the cluster to the spec, quorum-safely, with progress",
+		Long: `Plan the changes that bring the cluster to the spec, show them, and carry them
+out once approved (type yes, or pass --auto-approve; with no terminal and no
+flag, apply refuses). Given a plan saved by kubeha plan --out, apply
+observes the cluster again and refuses the plan if the spec or the cluster
+changed since.
+
+Steps run in parallel where they are independent; etcd membership changes
+run one at a time, each behind a health gate, and an etcd snapshot is saved
+(in backups/ beside the PKI) before every member removal and disk deletion.
+Two applies never change one cluster at once. Interrupted (Ctrl-C, SIGTERM),
+apply finishes the steps in flight and stops; run it again to go on.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && o.file != "" {
+				return errors.New("give either -f cluster.yaml or a saved plan, not both")
+			}
+			if len(args) == 0 && o.file == "" {
+				return errors.New("give -f cluster.yaml, or a plan saved with kubeha plan --out")
+			}
+			if o.output != "text" && o.output != "json" {
+				return fmt.Errorf("-o %s: choose text or json", o.output)
+			}
+			saved := ""
+			if len(args) == 1 {
+				saved = args[0]
+			}
+			return runApply(cmd, streams, o, saved)
+		},
+	}
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking")
+	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace this master in its zone (repeatable)")
+	cmd.Flags().DurationVar(&o.lockTimeout, "lock-timeout", 0, "wait this long for another apply to finish (default: fail at once, naming it)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "progress as text lines, or json: one event per line")
+	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "most steps at once")
+	o.backend.addFlags(cmd)
+	return cmd
+}
+
+func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath string) error {
+	ctx := cmd.Context()
+	var (
+		c     *spec.Cluster
+		saved *planner.Saved
+		err   error
+	)
+	if savedPath != "" {
+		if saved, err = planner.ReadSaved(savedPath); err != nil {
+			return err
+		}
+		c = saved.Spec
+		o.replace = saved.Replace
+	} else if c, _, err = loadSpec(streams, o.file); err != nil {
+		return err
+	}
+	b, err := o.backend.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	obs, err := observe(ctx, b, c)
+	if err != nil {
+		return err
+	}
+	var plan *planner.Plan
+	if saved != nil {
+		var current *spec.Cluster
+		if _, statErr := os.Stat(saved.SpecPath); statErr == nil {
+			if current, _, err = loadSpec(streams, saved.SpecPath); err != nil {
+				return err
+			}
+		}
+		if err := saved.Check(current, obs); err != nil {
+			return err
+		}
+		plan = saved.Plan
+	} else {
+		if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace}); err != nil {
+			return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
+		}
+	}
+	progress := streams.Out
+	if o.output == "json" {
+		progress = streams.ErrOut
+	}
+	if err := (planText{}).Render(progress, plan); err != nil {
+		return err
+	}
+	if plan.NoChanges {
+		return nil
+	}
+	if !o.autoApprove && savedPath == "" {
+		if err := confirm(streams, len(plan.Steps)); err != nil {
+			return err
+		}
+	}
+	who := "kubeha"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	view := newProgress(streams.Out, o.output)
+	start := time.Now()
+	err = executor.Apply(ctx, plan, executor.Options{
+		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: o.parallelism,
+		BackupDir: filepath.Join(c.PKIDir(), "..", "backups"), LockWait: o.lockTimeout,
+		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
+		Hooks: view,
+	})
+	if errors.Is(err, executor.ErrInterrupted) {
+		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha apply again to finish", err)
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nApply stopped at a failed step; nothing is left half-done: fix the cause and run kubeha apply again", err)
+	}
+	view.done(plan, time.Since(start))
+	return nil
+}
+
+// confirm asks on a terminal, and refuses without one.
+func confirm(streams IOStreams, n int) error {
+	f, ok := streams.In.(*os.File)
+	if !ok {
+		return errors.New("no terminal to confirm on: pass --auto-approve to apply without asking")
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return errors.New("no terminal to confirm on: pass --auto-approve to apply without asking")
+	}
+	fmt.Fprintf(streams.Out, "\nApply these %d steps? Only 'yes' is accepted: ", n)
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read the answer: %w", err)
+	}
+	if strings.TrimSpace(line) != "yes" {
+		return errors.New("apply cancelled: nothing was changed")
+	}
+	return nil
+}
+
+// progress renders executor events: text lines (plain in CI and with
+// NO_COLOR, as on a terminal) or one JSON object per event.
+type progress struct {
+	mu     sync.Mutex
+	w      io.Writer
+	json   bool
+	failed int
+}
+
+var _ executor.Hooks = (*progress)(nil)
+
+func newProgress(w io.Writer, format string) *progress {
+	return &progress{w: w, json: format == "json"}
+}
+
+type event struct {
+	Event     string `json:"event"`
+	Step      string `json:"step"`
+	Index     int    `json:"index"`
+	Total     int    `json:"total"`
+	Action    string `json:"action"`
+	Target    string `json:"target"`
+	Zone      string `json:"zone,omitempty"`
+	ElapsedMS int64  `json:"elapsedMs,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Etcd      any    `json:"etcd"`
+}
+
+func (p *progress) emit(kind string, e executor.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := e.Step
+	if p.json {
+		ev := event{Event: kind, Step: s.ID, Index: e.Index, Total: e.Total, Action: string(s.Action), Target: s.Target, Zone: s.Zone, Etcd: s.Etcd}
+		if kind == "finished" {
+			ev.ElapsedMS = e.Elapsed.Milliseconds()
+			if e.Err != nil {
+				ev.Event, ev.Error = "failed", e.Err.Error()
+			}
+		}
+		b, _ := json.Marshal(ev)
+		fmt.Fprintln(p.w, string(b))
+		return
+	}
+	label := fmt.Sprintf("[%*d/%d] %s %s %s", len(fmt.Sprint(e.Total)), e.Index, e.Total, s.Change.Symbol(), s.Action, s.Target)
+	switch {
+	case kind == "started":
+		fmt.Fprintf(p.w, "%s ...\n", label)
+	case e.Err != nil:
+		fmt.Fprintf(p.w, "%s failed after %s: %v\n", label, e.Elapsed.Round(time.Millisecond), e.Err)
+	default:
+		fmt.Fprintf(p.w, "%s done in %s (etcd fault tolerance %d)\n", label, e.Elapsed.Round(time.Millisecond), s.Etcd.FaultTolerance)
+	}
+}
+
+func (p *progress) StepStarted(e executor.Event)  { p.emit("started", e) }
+func (p *progress) StepFinished(e executor.Event) { p.emit("finished", e) }
+
+func (p *progress) done(plan *planner.Plan, d time.Duration) {
+	if p.json {
+		b, _ := json.Marshal(map[string]any{"event": "complete", "steps": len(plan.Steps), "elapsedMs": d.Milliseconds(), "etcd": plan.After})
+		fmt.Fprintln(p.w, string(b))
+		return
+	}
+	fmt.Fprintf(p.w, "\nApply complete: %d steps in %s. etcd: %s\n", len(plan.Steps), d.Round(time.Millisecond), membershipWords(plan.After))
+}

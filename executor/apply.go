@@ -1,0 +1,285 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// Options configure Apply.
+type Options struct {
+	Compute  *compute.Service
+	Spec     *spec.Cluster
+	Observed *state.Cluster // what the plan was computed against
+	PKI      *pki.PKI
+	// Parallelism bounds the steps that run at once; default 4.
+	Parallelism int
+	// RateLimit is the most compute API requests per second; default 20.
+	RateLimit float64
+	// Gate bounds each health gate and each retried membership change;
+	// default 5 minutes.
+	Gate time.Duration
+	// EtcdTimeout bounds one etcd call; default 5s.
+	EtcdTimeout time.Duration
+	// BackupDir receives etcd snapshots; Keep is how many are kept (default 10).
+	BackupDir string
+	Keep      int
+	// LockWait is how long to wait for another apply's lock; 0 fails at once.
+	LockWait time.Duration
+	Who      Holder
+	Hooks    Hooks
+}
+
+// Event is a step starting or finishing.
+type Event struct {
+	Step    *planner.Step
+	Index   int // 1-based position in the plan
+	Total   int
+	Elapsed time.Duration // for a finished step
+	Err     error
+}
+
+// Hooks receive progress; the executor prints nothing itself.
+type Hooks interface {
+	StepStarted(Event)
+	StepFinished(Event)
+}
+
+// NoHooks ignores progress.
+type NoHooks struct{}
+
+// StepStarted does nothing.
+func (NoHooks) StepStarted(Event) {}
+
+// StepFinished does nothing.
+func (NoHooks) StepFinished(Event) {}
+
+// ErrInterrupted says Apply stopped early at a safe point; the next apply
+// plans again from where it stopped.
+var ErrInterrupted = errors.New("interrupted")
+
+type executor struct {
+	o    Options
+	plan *planner.Plan
+	gce  *gce
+	etcd *etcd
+
+	mu          sync.Mutex
+	zones       map[string]string // instance -> zone
+	learners    map[string]uint64 // replica -> learner ID added by this apply
+	initial     map[string]string // replica -> its initial cluster
+	lock        *lock
+	lastBackup  time.Time
+	fileLock    *os.File
+	bootstraped bool
+}
+
+// Apply carries out a plan. Steps run as soon as their dependencies are
+// done, at most Parallelism at once; membership changes are chained by the
+// plan and each waits for its health gate. On the first failure, or when
+// ctx is cancelled, no new step starts; the steps running finish (a step is
+// never abandoned halfway), and Apply returns the failure or ErrInterrupted.
+func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 4
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 20
+	}
+	if o.Gate <= 0 {
+		o.Gate = 5 * time.Minute
+	}
+	if o.EtcdTimeout <= 0 {
+		o.EtcdTimeout = 5 * time.Second
+	}
+	if o.Keep <= 0 {
+		o.Keep = 10
+	}
+	if o.Hooks == nil {
+		o.Hooks = NoHooks{}
+	}
+	if o.PKI == nil {
+		return errors.New("apply: no PKI")
+	}
+	clientTLS, err := o.PKI.ClientTLS()
+	if err != nil {
+		return err
+	}
+	x := &executor{o: o, plan: p,
+		gce:      &gce{svc: o.Compute, project: o.Spec.Spec.GCE.Project, limiter: rate.NewLimiter(rate.Limit(o.RateLimit), int(o.RateLimit))},
+		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
+		zones:    map[string]string{},
+		learners: map[string]uint64{},
+		initial:  map[string]string{},
+	}
+	defer x.etcd.close()
+	for _, in := range o.Observed.Instances {
+		x.zones[in.Name] = in.Zone
+	}
+	for _, s := range p.Steps {
+		if s.Instance != nil {
+			x.zones[s.Instance.Name] = s.Instance.Zone
+		}
+	}
+	if err := x.lockFile(); err != nil {
+		return err
+	}
+	defer x.unlockFile()
+	var eps []string
+	for _, m := range o.Observed.Etcd.Members {
+		eps = append(eps, m.ClientURLs...)
+	}
+	if len(eps) > 0 {
+		if _, err := x.etcd.client(eps); err != nil {
+			return err
+		}
+		if err := x.takeLock(ctx); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		if x.lock != nil {
+			x.lock.release()
+		}
+	}()
+	return x.run(ctx)
+}
+
+// lockFile protects the cluster against two applies on this machine even
+// before its etcd exists (the etcd lock covers every machine once it does).
+func (x *executor) lockFile() error {
+	path := filepath.Join(x.o.PKI.Dir, "apply.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("open apply lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: another kubeha apply or watch on this machine is changing cluster %s (it holds %s): wait for it", ErrLocked, x.o.Spec.Metadata.Name, path)
+	}
+	x.fileLock = f
+	return nil
+}
+
+func (x *executor) unlockFile() {
+	if x.fileLock != nil {
+		syscall.Flock(int(x.fileLock.Fd()), syscall.LOCK_UN)
+		x.fileLock.Close()
+	}
+}
+
+func (x *executor) takeLock(ctx context.Context) error {
+	if x.lock != nil {
+		return nil
+	}
+	l, err := x.etcd.acquire(ctx, x.o.Spec.Metadata.Name, x.o.Who, x.o.LockWait)
+	if err != nil {
+		return err
+	}
+	x.lock = l
+	return nil
+}
+
+type result struct {
+	step *planner.Step
+	err  error
+}
+
+func (x *executor) run(ctx context.Context) error {
+	steps := x.plan.Steps
+	index := map[string]int{}
+	for i, s := range steps {
+		index[s.ID] = i
+	}
+	done := make([]bool, len(steps))
+	started := make([]bool, len(steps))
+	results := make(chan result)
+	running := 0
+	var failure error
+	// Steps run to their end even when ctx is cancelled: the cancellation
+	// stops new steps, never one halfway.
+	stepCtx := context.WithoutCancel(ctx)
+	for {
+		if failure == nil && ctx.Err() == nil {
+			for i, s := range steps {
+				if started[i] || running >= x.o.Parallelism {
+					continue
+				}
+				ready := true
+				for _, d := range s.DependsOn {
+					ready = ready && done[index[d]]
+				}
+				if !ready {
+					continue
+				}
+				started[i] = true
+				running++
+				go func(i int, s *planner.Step) {
+					ev := Event{Step: s, Index: i + 1, Total: len(steps)}
+					x.o.Hooks.StepStarted(ev)
+					t0 := time.Now()
+					err := x.step(stepCtx, s)
+					ev.Elapsed, ev.Err = time.Since(t0), err
+					x.o.Hooks.StepFinished(ev)
+					results <- result{s, err}
+				}(i, s)
+			}
+		}
+		if running == 0 {
+			break
+		}
+		select {
+		case r := <-results:
+			running--
+			if r.err != nil {
+				if failure == nil {
+					failure = fmt.Errorf("step %s (%s %s): %w", r.step.ID, r.step.Action, r.step.Target, r.err)
+				}
+				continue
+			}
+			done[index[r.step.ID]] = true
+		case <-ctx.Done():
+			// Stop starting steps; wait for the running ones.
+			r := <-results
+			running--
+			if r.err != nil && failure == nil {
+				failure = fmt.Errorf("step %s (%s %s): %w", r.step.ID, r.step.Action, r.step.Target, r.err)
+			} else if r.err == nil {
+				done[index[r.step.ID]] = true
+			}
+		}
+	}
+	if failure != nil {
+		return failure
+	}
+	for i := range steps {
+		if !done[i] {
+			return fmt.Errorf("%w after %d of %d steps: the cluster is in a safe state; run apply again to finish", ErrInterrupted, countTrue(done), len(steps))
+		}
+	}
+	return nil
+}
+
+func countTrue(b []bool) int {
+	n := 0
+	for _, v := range b {
+		if v {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,424 @@
+package executor
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// etcd talks to the cluster's etcd through whichever members answer.
+type etcd struct {
+	tls     *tls.Config
+	timeout time.Duration // one call
+	gate    time.Duration // a health gate or a retried membership change
+
+	mu  sync.Mutex
+	cli *clientv3.Client
+}
+
+func (e *etcd) client(endpoints []string) (*clientv3.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cli != nil {
+		if len(endpoints) > 0 {
+			e.cli.SetEndpoints(endpoints...)
+		}
+		return e.cli, nil
+	}
+	if len(endpoints) == 0 {
+		return nil, errors.New("no etcd endpoint is known yet")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: e.timeout, TLS: e.tls, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(endpoints, ","), err)
+	}
+	e.cli = cli
+	return cli, nil
+}
+
+func (e *etcd) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cli != nil {
+		e.cli.Close()
+		e.cli = nil
+	}
+}
+
+// members lists the members and points the client at every started one.
+func (e *etcd) members(ctx context.Context) ([]*etcdserverpb.Member, error) {
+	cli, err := e.client(nil)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	resp, err := cli.MemberList(cctx)
+	if err != nil {
+		return nil, fmt.Errorf("list etcd members: %w", err)
+	}
+	var eps []string
+	for _, m := range resp.Members {
+		eps = append(eps, m.ClientURLs...)
+	}
+	if len(eps) > 0 {
+		cli.SetEndpoints(eps...)
+	}
+	return resp.Members, nil
+}
+
+// retry runs f until it succeeds, it fails with an error retryable does not
+// accept, or the gate's time is up.
+func (e *etcd) retry(ctx context.Context, what string, retryable func(error) bool, f func(context.Context) error) error {
+	deadline := time.Now().Add(e.gate)
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, e.timeout)
+		err := f(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: still failing after %s: %w", what, e.gate, err)
+		}
+		if serr := sleep(ctx, min(backoff(attempt), 2*time.Second)); serr != nil {
+			return fmt.Errorf("%s: %w (last error: %v)", what, serr, err)
+		}
+	}
+}
+
+func isUnhealthyCluster(err error) bool {
+	return errors.Is(err, rpctypes.ErrGRPCUnhealthy) || errors.Is(err, rpctypes.ErrUnhealthy) ||
+		strings.Contains(err.Error(), "unhealthy cluster") || strings.Contains(err.Error(), "not enough started members")
+}
+
+func isLearnerNotReady(err error) bool {
+	return errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) || errors.Is(err, rpctypes.ErrMemberLearnerNotReady) ||
+		strings.Contains(err.Error(), "not in sync with leader") || isUnhealthyCluster(err)
+}
+
+// addLearner adds a learner for peerURL, or finds the one a previous apply
+// added. It returns the learner's ID and the member list after the add.
+func (e *etcd) addLearner(ctx context.Context, peerURL string) (uint64, []*etcdserverpb.Member, error) {
+	members, err := e.members(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, m := range members {
+		if slices.Contains(m.PeerURLs, peerURL) {
+			return m.ID, members, nil
+		}
+	}
+	var id uint64
+	err = e.retry(ctx, "add etcd learner "+peerURL, isUnhealthyCluster, func(cctx context.Context) error {
+		cli, err := e.client(nil)
+		if err != nil {
+			return err
+		}
+		resp, err := cli.MemberAddAsLearner(cctx, []string{peerURL})
+		if err != nil {
+			return err
+		}
+		id, members = resp.Member.ID, resp.Members
+		return nil
+	})
+	return id, members, err
+}
+
+// promote makes a learner a voter, retrying while it is not yet in sync
+// (it takes seconds after the VM boots). A member that already votes is done.
+func (e *etcd) promote(ctx context.Context, id uint64) error {
+	return e.retry(ctx, fmt.Sprintf("promote etcd learner %x", id), isLearnerNotReady, func(cctx context.Context) error {
+		members, err := e.members(cctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.ID == id && !m.IsLearner {
+				return nil
+			}
+		}
+		cli, err := e.client(nil)
+		if err != nil {
+			return err
+		}
+		_, err = cli.MemberPromote(cctx, id)
+		return err
+	})
+}
+
+// remove removes a member, retrying through etcd's "unhealthy cluster"
+// window after a recent membership change. A member already gone is done.
+func (e *etcd) remove(ctx context.Context, id uint64) error {
+	return e.retry(ctx, fmt.Sprintf("remove etcd member %x", id), isUnhealthyCluster, func(cctx context.Context) error {
+		cli, err := e.client(nil)
+		if err != nil {
+			return err
+		}
+		_, err = cli.MemberRemove(cctx, id)
+		if errors.Is(err, rpctypes.ErrGRPCMemberNotFound) || errors.Is(err, rpctypes.ErrMemberNotFound) ||
+			err != nil && strings.Contains(err.Error(), "member not found") {
+			return nil
+		}
+		return err
+	})
+}
+
+// leader returns the leader's ID and client URL.
+func (e *etcd) leader(ctx context.Context) (uint64, string, error) {
+	members, err := e.members(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	cli, _ := e.client(nil)
+	for _, m := range members {
+		if len(m.ClientURLs) == 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, e.timeout)
+		st, err := cli.Status(cctx, m.ClientURLs[0])
+		cancel()
+		if err != nil || st.Leader == 0 {
+			continue
+		}
+		for _, l := range members {
+			if l.ID == st.Leader && len(l.ClientURLs) > 0 {
+				return l.ID, l.ClientURLs[0], nil
+			}
+		}
+	}
+	return 0, "", errors.New("no etcd member knows a leader")
+}
+
+// moveLeader hands leadership from member `from` to member `to`; if from
+// no longer leads, there is nothing to do.
+func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
+	return e.retry(ctx, fmt.Sprintf("move etcd leadership from %x to %x", from, to), func(error) bool { return true }, func(cctx context.Context) error {
+		id, url, err := e.leader(cctx)
+		if err != nil {
+			return err
+		}
+		if id != from {
+			return nil
+		}
+		one, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: e.timeout, TLS: e.tls, Logger: zap.NewNop()})
+		if err != nil {
+			return err
+		}
+		defer one.Close()
+		_, err = one.MoveLeader(cctx, to)
+		return err
+	})
+}
+
+// healthy is the health gate: it waits until at least want voters answer
+// and follow a leader, and no learner is left unstarted.
+func (e *etcd) healthy(ctx context.Context, want int) error {
+	var last string
+	err := e.retry(ctx, fmt.Sprintf("wait for %d healthy etcd voters", want), func(error) bool { return true }, func(cctx context.Context) error {
+		members, err := e.members(cctx)
+		if err != nil {
+			return err
+		}
+		cli, _ := e.client(nil)
+		healthy := 0
+		var down []string
+		for _, m := range members {
+			if m.IsLearner || len(m.ClientURLs) == 0 {
+				continue
+			}
+			st, err := cli.Status(cctx, m.ClientURLs[0])
+			if err == nil && st.Leader != 0 && len(st.Errors) == 0 {
+				healthy++
+			} else {
+				down = append(down, firstNonEmpty(m.Name, fmt.Sprintf("%x", m.ID)))
+			}
+		}
+		if healthy < want {
+			last = fmt.Sprintf("%d healthy (%s down)", healthy, strings.Join(down, ","))
+			return errors.New(last)
+		}
+		return nil
+	})
+	return err
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// snapshot saves an etcd snapshot to dir and keeps the newest keep files.
+func (e *etcd) snapshot(ctx context.Context, dir, name string, keep int) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create backup directory: %w", err)
+	}
+	cli, err := e.client(nil)
+	if err != nil {
+		return "", err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*e.gate)
+	defer cancel()
+	rc, err := cli.Snapshot(cctx)
+	if err != nil {
+		return "", fmt.Errorf("take etcd snapshot: %w", err)
+	}
+	defer rc.Close()
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, ".snapshot-*")
+	if err != nil {
+		return "", fmt.Errorf("save etcd snapshot: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("save etcd snapshot: %w", err)
+	}
+	n, err := io.Copy(tmp, rc)
+	if err == nil && n == 0 {
+		err = errors.New("empty snapshot")
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("save etcd snapshot: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("save etcd snapshot: %w", err)
+	}
+	prune(dir, keep)
+	return path, nil
+}
+
+// prune keeps the newest keep snapshots.
+func prune(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var snaps []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".db") {
+			snaps = append(snaps, e.Name())
+		}
+	}
+	sort.Strings(snaps) // names start with a UTC timestamp
+	for len(snaps) > keep {
+		os.Remove(filepath.Join(dir, snaps[0]))
+		snaps = snaps[1:]
+	}
+}
+
+// Holder says who holds a cluster's apply lock.
+type Holder struct {
+	Who   string    `json:"who"`
+	Host  string    `json:"host"`
+	PID   int       `json:"pid"`
+	Since time.Time `json:"since"`
+}
+
+func (h Holder) String() string {
+	return fmt.Sprintf("%s on %s (pid %d) since %s", h.Who, h.Host, h.PID, h.Since.UTC().Format(time.RFC3339))
+}
+
+// ErrLocked says another apply holds the cluster's lock.
+var ErrLocked = errors.New("locked")
+
+// lock is an apply lock held on an etcd lease: it expires by itself if its
+// holder dies.
+type lock struct {
+	session *concurrency.Session
+	mutex   *concurrency.Mutex
+}
+
+const lockTTL = 10 // seconds
+
+func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
+
+// acquire takes the cluster's lock: at once (wait 0), failing with the
+// holder's name, or waiting up to wait for it.
+func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time.Duration) (*lock, error) {
+	cli, err := e.client(nil)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("take the apply lock of %s: %w", cluster, err)
+	}
+	m := concurrency.NewMutex(sess, lockKey(cluster))
+	if wait == 0 {
+		err = m.TryLock(ctx)
+	} else {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err = m.Lock(wctx)
+		cancel()
+	}
+	if err != nil {
+		sess.Close()
+		holder := "another kubeha"
+		if h, herr := e.holder(ctx, cluster); herr == nil {
+			holder = h.String()
+		}
+		if errors.Is(err, concurrency.ErrLocked) || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: cluster %s is being changed by %s: wait for it, or run apply with --lock-timeout to wait", ErrLocked, cluster, holder)
+		}
+		return nil, fmt.Errorf("take the apply lock of %s: %w", cluster, err)
+	}
+	data, _ := json.Marshal(me)
+	cctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	if _, err := cli.Put(cctx, lockKey(cluster)+"/holder", string(data), clientv3.WithLease(sess.Lease())); err != nil {
+		m.Unlock(context.Background())
+		sess.Close()
+		return nil, fmt.Errorf("record the apply lock's holder: %w", err)
+	}
+	return &lock{session: sess, mutex: m}, nil
+}
+
+func (e *etcd) holder(ctx context.Context, cluster string) (Holder, error) {
+	var h Holder
+	cli, err := e.client(nil)
+	if err != nil {
+		return h, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	resp, err := cli.Get(cctx, lockKey(cluster)+"/holder")
+	if err != nil || len(resp.Kvs) == 0 {
+		return h, errors.New("no holder recorded")
+	}
+	return h, json.Unmarshal(resp.Kvs[0].Value, &h)
+}
+
+func (l *lock) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.mutex.Unlock(ctx)
+	l.session.Close()
+}

@@ -1,0 +1,192 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/api/googleapi"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// gce calls the Compute API with a client-side rate limit, retries and
+// operation waits.
+type gce struct {
+	svc     *compute.Service
+	project string
+	limiter *rate.Limiter
+	// maxWait bounds one GCE call with its retries and its operation.
+	maxWait time.Duration
+}
+
+// transient says a GCE error is worth retrying: 429, 5xx, or the network.
+func transient(err error) (bool, time.Duration) {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 {
+			return true, retryAfter(ge.Header)
+		}
+		return false, 0
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true, 0
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF"), 0
+}
+
+func retryAfter(h http.Header) time.Duration {
+	if h == nil {
+		return 0
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+// backoff is an exponential backoff with full jitter, capped at 10s.
+func backoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt, 6)
+	d = min(d, 10*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// do runs an API call under the rate limit, retrying transient errors.
+func do[T any](ctx context.Context, g *gce, what string, call func() (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; ; attempt++ {
+		if err := g.limiter.Wait(ctx); err != nil {
+			return zero, fmt.Errorf("%s: %w", what, err)
+		}
+		v, err := call()
+		if err == nil {
+			return v, nil
+		}
+		retry, after := transient(err)
+		if !retry || attempt >= 12 {
+			return zero, fmt.Errorf("%s: %w", what, err)
+		}
+		if after <= 0 {
+			after = backoff(attempt)
+		}
+		if serr := sleep(ctx, after); serr != nil {
+			return zero, fmt.Errorf("%s: gave up retrying (%w) after: %v", what, serr, err)
+		}
+	}
+}
+
+// ErrNotFound and ErrExists are what an operation's HTTP status said.
+var (
+	errNotFound = errors.New("not found")
+	errExists   = errors.New("already exists")
+)
+
+func httpCode(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	return 0
+}
+
+// op runs a call that returns an operation and waits for it to be DONE,
+// checking its error. A 409 on the call returns errExists and a 404
+// errNotFound, for the caller to decide what they mean.
+func (g *gce) op(ctx context.Context, what string, call func() (*compute.Operation, error)) error {
+	o, err := do(ctx, g, what, call)
+	switch {
+	case httpCode(err) == http.StatusConflict:
+		return fmt.Errorf("%s: %w", what, errExists)
+	case httpCode(err) == http.StatusNotFound:
+		return fmt.Errorf("%s: %w", what, errNotFound)
+	case err != nil:
+		return err
+	}
+	return g.wait(ctx, what, o)
+}
+
+// wait calls the operation's wait method until it is DONE (wait may return
+// while it still RUNS), then checks the operation's error.
+func (g *gce) wait(ctx context.Context, what string, o *compute.Operation) error {
+	for o.Status != "DONE" {
+		var err error
+		o, err = do(ctx, g, what+": wait", func() (*compute.Operation, error) {
+			switch {
+			case o.Zone != "":
+				return g.svc.ZoneOperations.Wait(g.project, last(o.Zone), o.Name).Context(ctx).Do()
+			case o.Region != "":
+				return g.svc.RegionOperations.Wait(g.project, last(o.Region), o.Name).Context(ctx).Do()
+			}
+			return g.svc.GlobalOperations.Wait(g.project, o.Name).Context(ctx).Do()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if o.Error != nil && len(o.Error.Errors) > 0 {
+		e := o.Error.Errors[0]
+		switch {
+		case o.HttpErrorStatusCode == http.StatusConflict || e.Code == "RESOURCE_ALREADY_EXISTS":
+			return fmt.Errorf("%s: %s: %w", what, e.Message, errExists)
+		case o.HttpErrorStatusCode == http.StatusNotFound && strings.Contains(e.Message, o.TargetLink):
+			return fmt.Errorf("%s: %s: %w", what, e.Message, errNotFound)
+		}
+		return fmt.Errorf("%s: operation %s failed: %s: %s", what, o.Name, e.Code, e.Message)
+	}
+	return nil
+}
+
+// create runs an insert; a resource that already exists is checked with
+// ours and taken as done.
+func (g *gce) create(ctx context.Context, what string, call func() (*compute.Operation, error), ours func() error) error {
+	err := g.op(ctx, what, call)
+	if errors.Is(err, errExists) {
+		if ours == nil {
+			return nil
+		}
+		if oerr := ours(); oerr != nil {
+			return fmt.Errorf("%s: a resource of that name exists and is not kubeha's: %w", what, oerr)
+		}
+		return nil
+	}
+	return err
+}
+
+// remove runs a delete; a resource already gone is done.
+func (g *gce) remove(ctx context.Context, what string, call func() (*compute.Operation, error)) error {
+	err := g.op(ctx, what, call)
+	if errors.Is(err, errNotFound) {
+		return nil
+	}
+	return err
+}
+
+func last(link string) string { return link[strings.LastIndex(link, "/")+1:] }

@@ -1,0 +1,529 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+)
+
+func (x *executor) project() string { return x.o.Spec.Spec.GCE.Project }
+func (x *executor) region() string  { return x.o.Spec.Spec.GCE.Region }
+func (x *executor) cluster() string { return x.o.Spec.Metadata.Name }
+
+func (x *executor) zoneOf(instance string) (string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if z, ok := x.zones[instance]; ok {
+		return z, nil
+	}
+	return "", fmt.Errorf("no zone known for instance %s", instance)
+}
+
+func (x *executor) instanceLink(instance string) (string, error) {
+	z, err := x.zoneOf(instance)
+	if err != nil {
+		return "", err
+	}
+	return "projects/" + x.project() + "/zones/" + z + "/instances/" + instance, nil
+}
+
+func (x *executor) poolLink() string {
+	return "projects/" + x.project() + "/regions/" + x.region() + "/targetPools/" + spec.MasterName(x.cluster())
+}
+
+// addressIP reads a reserved address's IP.
+func (x *executor) addressIP(ctx context.Context, name string) (string, error) {
+	a, err := do(ctx, x.gce, "get address "+name, func() (*compute.Address, error) {
+		return x.o.Compute.Addresses.Get(x.project(), x.region(), name).Context(ctx).Do()
+	})
+	if err != nil {
+		return "", err
+	}
+	return a.Address, nil
+}
+
+func (x *executor) staticIP(ctx context.Context) (string, error) {
+	return x.addressIP(ctx, spec.StaticIPName(x.cluster()))
+}
+
+func (x *executor) peerURL(ip string) string {
+	return "https://" + ip + ":" + strconv.Itoa(x.o.Spec.Spec.Etcd.PeerPort)
+}
+
+func (x *executor) clientURL(ip string) string {
+	return "https://" + ip + ":" + strconv.Itoa(x.o.Spec.Spec.Etcd.ClientPort)
+}
+
+// step carries out one step.
+func (x *executor) step(ctx context.Context, s *planner.Step) error {
+	if s.Action.Etcd() {
+		if err := x.takeLock(ctx); err != nil {
+			return err
+		}
+	}
+	g, p, r := x.gce, x.project(), x.region()
+	c := x.o.Compute
+	what := string(s.Action) + " " + s.Target
+	switch s.Action {
+	case planner.CreateFirewall, planner.UpdateFirewall:
+		fw := &compute.Firewall{Name: s.Firewall.Name, Network: "global/networks/" + x.o.Spec.Spec.GCE.Network, TargetTags: s.Firewall.TargetTags,
+			SourceTags: s.Firewall.SourceTags, SourceRanges: s.Firewall.Sources, Direction: "INGRESS",
+			Allowed: []*compute.FirewallAllowed{{IPProtocol: "tcp", Ports: s.Firewall.Ports}}}
+		if s.Action == planner.UpdateFirewall {
+			fw.ForceSendFields = []string{"SourceTags", "SourceRanges"}
+			return g.op(ctx, what, func() (*compute.Operation, error) { return c.Firewalls.Patch(p, fw.Name, fw).Context(ctx).Do() })
+		}
+		return g.create(ctx, what, func() (*compute.Operation, error) { return c.Firewalls.Insert(p, fw).Context(ctx).Do() }, nil)
+	case planner.ReserveStaticIP:
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.Addresses.Insert(p, r, &compute.Address{Name: s.Target, AddressType: "EXTERNAL", Description: "kubeha: the static IP of cluster " + x.cluster()}).Context(ctx).Do()
+		}, nil)
+	case planner.ReserveAddress:
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.Addresses.Insert(p, r, &compute.Address{Name: s.Target, AddressType: "INTERNAL", Subnetwork: "regions/" + r + "/subnetworks/default",
+				Description: "kubeha: internal address of master " + s.Replica}).Context(ctx).Do()
+		}, nil)
+	case planner.CreateDisk:
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.Disks.Insert(p, s.Zone, &compute.Disk{Name: s.Target, SizeGb: int64(x.o.Spec.Spec.Masters.DiskSizeGb),
+				Labels: map[string]string{spec.LabelCluster: x.cluster()}}).Context(ctx).Do()
+		}, nil)
+	case planner.AddLearner:
+		return x.addLearner(ctx, s)
+	case planner.CreateInstance:
+		return x.createInstance(ctx, s)
+	case planner.PromoteMember:
+		id, err := x.memberID(ctx, s)
+		if err != nil {
+			return err
+		}
+		if err := x.etcd.promote(ctx, id); err != nil {
+			return err
+		}
+		return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+	case planner.StartInstance:
+		if err := g.op(ctx, what, func() (*compute.Operation, error) { return c.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
+			return err
+		}
+		if _, err := x.etcd.client(nil); err == nil {
+			return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+		}
+		return nil
+	case planner.LabelInstance:
+		return x.label(ctx, s)
+	case planner.CreateHealthCheck:
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.HttpHealthChecks.Insert(p, &compute.HttpHealthCheck{Name: s.Target, Port: 8080, RequestPath: "/healthz",
+				Description: "kubeha: the API servers of cluster " + x.cluster()}).Context(ctx).Do()
+		}, nil)
+	case planner.CreateTargetPool:
+		var links []string
+		for _, n := range s.PoolMembers {
+			l, err := x.instanceLink(n)
+			if err != nil {
+				return err
+			}
+			links = append(links, l)
+		}
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.TargetPools.Insert(p, r, &compute.TargetPool{Name: s.Target, Instances: links,
+				HealthChecks: []string{"projects/" + p + "/global/httpHealthChecks/" + spec.HealthCheckName(x.cluster())}}).Context(ctx).Do()
+		}, nil)
+	case planner.AddToPool, planner.RemoveFromPool:
+		link := s.PoolLink
+		if link == "" {
+			var err error
+			if link, err = x.instanceLink(s.Replica); err != nil {
+				return err
+			}
+		}
+		ref := []*compute.InstanceReference{{Instance: link}}
+		if s.Action == planner.AddToPool {
+			return g.op(ctx, what, func() (*compute.Operation, error) {
+				return c.TargetPools.AddInstance(p, r, s.Target, &compute.TargetPoolsAddInstanceRequest{Instances: ref}).Context(ctx).Do()
+			})
+		}
+		return g.remove(ctx, what, func() (*compute.Operation, error) {
+			return c.TargetPools.RemoveInstance(p, r, s.Target, &compute.TargetPoolsRemoveInstanceRequest{Instances: ref}).Context(ctx).Do()
+		})
+	case planner.DetachStaticIP:
+		return x.setAccess(ctx, s, false)
+	case planner.AttachStaticIP:
+		return x.setAccess(ctx, s, true)
+	case planner.CreateForwardingRule:
+		ip, err := x.staticIP(ctx)
+		if err != nil {
+			return err
+		}
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.ForwardingRules.Insert(p, r, &compute.ForwardingRule{Name: s.Target, IPAddress: ip, IPProtocol: "TCP", PortRange: "443",
+				Target: x.poolLink(), LoadBalancingScheme: "EXTERNAL"}).Context(ctx).Do()
+		}, nil)
+	case planner.DeleteForwardingRule:
+		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.ForwardingRules.Delete(p, r, s.Target).Context(ctx).Do() })
+	case planner.DeleteTargetPool:
+		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.TargetPools.Delete(p, r, s.Target).Context(ctx).Do() })
+	case planner.DeleteHealthCheck:
+		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.HttpHealthChecks.Delete(p, s.Target).Context(ctx).Do() })
+	case planner.MoveLeader:
+		to, err := x.memberByName(ctx, s.LeaderTo)
+		if err != nil {
+			return err
+		}
+		return x.etcd.moveLeader(ctx, s.MemberID, to)
+	case planner.RemoveMember:
+		id, err := x.memberID(ctx, s)
+		if err != nil {
+			return err
+		}
+		if id == 0 {
+			return nil // its learner was never added
+		}
+		if err := x.backup(ctx, "before-remove-"+s.Target); err != nil {
+			return err
+		}
+		if err := x.etcd.remove(ctx, id); err != nil {
+			return err
+		}
+		return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+	case planner.DeleteInstance:
+		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.Instances.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
+	case planner.DeleteDisk:
+		if err := x.backup(ctx, "before-delete-"+s.Target); err != nil {
+			return err
+		}
+		return x.retryInUse(ctx, what, func() (*compute.Operation, error) { return c.Disks.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
+	case planner.ReleaseAddress:
+		return x.retryInUse(ctx, what, func() (*compute.Operation, error) { return c.Addresses.Delete(p, r, s.Target).Context(ctx).Do() })
+	case planner.RenewCertificates:
+		return x.renew(ctx, s)
+	}
+	return fmt.Errorf("unknown action %q: this kubeha is older than the plan", s.Action)
+}
+
+// retryInUse deletes a resource that may still be released by a deletion
+// that just finished (GCE answers 400 resourceInUseByAnotherResource).
+func (x *executor) retryInUse(ctx context.Context, what string, call func() (*compute.Operation, error)) error {
+	deadline := time.Now().Add(x.o.Gate)
+	for attempt := 0; ; attempt++ {
+		err := x.gce.remove(ctx, what, call)
+		if err == nil || httpCode(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "resourceInUse") || time.Now().After(deadline) {
+			return err
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return err
+		}
+	}
+}
+
+// backup saves an etcd snapshot, unless one was saved within the minute
+// (a member removal and the deletion of its disk share one). It needs
+// etcd: with no etcd reachable there is no data to save.
+func (x *executor) backup(ctx context.Context, why string) error {
+	x.mu.Lock()
+	recent := time.Since(x.lastBackup) < time.Minute
+	x.mu.Unlock()
+	if recent || x.o.BackupDir == "" {
+		return nil
+	}
+	if _, err := x.etcd.client(nil); err != nil {
+		return nil
+	}
+	name := fmt.Sprintf("%s-%s-%s.db", time.Now().UTC().Format("20060102T150405.000Z"), x.cluster(), why)
+	if _, err := x.etcd.snapshot(ctx, x.o.BackupDir, name, x.o.Keep); err != nil {
+		return fmt.Errorf("save an etcd snapshot before the change (nothing was changed): %w", err)
+	}
+	x.mu.Lock()
+	x.lastBackup = time.Now()
+	x.mu.Unlock()
+	return nil
+}
+
+func (x *executor) addLearner(ctx context.Context, s *planner.Step) error {
+	ip, err := x.addressIP(ctx, spec.InternalAddressName(s.Replica))
+	if err != nil {
+		return err
+	}
+	id, members, err := x.etcd.addLearner(ctx, x.peerURL(ip))
+	if err != nil {
+		return err
+	}
+	var parts []string
+	for _, m := range members {
+		name := m.Name
+		if m.ID == id {
+			name = s.Replica
+		}
+		if name == "" || len(m.PeerURLs) == 0 {
+			continue // another learner that never started
+		}
+		parts = append(parts, name+"="+m.PeerURLs[0])
+	}
+	x.mu.Lock()
+	x.learners[s.Replica] = id
+	x.initial[s.Replica] = strings.Join(parts, ",")
+	x.mu.Unlock()
+	return nil
+}
+
+// memberID resolves the member a step acts on: the plan's ID for an
+// existing member, else the learner this apply added, else the member
+// whose peer URL is on the replica's address.
+func (x *executor) memberID(ctx context.Context, s *planner.Step) (uint64, error) {
+	if s.MemberID != 0 {
+		return s.MemberID, nil
+	}
+	x.mu.Lock()
+	id, ok := x.learners[s.Replica]
+	x.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	members, err := x.etcd.members(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range members {
+		if m.Name == s.Replica {
+			return m.ID, nil
+		}
+	}
+	ip, err := x.addressIP(ctx, spec.InternalAddressName(s.Replica))
+	if err != nil {
+		return 0, nil
+	}
+	for _, m := range members {
+		if slices.Contains(m.PeerURLs, x.peerURL(ip)) {
+			return m.ID, nil
+		}
+	}
+	return 0, nil
+}
+
+func (x *executor) memberByName(ctx context.Context, name string) (uint64, error) {
+	members, err := x.etcd.members(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range members {
+		if m.Name == name {
+			return m.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("no etcd member named %s to hand leadership to", name)
+}
+
+// boot renders what a master boots with, issuing its certificates now.
+func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) ([]*compute.MetadataItems, error) {
+	static, err := x.staticIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := x.o.PKI.IssueReplica(pki.ReplicaRequest{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static})
+	if err != nil {
+		return nil, err
+	}
+	items, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
+		ClusterState: state, Config: cfg, TLS: certs.Metadata()})
+	if err != nil {
+		return nil, err
+	}
+	var out []*compute.MetadataItems
+	for _, it := range items {
+		v := it.Value
+		out = append(out, &compute.MetadataItems{Key: it.Key, Value: &v})
+	}
+	return out, nil
+}
+
+func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
+	in := s.Instance
+	ip, err := x.addressIP(ctx, in.InternalAddress)
+	if err != nil {
+		return err
+	}
+	initial := in.Name + "=" + x.peerURL(ip)
+	if in.ClusterState == metadata.StateExisting {
+		x.mu.Lock()
+		initial = x.initial[in.Name]
+		x.mu.Unlock()
+		if initial == "" {
+			return fmt.Errorf("create %s: its etcd learner was not added by this apply: plan again", in.Name)
+		}
+	}
+	items, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
+	if err != nil {
+		return err
+	}
+	p := x.project()
+	ni := &compute.NetworkInterface{Network: "global/networks/" + x.o.Spec.Spec.GCE.Network, NetworkIP: ip,
+		AccessConfigs: []*compute.AccessConfig{{Name: "external-nat", Type: "ONE_TO_ONE_NAT"}}}
+	if in.StaticIP {
+		static, err := x.staticIP(ctx)
+		if err != nil {
+			return err
+		}
+		ni.AccessConfigs[0].NatIP = static
+	}
+	inst := &compute.Instance{
+		Name:        in.Name,
+		MachineType: "zones/" + in.Zone + "/machineTypes/" + in.Config.MachineType,
+		Labels:      map[string]string{spec.LabelCluster: x.cluster(), spec.LabelRole: spec.RoleMaster},
+		Tags:        &compute.Tags{Items: []string{spec.MasterTag(x.cluster())}},
+		Disks: []*compute.AttachedDisk{
+			{Boot: true, AutoDelete: true, InitializeParams: &compute.AttachedDiskInitializeParams{SourceImage: in.Config.Image, DiskSizeGb: 20}},
+			{Source: "projects/" + p + "/zones/" + in.Zone + "/disks/" + in.Disk, DeviceName: spec.DiskDeviceName, AutoDelete: false},
+		},
+		NetworkInterfaces: []*compute.NetworkInterface{ni},
+		Metadata:          &compute.Metadata{Items: items},
+		ServiceAccounts:   []*compute.ServiceAccount{{Email: "default", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
+	}
+	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Insert(p, in.Zone, inst).Context(ctx).Do()
+	}, func() error {
+		got, err := x.o.Compute.Instances.Get(p, in.Zone, in.Name).Context(ctx).Do()
+		if err != nil {
+			return err
+		}
+		if got.Labels[spec.LabelCluster] != x.cluster() {
+			return fmt.Errorf("instance %s is labelled %s=%q", in.Name, spec.LabelCluster, got.Labels[spec.LabelCluster])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if in.ClusterState == metadata.StateNew {
+		// The bootstrap master: wait for its new etcd, then take the lock
+		// before any other membership change.
+		if _, err := x.etcd.client([]string{x.clientURL(ip)}); err != nil {
+			return err
+		}
+		if err := x.etcd.healthy(ctx, 1); err != nil {
+			return fmt.Errorf("bootstrap master %s: %w", in.Name, err)
+		}
+		return x.takeLock(ctx)
+	}
+	return nil
+}
+
+func (x *executor) label(ctx context.Context, s *planner.Step) error {
+	p := x.project()
+	for attempt := 0; attempt < 5; attempt++ {
+		in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
+			return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
+		})
+		if err != nil {
+			return err
+		}
+		labels := map[string]string{}
+		for k, v := range in.Labels {
+			labels[k] = v
+		}
+		labels[spec.LabelCluster], labels[spec.LabelRole] = x.cluster(), spec.RoleMaster
+		err = x.gce.op(ctx, "label-instance "+s.Target, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.SetLabels(p, s.Zone, s.Target, &compute.InstancesSetLabelsRequest{Labels: labels, LabelFingerprint: in.LabelFingerprint}).Context(ctx).Do()
+		})
+		if httpCode(err) != http.StatusPreconditionFailed {
+			return err
+		}
+	}
+	return fmt.Errorf("label-instance %s: its labels kept changing", s.Target)
+}
+
+// setAccess puts the static IP on a master (attach) or moves the master to
+// an ephemeral IP (detach). Either is done when the instance already is so.
+func (x *executor) setAccess(ctx context.Context, s *planner.Step, attach bool) error {
+	p := x.project()
+	static, err := x.staticIP(ctx)
+	if err != nil {
+		return err
+	}
+	in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
+		return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
+	})
+	if err != nil {
+		return err
+	}
+	var cur *compute.AccessConfig
+	if len(in.NetworkInterfaces) > 0 && len(in.NetworkInterfaces[0].AccessConfigs) > 0 {
+		cur = in.NetworkInterfaces[0].AccessConfigs[0]
+	}
+	has := cur != nil && cur.NatIP == static
+	if has == attach && (attach || cur != nil) {
+		return nil
+	}
+	what := string(s.Action) + " " + s.Target
+	if cur != nil {
+		if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.DeleteAccessConfig(p, s.Zone, s.Target, cur.Name, "nic0").Context(ctx).Do()
+		}); err != nil && !errors.Is(err, errNotFound) {
+			return err
+		}
+	}
+	ac := &compute.AccessConfig{Name: "external-nat", Type: "ONE_TO_ONE_NAT"}
+	if attach {
+		ac.NatIP = static
+	}
+	return x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.AddAccessConfig(p, s.Zone, s.Target, "nic0", ac).Context(ctx).Do()
+	})
+}
+
+// renew issues a master new certificates, writes them to its metadata and
+// restarts it, then waits for its member to be healthy again.
+func (x *executor) renew(ctx context.Context, s *planner.Step) error {
+	p := x.project()
+	in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
+		return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
+	})
+	if err != nil {
+		return err
+	}
+	var etcdDoc, cfgDoc string
+	for _, it := range in.Metadata.Items {
+		if it.Value != nil && it.Key == metadata.KeyEtcd {
+			etcdDoc = *it.Value
+		}
+		if it.Value != nil && it.Key == metadata.KeyConfig {
+			cfgDoc = *it.Value
+		}
+	}
+	boot, err := metadata.ParseEtcd(etcdDoc)
+	if err != nil {
+		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
+	}
+	cfg, err := metadata.ParseConfig(cfgDoc)
+	if err != nil {
+		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
+	}
+	items, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg)
+	if err != nil {
+		return err
+	}
+	what := "renew-certificates " + s.Target
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.SetMetadata(p, s.Zone, s.Target, &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
+	}); err != nil {
+		return err
+	}
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) { return x.o.Compute.Instances.Stop(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
+		return err
+	}
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) { return x.o.Compute.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
+		return err
+	}
+	return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+}
