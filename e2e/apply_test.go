@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kubeha/kubeha/pki"
+)
+
+// cluster is a spec file driven through the binary against `sim serve`.
+type cluster struct {
+	t        *testing.T
+	dir      string
+	spec     string
+	endpoint string
+	name     string
+}
+
+const tourSpec = `apiVersion: kubeha.io/v1alpha1
+kind: Cluster
+metadata:
+  name: %s
+spec:
+  gce:
+    project: kubeha-e2e
+    region: europe-west1
+  masters:
+    replicas: %d
+    zones: [europe-west1-b, europe-west1-c, europe-west1-d]
+  multiZone: true
+  remediation:
+    replaceUnhealthy: %t
+    unhealthyAfter: 30s
+`
+
+func newCluster(t *testing.T, name string) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	_, url := startSimServe(t, filepath.Join(dir, "sim"))
+	return &cluster{t: t, dir: dir, spec: filepath.Join(dir, "cluster.yaml"), endpoint: url, name: name}
+}
+
+func (c *cluster) write(replicas int, remediation bool) {
+	c.t.Helper()
+	if err := os.WriteFile(c.spec, []byte(fmt.Sprintf(tourSpec, c.name, replicas, remediation)), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) kubeha(args ...string) result {
+	c.t.Helper()
+	return runKubeha(c.t, "", append(args, "--gce-endpoint", c.endpoint)...)
+}
+
+func (c *cluster) apply(extra ...string) result {
+	c.t.Helper()
+	r := c.kubeha(append([]string{"apply", "-f", c.spec, "--auto-approve"}, extra...)...)
+	if r.code != 0 {
+		c.t.Fatalf("apply %v: exit %d\n%s\n%s", extra, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+type status struct {
+	Replicas []struct {
+		Name, Zone, InstanceStatus, InternalIP string
+		Etcd                                   struct {
+			ID      string `json:"id"`
+			Role    string `json:"role"`
+			Healthy bool   `json:"healthy"`
+			Leader  bool   `json:"leader"`
+		} `json:"etcd"`
+	} `json:"replicas"`
+	StaticIP struct {
+		Address    string `json:"address"`
+		AttachedTo string `json:"attachedTo"`
+	} `json:"staticIP"`
+	LoadBalancer struct {
+		Exists    bool     `json:"exists"`
+		Instances []string `json:"instances"`
+	} `json:"loadBalancer"`
+	Etcd struct {
+		Voters, Learners, HealthyVoters, Quorum int
+	} `json:"etcd"`
+	Orphans struct {
+		Members, Disks, Addresses []string
+	} `json:"orphans"`
+}
+
+func (c *cluster) status() status {
+	c.t.Helper()
+	r := c.kubeha("status", "-f", c.spec, "-o", "json")
+	var s status
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &s) != nil {
+		c.t.Fatalf("status: %+v", r)
+	}
+	return s
+}
+
+// converged checks DESIGN.md §7 after an apply: plan shows no changes,
+// exactly n healthy voters and no learner, the load balancer exactly when
+// n >= 2 with the static IP on it (or on the single master), nothing leaked.
+func (c *cluster) converged(n int) status {
+	c.t.Helper()
+	if r := c.kubeha("plan", "-f", c.spec, "--detailed-exitcode"); r.code != 0 {
+		c.t.Fatalf("plan after apply is not empty (exit %d):\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := c.status()
+	if len(s.Replicas) != n || s.Etcd.Voters != n || s.Etcd.HealthyVoters != n || s.Etcd.Learners != 0 {
+		c.t.Fatalf("want %d healthy voters: %+v", n, s)
+	}
+	if s.LoadBalancer.Exists != (n >= 2) {
+		c.t.Fatalf("%d masters, load balancer exists=%t", n, s.LoadBalancer.Exists)
+	}
+	if n >= 2 && (s.StaticIP.AttachedTo != "forwarding rule "+c.name+"-master" || len(s.LoadBalancer.Instances) != n) {
+		c.t.Fatalf("the static IP must be on the load balancer with all %d masters: %+v", n, s)
+	}
+	if n == 1 && s.StaticIP.AttachedTo != "instance "+s.Replicas[0].Name {
+		c.t.Fatalf("the static IP must be on the single master: %+v", s.StaticIP)
+	}
+	if len(s.Orphans.Members)+len(s.Orphans.Disks)+len(s.Orphans.Addresses) > 0 {
+		c.t.Fatalf("leaked: %+v", s.Orphans)
+	}
+	zones := map[string]int{}
+	for _, r := range s.Replicas {
+		zones[r.Zone]++
+	}
+	if n >= 3 && len(zones) != 3 {
+		c.t.Fatalf("masters are not spread over the three zones: %v", zones)
+	}
+	return s
+}
+
+// etcd is a client of the cluster's etcd with kubeha's certificate.
+func (c *cluster) etcd(s status) *clientv3.Client {
+	c.t.Helper()
+	tlsCfg, err := pki.LoadClientTLS(filepath.Join(c.dir, "pki"))
+	if err != nil || tlsCfg == nil {
+		c.t.Fatalf("kubeha's client certificate: %v", err)
+	}
+	var eps []string
+	for _, r := range s.Replicas {
+		eps = append(eps, "https://"+r.InternalIP+":2379")
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 3 * time.Second, TLS: tlsCfg, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func (c *cluster) admin(path string) {
+	c.t.Helper()
+	resp, err := http.Post(c.endpoint+path, "application/json", nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.t.Fatalf("POST %s: %s", path, resp.Status)
+	}
+}
+
+func TestApplyTour(t *testing.T) {
+	c := newCluster(t, "tour")
+	c.write(1, false)
+	c.apply()
+	s := c.converged(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.etcd(s).Put(ctx, "/tour/before", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	c.write(3, false)
+	c.apply()
+	s = c.converged(3)
+
+	// Crash a member that does not lead, then replace it with --replace.
+	var victim, zone string
+	for _, r := range s.Replicas {
+		if !r.Etcd.Leader {
+			victim, zone = r.Name, r.Zone
+		}
+	}
+	c.admin("/sim/v1/projects/kubeha-e2e/zones/" + zone + "/instances/" + victim + "/crash")
+	r := c.kubeha("plan", "-f", c.spec)
+	if r.code != 0 || !strings.Contains(r.stdout, "master "+victim+" is unhealthy") {
+		t.Fatalf("plan with a crashed member: %+v", r)
+	}
+	c.apply("--replace", victim)
+	s = c.converged(3)
+	replaced := true
+	for _, r := range s.Replicas {
+		replaced = replaced && r.Name != victim
+	}
+	if !replaced {
+		t.Fatalf("%s was not replaced: %+v", victim, s.Replicas)
+	}
+	inZone := 0
+	for _, r := range s.Replicas {
+		if r.Zone == zone {
+			inZone++
+		}
+	}
+	if inZone != 1 {
+		t.Fatalf("the successor of %s is not in its zone %s: %+v", victim, zone, s.Replicas)
+	}
+
+	for _, n := range []int{5, 3, 1} {
+		c.write(n, false)
+		c.apply()
+		s = c.converged(n)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	got, err := c.etcd(s).Get(ctx2, "/tour/before")
+	if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "kept" {
+		t.Fatalf("data written before the tour: %v %v", got, err)
+	}
+	backups, _ := filepath.Glob(filepath.Join(c.dir, "backups", "*.db"))
+	if len(backups) == 0 {
+		t.Error("no etcd snapshot was saved before the removals")
+	}
+	for _, b := range backups {
+		if fi, err := os.Stat(b); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("snapshot %s mode %v", b, fi.Mode().Perm())
+		}
+	}
+}
+
+var keyRe = regexp.MustCompile(`PRIVATE KEY|BEGIN CERTIFICATE`)
+
+func noKeyMaterial(t *testing.T, what string, texts ...string) {
+	t.Helper()
+	for _, s := range texts {
+		if keyRe.MatchString(s) {
+			t.Fatalf("%s shows key material", what)
+		}
+	}
+}
