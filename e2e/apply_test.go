@@ -250,3 +250,111 @@ func noKeyMaterial(t *testing.T, what string, texts ...string) {
 		}
 	}
 }
+
+// counts lists every resource of the emulated project, to find duplicates.
+func (c *cluster) counts() map[string]int {
+	c.t.Helper()
+	resp, err := http.Get(c.endpoint + "/compute/v1/projects/kubeha-e2e/aggregated/instances")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Items map[string]struct {
+			Instances []struct{ Name string } `json:"instances"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, sl := range l.Items {
+		for _, in := range sl.Instances {
+			out["instance/"+in.Name]++
+		}
+	}
+	return out
+}
+
+func TestApplyWithAPIFaults(t *testing.T) {
+	c := newCluster(t, "faults")
+	c.write(3, false)
+	resp, err := http.Post(c.endpoint+"/sim/v1/faults", "application/json", strings.NewReader(`{"rate":0.1,"codes":[429,503]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.apply()
+	resp, err = http.Post(c.endpoint+"/sim/v1/faults", "application/json", strings.NewReader(`{"rate":0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.converged(3)
+	for name, n := range c.counts() {
+		if n != 1 {
+			t.Errorf("%s exists %d times", name, n)
+		}
+	}
+	if len(c.counts()) != 3 {
+		t.Errorf("instances: %v", c.counts())
+	}
+}
+
+// TestKillAnywhere kills apply with SIGKILL after k finished steps of
+// 1 -> 3 and of 3 -> 1 (and in the middle of a step), then checks that
+// quorum held and that the next apply converges with nothing orphaned.
+func TestKillAnywhere(t *testing.T) {
+	c := newCluster(t, "killed")
+	c.write(1, false)
+	c.apply()
+	c.converged(1)
+	for _, k := range []int{1, 4, 7, 10, 13, 16} {
+		for _, n := range []int{3, 1} {
+			c.write(n, false)
+			mid := k%2 == 0 // even k: kill in the middle of the (k+1)th step
+			c.killAfter(k, mid)
+			s := c.status()
+			if s.Etcd.Voters > 0 && s.Etcd.HealthyVoters < s.Etcd.Quorum {
+				t.Fatalf("after a kill at step %d toward %d masters, quorum is lost: %+v", k, n, s.Etcd)
+			}
+			c.apply()
+			c.converged(n)
+		}
+	}
+}
+
+// killAfter runs apply and SIGKILLs it once k steps are done (mid: once
+// the next step has started).
+func (c *cluster) killAfter(k int, mid bool) {
+	c.t.Helper()
+	cmd := execCommand(kubeha, "apply", "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		buf := make([]byte, 64<<10)
+		var text strings.Builder
+		for {
+			n, err := out.Read(buf)
+			text.Write(buf[:n])
+			done := strings.Count(text.String(), " done in ")
+			started := strings.Count(text.String(), " ...\n")
+			if done >= k && (!mid || started > done) {
+				cmd.Process.Kill()
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	<-killed
+	cmd.Wait()
+}

@@ -65,3 +65,9 @@ func runKubeha(t *testing.T, stdin string, args ...string) result {
 	}
 	return result{code, out.String(), errOut.String()}
 }
+
+func execCommand(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repoRoot
+	return cmd
+}

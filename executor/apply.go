@@ -141,7 +141,9 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 	defer x.unlockFile()
 	var eps []string
 	for _, m := range o.Observed.Etcd.Members {
-		eps = append(eps, m.ClientURLs...)
+		if !m.IsLearner { // a learner refuses most RPCs
+			eps = append(eps, m.ClientURLs...)
+		}
 	}
 	if len(eps) > 0 {
 		if _, err := x.etcd.client(eps); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -75,7 +76,9 @@ func (e *etcd) members(ctx context.Context) ([]*etcdserverpb.Member, error) {
 	}
 	var eps []string
 	for _, m := range resp.Members {
-		eps = append(eps, m.ClientURLs...)
+		if !m.IsLearner { // a learner refuses most RPCs
+			eps = append(eps, m.ClientURLs...)
+		}
 	}
 	if len(eps) > 0 {
 		cli.SetEndpoints(eps...)
@@ -356,12 +359,13 @@ type lock struct {
 	mutex   *concurrency.Mutex
 }
 
-const lockTTL = 10 // seconds
+const lockTTL = 5 // seconds; keep-alives go every TTL/3
 
 func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 
 // acquire takes the cluster's lock: at once (wait 0), failing with the
-// holder's name, or waiting up to wait for it.
+// holder's name, or waiting up to wait for it. A holder that died on this
+// machine cannot come back, so its lease (lockTTL) is waited out.
 func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time.Duration) (*lock, error) {
 	cli, err := e.client(nil)
 	if err != nil {
@@ -372,12 +376,16 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 		return nil, fmt.Errorf("take the apply lock of %s: %w", cluster, err)
 	}
 	m := concurrency.NewMutex(sess, lockKey(cluster))
-	if wait == 0 {
-		err = m.TryLock(ctx)
-	} else {
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		err = m.Lock(wctx)
-		cancel()
+	err = m.TryLock(ctx)
+	if errors.Is(err, concurrency.ErrLocked) {
+		if h, herr := e.holder(ctx, cluster); herr == nil && h.Host == me.Host && !processAlive(h.PID) {
+			wait = max(wait, (lockTTL+5)*time.Second)
+		}
+		if wait > 0 {
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			err = m.Lock(wctx)
+			cancel()
+		}
 	}
 	if err != nil {
 		sess.Close()
@@ -399,6 +407,15 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 		return nil, fmt.Errorf("record the apply lock's holder: %w", err)
 	}
 	return &lock{session: sess, mutex: m}, nil
+}
+
+// processAlive says a process of this machine exists.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (e *etcd) holder(ctx context.Context, cluster string) (Holder, error) {

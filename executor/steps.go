@@ -519,10 +519,14 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	}); err != nil {
 		return err
 	}
-	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) { return x.o.Compute.Instances.Stop(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Stop(p, s.Zone, s.Target).Context(ctx).Do()
+	}); err != nil {
 		return err
 	}
-	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) { return x.o.Compute.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do()
+	}); err != nil {
 		return err
 	}
 	return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)

@@ -152,8 +152,11 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	if errors.Is(err, executor.ErrInterrupted) {
 		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha apply again to finish", err)
 	}
+	if errors.Is(err, executor.ErrLocked) {
+		return err
+	}
 	if err != nil {
-		return fmt.Errorf("%w\nApply stopped at a failed step; nothing is left half-done: fix the cause and run kubeha apply again", err)
+		return fmt.Errorf("%w\nApply stopped at a failed step; no step was left half-done: fix the cause and run kubeha apply again", err)
 	}
 	view.done(plan, time.Since(start))
 	return nil
