@@ -358,3 +358,63 @@ func (c *cluster) killAfter(k int, mid bool) {
 	<-killed
 	cmd.Wait()
 }
+
+// TestConcurrentApplies: a second apply fails naming the holder (or waits
+// with --lock-timeout) — on the same machine through the PKI's file lock,
+// and from "another machine" (a copy of the PKI elsewhere) through etcd.
+func TestConcurrentApplies(t *testing.T) {
+	c := newCluster(t, "locked")
+	c.write(1, false)
+	c.apply()
+	c.converged(1)
+	c.write(3, false)
+	// Another machine: the same spec and PKI in another directory.
+	other := t.TempDir()
+	data, _ := os.ReadFile(c.spec)
+	if err := os.WriteFile(filepath.Join(other, "cluster.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(other, "pki"), os.DirFS(filepath.Join(c.dir, "pki"))); err != nil {
+		t.Fatal(err)
+	}
+	first := execCommand(kubeha, "apply", "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
+	out, _ := first.StdoutPipe()
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the first apply holds the lock (it has started a step).
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), " ...\n") {
+		n, err := out.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("first apply ended early: %s", seen.String())
+		}
+	}
+	go func() {
+		for {
+			if _, err := out.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	same := c.kubeha("apply", "-f", c.spec, "--auto-approve")
+	if same.code != 1 || !strings.Contains(same.stderr, "another kubeha apply or watch on this machine is changing cluster locked") {
+		t.Errorf("second apply on the same machine: %+v", same)
+	}
+	elsewhere := runKubeha(t, "", "apply", "-f", filepath.Join(other, "cluster.yaml"), "--auto-approve", "--gce-endpoint", c.endpoint)
+	if elsewhere.code != 1 || !strings.Contains(elsewhere.stderr, "cluster locked is being changed by ") || !strings.Contains(elsewhere.stderr, "(pid ") {
+		t.Errorf("second apply from another machine: %+v", elsewhere)
+	}
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first apply: %v", err)
+	}
+	// Waiting with --lock-timeout succeeds once the lock is free.
+	waited := runKubeha(t, "", "apply", "-f", filepath.Join(other, "cluster.yaml"), "--auto-approve", "--lock-timeout", "30s", "--gce-endpoint", c.endpoint)
+	if waited.code != 0 {
+		t.Fatalf("apply --lock-timeout: %+v", waited)
+	}
+	c.converged(3)
+	noKeyMaterial(t, "apply output", same.stdout, same.stderr, elsewhere.stdout, elsewhere.stderr, waited.stdout, waited.stderr, seen.String())
+}
