@@ -6,7 +6,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X github.com/kubeha/kubeha/cmd/kubeha/cli.version=$(VERSION)
 
 
-.PHONY: build test lint bench fuzz schema tools
+.PHONY: build test lint bench fuzz schema tools demo
 
 # Optional test tools: shellcheck lints the masters' startup script. It is
 # installed from Debian's packages when this runs as root with apt-get;
@@ -39,3 +39,7 @@ fuzz:
 # Regenerate spec/cluster.schema.json from the Go types.
 schema:
 	$(GO) generate ./spec
+
+# A tour on the emulator: 1 -> 3 -> crash a member -> replace -> 5 -> 3 -> 1.
+demo:
+	./hack/demo.sh

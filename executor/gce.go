@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +12,8 @@ import (
 	"google.golang.org/api/googleapi"
 
 	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/internal/gceretry"
 )
 
 // gce calls the Compute API with a client-side rate limit, retries and
@@ -27,81 +26,14 @@ type gce struct {
 	maxWait time.Duration
 }
 
-// transient says a GCE error is worth retrying: 429, 5xx, or the network.
-func transient(err error) (bool, time.Duration) {
-	var ge *googleapi.Error
-	if errors.As(err, &ge) {
-		if ge.Code == http.StatusTooManyRequests || ge.Code >= 500 {
-			return true, retryAfter(ge.Header)
-		}
-		return false, 0
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true, 0
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "EOF"), 0
-}
-
-func retryAfter(h http.Header) time.Duration {
-	if h == nil {
-		return 0
-	}
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return time.Until(t)
-	}
-	return 0
-}
-
-// backoff is an exponential backoff with full jitter, capped at 10s.
-func backoff(attempt int) time.Duration {
-	d := 200 * time.Millisecond << min(attempt, 6)
-	d = min(d, 10*time.Second)
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // do runs an API call under the rate limit, retrying transient errors.
 func do[T any](ctx context.Context, g *gce, what string, call func() (T, error)) (T, error) {
-	var zero T
-	for attempt := 0; ; attempt++ {
-		if err := g.limiter.Wait(ctx); err != nil {
-			return zero, fmt.Errorf("%s: %w", what, err)
-		}
-		v, err := call()
-		if err == nil {
-			return v, nil
-		}
-		retry, after := transient(err)
-		if !retry || attempt >= 12 {
-			return zero, fmt.Errorf("%s: %w", what, err)
-		}
-		if after <= 0 {
-			after = backoff(attempt)
-		}
-		if serr := sleep(ctx, after); serr != nil {
-			return zero, fmt.Errorf("%s: gave up retrying (%w) after: %v", what, serr, err)
-		}
-	}
+	return gceretry.Do(ctx, g.limiter, what, call)
 }
+
+func backoff(attempt int) time.Duration { return gceretry.Backoff(attempt) }
+
+func sleep(ctx context.Context, d time.Duration) error { return gceretry.Sleep(ctx, d) }
 
 // ErrNotFound and ErrExists are what an operation's HTTP status said.
 var (

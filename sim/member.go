@@ -256,6 +256,10 @@ func (m *member) start() (*embed.Etcd, error) {
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{filepath.Join(m.filesDir, "etcd.log")}
 	cfg.Metrics = "basic"
+	// Many emulated members share one machine's CPU (and tests run them under
+	// the race detector), so they get 2.5x etcd's default heartbeat and
+	// election timeout to avoid elections caused by starvation alone.
+	cfg.TickMs, cfg.ElectionMs = 250, 2500
 	if m.tls != nil {
 		dir := filepath.Join(m.filesDir, "tls")
 		files := map[string]string{"ca.crt": m.tls.CA, "peer.crt": m.tls.PeerCert, "peer.key": m.tls.PeerKey,

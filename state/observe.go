@@ -22,6 +22,7 @@ import (
 
 	compute "google.golang.org/api/compute/v1"
 
+	"github.com/kubeha/kubeha/internal/gceretry"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
 )
@@ -76,9 +77,10 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(); err != nil {
+			// A transient GCE error (429, 5xx) retries the whole call.
+			if _, err := gceretry.Do(ctx, nil, "observe "+what, func() (struct{}, error) { return struct{}{}, f() }); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("observe %s: %w", what, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
@@ -93,6 +95,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		firewalls []*compute.Firewall
 	)
 	run("instances", func() error {
+		instances = nil
 		return svc.Instances.AggregatedList(project).Filter(fmt.Sprintf("name eq %q", re)).Pages(ctx, func(l *compute.InstanceAggregatedList) error {
 			for _, sl := range l.Items {
 				instances = append(instances, sl.Instances...)
@@ -101,6 +104,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		})
 	})
 	run("disks", func() error {
+		disks = nil
 		return svc.Disks.AggregatedList(project).Filter(fmt.Sprintf("name eq %q", re+"-pd")).Pages(ctx, func(l *compute.DiskAggregatedList) error {
 			for _, sl := range l.Items {
 				disks = append(disks, sl.Disks...)
@@ -109,6 +113,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		})
 	})
 	run("addresses", func() error {
+		addresses = nil
 		filter := fmt.Sprintf("name eq %q", re+"-internal|"+regexp.QuoteMeta(spec.StaticIPName(name)))
 		return svc.Addresses.AggregatedList(project).Filter(filter).Pages(ctx, func(l *compute.AddressAggregatedList) error {
 			for _, sl := range l.Items {
@@ -130,6 +135,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		return err
 	})
 	run("firewalls", func() error {
+		firewalls = nil
 		filter := fmt.Sprintf("name eq %q", regexp.QuoteMeta(spec.MasterName(name))+"-.*")
 		return svc.Firewalls.List(project).Filter(filter).Pages(ctx, func(l *compute.FirewallList) error {
 			firewalls = append(firewalls, l.Items...)
@@ -340,9 +346,17 @@ func observeEtcd(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			st, err := cli.Status(sctx, m.ClientURLs[0])
+			// One retry: a busy member that misses one deadline is not down.
+			var st *clientv3.StatusResponse
+			var err error
+			for try := 0; try < 2; try++ {
+				sctx, cancel := context.WithTimeout(ctx, timeout)
+				st, err = cli.Status(sctx, m.ClientURLs[0])
+				cancel()
+				if err == nil {
+					break
+				}
+			}
 			switch {
 			case err != nil:
 				m.Error = fmt.Sprintf("status of %s: %v", m.ClientURLs[0], err)

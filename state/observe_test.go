@@ -153,6 +153,23 @@ func TestObserveEmptyProject(t *testing.T) {
 	if err != nil || p.NoChanges || p.After.Voters != 3 {
 		t.Fatalf("plan of an empty project: %v %+v", err, p)
 	}
+	// GCE's 429s and 503s are retried, not reported.
+	resp, err := http.Post(f.srv.URL()+"/sim/v1/faults", "application/json", strings.NewReader(`{"rate":0.4,"codes":[429,503]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i := 0; i < 5; i++ {
+		if _, err := state.Observe(context.Background(), state.Source{Compute: f.c}, f.sp); err != nil {
+			t.Fatalf("observe with 40%% of requests failing transiently: %v", err)
+		}
+	}
+	// A 400 is not retried: it is reported.
+	bad := testSpec(3)
+	bad.Spec.GCE.Region = "mars-north1"
+	if _, err := state.Observe(context.Background(), state.Source{Compute: f.c}, bad); err == nil || !strings.Contains(err.Error(), "Unknown region") {
+		t.Fatalf("observe of an unknown region: %v", err)
+	}
 }
 
 func TestObserveClusters(t *testing.T) {
