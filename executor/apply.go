@@ -81,7 +81,6 @@ type executor struct {
 	mu          sync.Mutex
 	zones       map[string]string // instance -> zone
 	learners    map[string]uint64 // replica -> learner ID added by this apply
-	initial     map[string]string // replica -> its initial cluster
 	lock        *lock
 	lastBackup  time.Time
 	fileLock    *os.File
@@ -124,7 +123,6 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
 		zones:    map[string]string{},
 		learners: map[string]uint64{},
-		initial:  map[string]string{},
 	}
 	defer x.etcd.close()
 	for _, in := range o.Observed.Instances {

@@ -87,8 +87,17 @@ func (e *etcd) members(ctx context.Context) ([]*etcdserverpb.Member, error) {
 }
 
 // retry runs f until it succeeds, it fails with an error retryable does not
-// accept, or the gate's time is up.
+// accept, or the gate's time is up, backing off between tries.
 func (e *etcd) retry(ctx context.Context, what string, retryable func(error) bool, f func(context.Context) error) error {
+	return e.poll(ctx, what, 0, retryable, f)
+}
+
+// gatePoll is how often a health gate looks: its calls are cheap status
+// calls, and a member that comes up should be seen at once.
+const gatePoll = 100 * time.Millisecond
+
+// poll is retry with a fixed interval between tries (0: backoff).
+func (e *etcd) poll(ctx context.Context, what string, interval time.Duration, retryable func(error) bool, f func(context.Context) error) error {
 	deadline := time.Now().Add(e.gate)
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, e.timeout)
@@ -103,7 +112,11 @@ func (e *etcd) retry(ctx context.Context, what string, retryable func(error) boo
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: still failing after %s: %w", what, e.gate, err)
 		}
-		if serr := sleep(ctx, min(backoff(attempt), 2*time.Second)); serr != nil {
+		wait := interval
+		if wait == 0 {
+			wait = min(backoff(attempt), 2*time.Second)
+		}
+		if serr := sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%s: %w (last error: %v)", what, serr, err)
 		}
 	}
@@ -150,7 +163,7 @@ func (e *etcd) addLearner(ctx context.Context, peerURL string) (uint64, []*etcds
 // promote makes a learner a voter, retrying while it is not yet in sync
 // (it takes seconds after the VM boots). A member that already votes is done.
 func (e *etcd) promote(ctx context.Context, id uint64) error {
-	return e.retry(ctx, fmt.Sprintf("promote etcd learner %x", id), isLearnerNotReady, func(cctx context.Context) error {
+	return e.poll(ctx, fmt.Sprintf("promote etcd learner %x", id), 4*gatePoll, isLearnerNotReady, func(cctx context.Context) error {
 		members, err := e.members(cctx)
 		if err != nil {
 			return err
@@ -233,11 +246,23 @@ func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
 	})
 }
 
+// started waits until the member at clientURL answers a status call.
+func (e *etcd) started(ctx context.Context, clientURL string) error {
+	return e.poll(ctx, "wait for the etcd member at "+clientURL+" to start", gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
+		cli, err := e.client(nil)
+		if err != nil {
+			return err
+		}
+		_, err = cli.Status(cctx, clientURL)
+		return err
+	})
+}
+
 // healthy is the health gate: it waits until at least want voters answer
 // and follow a leader, and no learner is left unstarted.
 func (e *etcd) healthy(ctx context.Context, want int) error {
 	var last string
-	err := e.retry(ctx, fmt.Sprintf("wait for %d healthy etcd voters", want), func(error) bool { return true }, func(cctx context.Context) error {
+	err := e.poll(ctx, fmt.Sprintf("wait for %d healthy etcd voters", want), gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
 		members, err := e.members(cctx)
 		if err != nil {
 			return err

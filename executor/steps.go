@@ -256,26 +256,43 @@ func (x *executor) addLearner(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return err
 	}
-	id, members, err := x.etcd.addLearner(ctx, x.peerURL(ip))
+	id, _, err := x.etcd.addLearner(ctx, x.peerURL(ip))
 	if err != nil {
 		return err
 	}
-	var parts []string
-	for _, m := range members {
-		name := m.Name
-		if m.ID == id {
-			name = s.Replica
-		}
-		if name == "" || len(m.PeerURLs) == 0 {
-			continue // another learner that never started
-		}
-		parts = append(parts, name+"="+m.PeerURLs[0])
-	}
 	x.mu.Lock()
 	x.learners[s.Replica] = id
-	x.initial[s.Replica] = strings.Join(parts, ",")
 	x.mu.Unlock()
 	return nil
+}
+
+// initialCluster is what a joining member boots with: every member, read
+// when its VM is created. etcd checks it against the cluster by peer URL
+// but keys it by name, so a learner that has not started yet (it has no
+// name) is listed under a unique placeholder; it publishes its own name
+// when it starts.
+func (x *executor) initialCluster(ctx context.Context, name, peerURL string) (string, error) {
+	members, err := x.etcd.members(ctx)
+	if err != nil {
+		return "", err
+	}
+	var parts []string
+	found := false
+	for _, m := range members {
+		n := m.Name
+		if slices.Contains(m.PeerURLs, peerURL) {
+			n, found = name, true
+		} else if n == "" {
+			n = fmt.Sprintf("unstarted-%x", m.ID)
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("create %s: etcd has no learner at %s: plan again", name, peerURL)
+	}
+	return strings.Join(parts, ","), nil
 }
 
 // memberID resolves the member a step acts on: the plan's ID for an
@@ -356,11 +373,8 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	}
 	initial := in.Name + "=" + x.peerURL(ip)
 	if in.ClusterState == metadata.StateExisting {
-		x.mu.Lock()
-		initial = x.initial[in.Name]
-		x.mu.Unlock()
-		if initial == "" {
-			return fmt.Errorf("create %s: its etcd learner was not added by this apply: plan again", in.Name)
+		if initial, err = x.initialCluster(ctx, in.Name, x.peerURL(ip)); err != nil {
+			return err
 		}
 	}
 	items, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
@@ -416,7 +430,9 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		}
 		return x.takeLock(ctx)
 	}
-	return nil
+	// A joining member: return once it runs (as a learner that answers), so
+	// that the next VM of a batch boots when this one no longer joins.
+	return x.etcd.started(ctx, x.clientURL(ip))
 }
 
 func (x *executor) label(ctx context.Context, s *planner.Step) error {

@@ -30,6 +30,9 @@ type Etcd struct {
 	ClientURL           string `json:"clientURL"`
 	InitialCluster      string `json:"initialCluster"`      // name=peerURL,...
 	InitialClusterState string `json:"initialClusterState"` // new or existing
+	// MaxLearners is etcd's --max-learners; every member of a cluster must
+	// run with the same value. 0 means etcd's default of 1.
+	MaxLearners int `json:"maxLearners,omitempty"`
 }
 
 // TLS is the kubeha-tls document: PEM certificates and keys of the member.
@@ -119,7 +122,14 @@ type Config struct {
 	ClientPort  int    `json:"clientPort"`
 	PeerPort    int    `json:"peerPort"`
 	MultiZone   bool   `json:"multiZone"`
+	// MaxLearners is the member's etcd --max-learners (0: etcd's default, 1).
+	// It is kubeha's tuning, not the spec's: a change is no drift.
+	MaxLearners int `json:"maxLearners,omitempty"`
 }
+
+// DefaultMaxLearners lets kubeha add the learners of every new master of a
+// 7-master cluster before it promotes them one at a time.
+const DefaultMaxLearners = 6
 
 // ParseConfig decodes a kubeha-config document.
 func ParseConfig(s string) (*Config, error) {

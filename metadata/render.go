@@ -59,7 +59,8 @@ func Render(b Boot) ([]Item, error) {
 	if b.ClusterState != StateNew && b.ClusterState != StateExisting {
 		return nil, fmt.Errorf("render metadata of %s: initial cluster state %q is not new or existing", b.Name, b.ClusterState)
 	}
-	etcd := Etcd{Name: b.Name, PeerURL: b.PeerURL(), ClientURL: b.ClientURL(), InitialCluster: b.InitialCluster, InitialClusterState: b.ClusterState}
+	etcd := Etcd{Name: b.Name, PeerURL: b.PeerURL(), ClientURL: b.ClientURL(), InitialCluster: b.InitialCluster, InitialClusterState: b.ClusterState,
+		MaxLearners: b.Config.MaxLearners}
 	items := []Item{
 		{KeyConfig, Encode(b.Config)},
 		{KeyEtcd, Encode(etcd)},
@@ -85,6 +86,7 @@ func KubeEnv(b Boot) string {
 		{"INTERNAL_IP", b.InternalIP},
 		{"ETCD_CLIENT_PORT", strconv.Itoa(b.Config.ClientPort)},
 		{"ETCD_PEER_PORT", strconv.Itoa(b.Config.PeerPort)},
+		{"ETCD_MAX_LEARNERS", strconv.Itoa(max(b.Config.MaxLearners, 1))},
 		{"ETCD_IMAGE", EtcdImage},
 		{"KUBE_APISERVER_IMAGE", APIServerImage},
 		{"SERVICE_CLUSTER_IP_RANGE", ServiceClusterIPRange},

@@ -21,7 +21,7 @@ func fixtureBoot() Boot {
 		Name: "prod-master-abc", InternalIP: "10.0.0.7", StaticIP: "203.0.113.10",
 		InitialCluster: "prod-master=https://10.0.0.2:2380,prod-master-abc=https://10.0.0.7:2380", ClusterState: StateExisting,
 		Config: Config{MachineType: "n1-standard-2", Image: "projects/cos-cloud/global/images/family/cos-stable", DiskSizeGb: 20,
-			QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true},
+			QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, MaxLearners: 6},
 		TLS: &TLS{CA: pem("CERTIFICATE"), PeerCert: pem("CERTIFICATE"), PeerKey: pem("PRIVATE KEY"), ServerCert: pem("CERTIFICATE"),
 			ServerKey: pem("PRIVATE KEY"), ClusterCA: pem("CERTIFICATE"), APIServerCert: pem("CERTIFICATE"), APIServerKey: pem("PRIVATE KEY"),
 			APIServerEtcdClientCert: pem("CERTIFICATE"), APIServerEtcdClientKey: pem("PRIVATE KEY")},
@@ -127,7 +127,7 @@ write_apiserver_manifest`
 	etcd, _ := os.ReadFile(filepath.Join(dir, "manifests", "etcd.yaml"))
 	api, _ := os.ReadFile(filepath.Join(dir, "manifests", "kube-apiserver.yaml"))
 	for _, want := range []string{"--name=prod-master-abc", "--initial-cluster-state=existing", "--initial-cluster=" + b.InitialCluster,
-		"--listen-peer-urls=https://10.0.0.7:2380", "--client-cert-auth=true", "--peer-client-cert-auth=true"} {
+		"--listen-peer-urls=https://10.0.0.7:2380", "--client-cert-auth=true", "--peer-client-cert-auth=true", "--max-learners=6"} {
 		if !strings.Contains(string(etcd), want) {
 			t.Errorf("etcd manifest lacks %s:\n%s", want, etcd)
 		}

@@ -100,6 +100,7 @@ spec:
     - --advertise-client-urls=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT}
     - --initial-cluster=${INITIAL_ETCD_CLUSTER}
     - --initial-cluster-state=${INITIAL_ETCD_CLUSTER_STATE}
+    - --max-learners=${ETCD_MAX_LEARNERS}
     - --client-cert-auth=true
     - --trusted-ca-file=${PKI_DIR}/etcd-ca.crt
     - --cert-file=${PKI_DIR}/etcd-server.crt

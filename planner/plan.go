@@ -541,7 +541,26 @@ func inZones(z string, zones []string) bool {
 func (b *builder) config() metadata.Config {
 	s := b.spec.Spec
 	return metadata.Config{MachineType: s.Masters.MachineType, Image: s.Masters.Image, DiskSizeGb: int64(s.Masters.DiskSizeGb),
-		QuorumRead: s.Etcd.QuorumReadEnabled(), ClientPort: s.Etcd.ClientPort, PeerPort: s.Etcd.PeerPort, MultiZone: s.MultiZone}
+		QuorumRead: s.Etcd.QuorumReadEnabled(), ClientPort: s.Etcd.ClientPort, PeerPort: s.Etcd.PeerPort, MultiZone: s.MultiZone,
+		MaxLearners: metadata.DefaultMaxLearners}
+}
+
+// learnerLimit is how many learners etcd accepts at once: the smallest
+// --max-learners of the current members (a master whose settings are unknown
+// runs etcd's default, 1), or kubeha's default for a new cluster.
+func (b *builder) learnerLimit() int {
+	limit := metadata.DefaultMaxLearners
+	for _, r := range b.replicas {
+		if r.obs == nil || r.removed || r.member == nil {
+			continue
+		}
+		n := 1
+		if r.obs.Instance.Config != nil && r.obs.Instance.Config.MaxLearners > 0 {
+			n = r.obs.Instance.Config.MaxLearners
+		}
+		limit = min(limit, n)
+	}
+	return limit
 }
 
 func (b *builder) kept() []*replica {
@@ -633,19 +652,19 @@ func (b *builder) membershipChanges() {
 	} else {
 		b.singleMasterIP()
 	}
+	if bootstrap && len(b.voters) == 0 && len(b.kept()) < target {
+		b.addReplica(b.zoneFor(""), "bootstrap: the first master, with a new etcd cluster", true, peak)
+	}
+	var adds []pendingAdd
 	for _, r := range failed {
-		if len(b.kept()) < target {
-			b.addReplica(b.zoneFor(r.zone), fmt.Sprintf("replaces failed master %s in its zone", r.name), false, peak)
+		if len(b.kept())+len(adds) < target {
+			adds = append(adds, pendingAdd{prefer: r.zone, reason: fmt.Sprintf("replaces failed master %s in its zone", r.name)})
 		}
 	}
-	for len(b.kept()) < target {
-		first := bootstrap && len(b.voters) == 0
-		reason := fmt.Sprintf("scale up to %s", masters(n))
-		if first {
-			reason = "bootstrap: the first master, with a new etcd cluster"
-		}
-		b.addReplica(b.zoneFor(""), reason, first, peak)
+	for len(b.kept())+len(adds) < target {
+		adds = append(adds, pendingAdd{reason: fmt.Sprintf("scale up to %s", masters(n))})
 	}
+	b.addReplicas(adds, peak)
 	for _, r := range rolling {
 		reason := firstNonEmpty(r.driftReason, "named by --replace")
 		b.addReplica(b.zoneFor(r.zone), fmt.Sprintf("replaces %s (%s)", r.name, reason), false, peak)
@@ -823,37 +842,90 @@ func (b *builder) newName(zone string, first bool) string {
 	}
 }
 
-// addReplica plans a new master: reserve its internal address and create
-// its disk (independent GCE work), add its member as a learner, create the
-// VM that boots with initial-cluster-state=existing, promote the learner
-// once in sync, and add it to the target pool. A bootstrap master instead
-// starts a new etcd cluster.
+// pendingAdd is a master to add: in zone prefer when it is listed, else
+// where the spread is shortest.
+type pendingAdd struct {
+	prefer, reason string
+}
+
+// addReplica plans one new master (a bootstrap master, or the successor in
+// a rolling replacement): see addReplicas.
 func (b *builder) addReplica(zone, reason string, first bool, peak int) {
-	name := b.newName(zone, first)
-	phase := "replica " + name
-	addr := b.must(b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: phase,
-		Reason: "the internal address etcd peers and certificates name, known before the VM exists"}))
-	disk := b.must(b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
-		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)}))
-	inst := &InstanceSpec{Name: name, Zone: zone, InternalAddress: spec.InternalAddressName(name), Disk: spec.DiskName(name), Config: b.config()}
-	var last string
 	if first {
-		inst.ClusterState = metadata.StateNew
-		inst.StaticIP = peak < 2
-		last = b.must(b.add(&Step{Action: CreateInstance, Target: name, Zone: zone, Replica: name, Phase: phase, Instance: inst, Reason: reason},
+		name := b.newName(zone, true)
+		addr, disk := b.reserve(name, zone)
+		inst := &InstanceSpec{Name: name, Zone: zone, InternalAddress: spec.InternalAddressName(name), Disk: spec.DiskName(name),
+			Config: b.config(), ClusterState: metadata.StateNew, StaticIP: peak < 2}
+		vm := b.must(b.add(&Step{Action: CreateInstance, Target: name, Zone: zone, Replica: name, Phase: "replica " + name, Instance: inst, Reason: reason},
 			addr, disk, b.fwEtcd, b.staticStep))
-	} else {
-		inst.ClusterState = metadata.StateExisting
-		learner := b.must(b.add(&Step{Action: AddLearner, Target: name, Zone: zone, Replica: name, Phase: phase,
-			Reason: "join etcd as a non-voting learner before the VM boots: " + reason}, addr))
-		vm := b.must(b.add(&Step{Action: CreateInstance, Target: name, Zone: zone, Replica: name, Phase: phase, Instance: inst, Reason: reason},
-			disk, learner, b.fwEtcd))
-		last = b.must(b.add(&Step{Action: PromoteMember, Target: name, Zone: zone, Replica: name, Phase: phase,
-			Reason: "make the learner a voter once it is in sync"}, vm))
+		b.joined(name, zone, vm, inst.StaticIP)
+		return
 	}
-	r := &replica{name: name, zone: zone, voter: true, healthy: true, staticIP: inst.StaticIP}
+	b.addReplicas([]pendingAdd{{prefer: zone, reason: reason}}, peak)
+}
+
+// addReplicas plans new masters. For each: reserve its internal address and
+// create its disk (independent GCE work), add its member as a learner, and
+// create the VM, which boots with initial-cluster-state=existing. Then, one
+// at a time, promote each learner once it is in sync and add it to the
+// target pool. Learners do not vote, so up to the cluster's learner limit
+// are added before the first promotion and their VMs boot in parallel;
+// etcd refuses any member add until the voters have been connected for 5s,
+// which a promotion resets, so adding them first saves that wait too.
+func (b *builder) addReplicas(adds []pendingAdd, peak int) {
+	for len(adds) > 0 {
+		n := min(len(adds), max(1, b.learnerLimit()-len(b.learners)))
+		type started struct{ name, zone, disk, learner, vm string }
+		var batch []started
+		for _, a := range adds[:n] {
+			zone := b.zoneFor(a.prefer)
+			name := b.newName(zone, false)
+			addr, disk := b.reserve(name, zone)
+			learner := b.must(b.add(&Step{Action: AddLearner, Target: name, Zone: zone, Replica: name, Phase: "replica " + name,
+				Reason: "join etcd as a non-voting learner before the VM boots: " + a.reason}, addr))
+			batch = append(batch, started{name: name, zone: zone, disk: disk, learner: learner})
+			// Counted now, so that zoneFor spreads the rest of the batch.
+			b.replicas = append(b.replicas, &replica{name: name, zone: zone, learner: true})
+		}
+		// The VMs are created once the batch's last learner is in (a VM boots
+		// with the member list of that moment, and etcd refuses a member whose
+		// list differs from the cluster's), and one after another: a joining
+		// member waits up to 10s on every member it cannot reach, so members
+		// started at once would wait on each other. Each create-instance
+		// returns when its member runs.
+		prev := batch[len(batch)-1].learner
+		for i, st := range batch {
+			inst := &InstanceSpec{Name: st.name, Zone: st.zone, InternalAddress: spec.InternalAddressName(st.name), Disk: spec.DiskName(st.name),
+				Config: b.config(), ClusterState: metadata.StateExisting}
+			batch[i].vm = b.must(b.add(&Step{Action: CreateInstance, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,
+				Instance: inst, Reason: adds[i].reason}, st.disk, st.learner, prev, b.fwEtcd))
+			prev = batch[i].vm
+		}
+		for _, st := range batch {
+			promote := b.must(b.add(&Step{Action: PromoteMember, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,
+				Reason: "make the learner a voter once it is in sync"}, st.vm))
+			b.replicas = slices.DeleteFunc(b.replicas, func(r *replica) bool { return r.name == st.name && r.obs == nil })
+			b.joined(st.name, st.zone, promote, false)
+		}
+		adds = adds[n:]
+	}
+}
+
+// reserve plans a new master's internal address and disk.
+func (b *builder) reserve(name, zone string) (addr, disk string) {
+	phase := "replica " + name
+	addr = b.must(b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: phase,
+		Reason: "the internal address etcd peers and certificates name, known before the VM exists"}))
+	disk = b.must(b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
+		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)}))
+	return addr, disk
+}
+
+// joined records a new voter and puts it behind the load balancer.
+func (b *builder) joined(name, zone, last string, staticIP bool) {
+	r := &replica{name: name, zone: zone, voter: true, healthy: true, staticIP: staticIP}
 	if b.lb {
-		last = b.must(b.add(&Step{Action: AddToPool, Target: spec.MasterName(b.spec.Metadata.Name), Replica: name, Zone: zone, Phase: phase,
+		last = b.must(b.add(&Step{Action: AddToPool, Target: spec.MasterName(b.spec.Metadata.Name), Replica: name, Zone: zone, Phase: "replica " + name,
 			Reason: "serve the API behind the load balancer"}, last, b.poolStep))
 		r.inPool = true
 	}

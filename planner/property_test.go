@@ -68,8 +68,20 @@ func (m *model) apply(p *Plan, s *Step) {
 	case CreateDisk:
 		c.Disks = append(c.Disks, &state.Disk{Name: s.Target, Zone: s.Zone, SizeGb: int64(m.sp.Spec.Masters.DiskSizeGb)})
 	case AddLearner:
-		if len(c.Learners()) > 0 {
-			m.fail("step %s adds a second learner: etcd allows one", s.ID)
+		// etcd's --max-learners, which every member must share: the smallest
+		// of the members' (an unknown one is etcd's default, 1).
+		limit := metadata.DefaultMaxLearners
+		for _, mem := range c.Etcd.Members {
+			if in := m.instance(mem.Instance); in != nil {
+				n := 1
+				if in.Config != nil && in.Config.MaxLearners > 0 {
+					n = in.Config.MaxLearners
+				}
+				limit = min(limit, n)
+			}
+		}
+		if len(c.Learners()) >= limit {
+			m.fail("step %s adds learner %d while the members allow %d", s.ID, len(c.Learners())+1, limit)
 		}
 		m.nextID++
 		c.Etcd.Members = append(c.Etcd.Members, &state.Member{ID: m.nextID, IsLearner: true, Instance: s.Replica, Error: "not started"})

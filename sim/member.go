@@ -252,6 +252,9 @@ func (m *member) start() (*embed.Etcd, error) {
 	cfg.InitialCluster = m.cfg.InitialCluster
 	cfg.ClusterState = m.cfg.InitialClusterState
 	cfg.InitialClusterToken = "kubeha"
+	if m.cfg.MaxLearners > 0 {
+		cfg.MaxLearners = m.cfg.MaxLearners
+	}
 	cfg.Logger = "zap"
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{filepath.Join(m.filesDir, "etcd.log")}

@@ -1,0 +1,101 @@
+package executor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/sim"
+)
+
+// timeScale runs the emulator's gce latency profile at 1/20 of real time.
+const timeScale = 0.05
+
+// stepLatency is how long a step takes on the gce profile: the latencies
+// of the operations it waits for, and the VM's boot for the steps that wait
+// for a member to run (a bootstrap master, a promotion).
+func stepLatency(profile map[string]time.Duration, s *planner.Step) time.Duration {
+	l := func(method string) time.Duration {
+		d, ok := profile[method]
+		if !ok {
+			d = profile["default"]
+		}
+		return time.Duration(float64(d) * timeScale)
+	}
+	switch s.Action {
+	case planner.CreateFirewall:
+		return l("firewalls.insert")
+	case planner.ReserveStaticIP, planner.ReserveAddress:
+		return l("addresses.insert")
+	case planner.CreateDisk:
+		return l("disks.insert")
+	case planner.CreateHealthCheck:
+		return l("httpHealthChecks.insert")
+	case planner.CreateTargetPool:
+		return l("targetPools.insert")
+	case planner.AddToPool:
+		return l("targetPools.addInstance")
+	case planner.CreateForwardingRule:
+		return l("forwardingRules.insert")
+	case planner.DetachStaticIP:
+		return l("instances.deleteAccessConfig") + l("instances.addAccessConfig")
+	case planner.CreateInstance:
+		// The bootstrap master waits until its etcd is healthy, a joining one
+		// until its member runs: both include the VM's boot.
+		return l("instances.insert") + l("boot")
+	}
+	return 0
+}
+
+// criticalPath is the longest chain of step latencies through the plan's
+// dependency graph: no executor can finish sooner.
+func criticalPath(p *planner.Plan, latency func(*planner.Step) time.Duration) time.Duration {
+	finish := map[string]time.Duration{}
+	var longest time.Duration
+	for _, s := range p.Steps {
+		var start time.Duration
+		for _, d := range s.DependsOn {
+			start = max(start, finish[d])
+		}
+		finish[s.ID] = start + latency(s)
+		longest = max(longest, finish[s.ID])
+	}
+	return longest
+}
+
+// BenchmarkApplyZeroToFive applies a 5-master cluster to an empty project on
+// the gce latency profile at 1/20 of real time, and reports the wall time
+// against the plan's critical-path bound, and the API requests made.
+func BenchmarkApplyZeroToFive(b *testing.B) {
+	profile, err := sim.Profile("gce")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wall, bound time.Duration
+	var requests, steps int
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		e := newEnv(b, sim.Options{Profile: "gce", TimeScale: timeScale}, 5)
+		p, obs := e.plan(b)
+		bound = criticalPath(p, func(s *planner.Step) time.Duration { return stepLatency(profile, s) })
+		steps = len(p.Steps)
+		e.srv.ResetRequests()
+		b.StartTimer()
+		t0 := time.Now()
+		if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Parallelism: 8}); err != nil {
+			b.Fatal(err)
+		}
+		wall = time.Since(t0)
+		b.StopTimer()
+		requests = e.srv.Requests().Total
+		if again, _ := e.plan(b); !again.NoChanges {
+			b.Fatalf("not converged:\n%s", planner.Format(again))
+		}
+	}
+	b.ReportMetric(wall.Seconds(), "wall-s")
+	b.ReportMetric(bound.Seconds(), "bound-s")
+	b.ReportMetric(wall.Seconds()/bound.Seconds(), "wall/bound")
+	b.ReportMetric(float64(requests), "requests")
+	b.ReportMetric(float64(requests)/float64(steps), "requests/step")
+}

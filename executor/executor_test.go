@@ -1,0 +1,155 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+func testSpec(replicas int) *spec.Cluster {
+	c := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "exe"},
+		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p-exe", Region: "europe-west1"}, MultiZone: true,
+			Masters: spec.Masters{Replicas: replicas, Zones: []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}}}}
+	spec.SetDefaults(c)
+	return c
+}
+
+type env struct {
+	srv *sim.Server
+	sp  *spec.Cluster
+	pki *pki.PKI
+	src state.Source
+}
+
+func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
+	t.Helper()
+	opts.Subnet = sim.RandomSubnet()
+	srv, err := sim.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := srv.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pki.Ensure(t.TempDir(), "exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, _ := p.ClientTLS()
+	return &env{srv: srv, sp: testSpec(replicas), pki: p, src: state.Source{Compute: c, EtcdTLS: tlsCfg}}
+}
+
+func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {
+	t.Helper()
+	obs, err := state.Observe(context.Background(), e.src, e.sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planner.Compute(e.sp, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, obs
+}
+
+type recorder struct {
+	started, finished []string
+}
+
+func (r *recorder) StepStarted(e Event)  { r.started = append(r.started, e.Step.ID) }
+func (r *recorder) StepFinished(e Event) { r.finished = append(r.finished, e.Step.ID) }
+
+func TestApplyConvergesAndReportsProgress(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 3)
+	p, obs := e.plan(t)
+	rec := &recorder{}
+	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, BackupDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.started) != len(p.Steps) || len(rec.finished) != len(p.Steps) {
+		t.Errorf("hooks saw %d starts and %d finishes of %d steps", len(rec.started), len(rec.finished), len(p.Steps))
+	}
+	again, _ := e.plan(t)
+	if !again.NoChanges {
+		t.Fatalf("not converged:\n%s", planner.Format(again))
+	}
+}
+
+func TestApplyStopsAtAFailedStep(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 1)
+	p, obs := e.plan(t)
+	// Break the plan: the first master's disk is never created.
+	var steps []*planner.Step
+	for _, s := range p.Steps {
+		if s.Action == planner.CreateDisk {
+			continue
+		}
+		s.DependsOn = slicesDelete(s.DependsOn, "5")
+		steps = append(steps, s)
+	}
+	p.Steps = steps
+	rec := &recorder{}
+	err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, Gate: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "create-instance") || !strings.Contains(err.Error(), "RESOURCE_NOT_FOUND") {
+		t.Fatalf("apply of a broken plan: %v", err)
+	}
+	if len(rec.started) != len(rec.finished) {
+		t.Errorf("steps started %v, finished %v: a step was abandoned", rec.started, rec.finished)
+	}
+}
+
+func TestApplyInterruptedStopsAtSafePoint(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 3)
+	p, obs := e.plan(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &recorder{}
+	hooks := &cancelAfter{recorder: rec, n: 3, cancel: cancel}
+	err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: hooks})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("apply after cancel: %v", err)
+	}
+	if len(rec.started) != len(rec.finished) || len(rec.finished) >= len(p.Steps) {
+		t.Fatalf("started %d, finished %d of %d", len(rec.started), len(rec.finished), len(p.Steps))
+	}
+	// The next apply converges.
+	p, obs = e.plan(t)
+	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := e.plan(t); !again.NoChanges {
+		t.Fatalf("not converged:\n%s", planner.Format(again))
+	}
+}
+
+type cancelAfter struct {
+	*recorder
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) StepFinished(e Event) {
+	c.recorder.StepFinished(e)
+	if len(c.finished) == c.n {
+		c.cancel()
+	}
+}
+
+func slicesDelete(s []string, v string) []string {
+	var out []string
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}
