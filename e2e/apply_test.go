@@ -431,3 +431,45 @@ func (c *cluster) quorumHeld(when string) {
 	}
 	c.t.Fatalf("%s, quorum is lost: %+v", when, s.Etcd)
 }
+
+// TestRemediationReplacesCrashedMember: with remediation on, a member seen
+// unhealthy for longer than unhealthyAfter (30s) is replaced in its zone by
+// a plain apply; before that, apply only reports it.
+func TestRemediationReplacesCrashedMember(t *testing.T) {
+	c := newCluster(t, "healing")
+	c.write(3, true)
+	c.apply()
+	s := c.converged(3)
+	var victim, zone string
+	for _, r := range s.Replicas {
+		if !r.Etcd.Leader {
+			victim, zone = r.Name, r.Zone
+		}
+	}
+	c.admin("/sim/v1/projects/kubeha-e2e/zones/" + zone + "/instances/" + victim + "/crash")
+	// Seen unhealthy now: not yet replaced.
+	r := c.kubeha("plan", "-f", c.spec, "--detailed-exitcode")
+	if r.code != 0 || !strings.Contains(r.stdout, "master "+victim+" is unhealthy") {
+		t.Fatalf("plan right after the crash: %+v", r)
+	}
+	time.Sleep(31 * time.Second)
+	r = c.apply()
+	if !strings.Contains(r.stdout, "failed: etcd member unhealthy for") {
+		t.Fatalf("apply after unhealthyAfter did not replace %s:\n%s", victim, r.stdout)
+	}
+	s = c.converged(3)
+	for _, rep := range s.Replicas {
+		if rep.Name == victim {
+			t.Fatalf("%s is still a master", victim)
+		}
+	}
+	inZone := 0
+	for _, rep := range s.Replicas {
+		if rep.Zone == zone {
+			inZone++
+		}
+	}
+	if inZone != 1 {
+		t.Fatalf("the successor is not in %s: %+v", zone, s.Replicas)
+	}
+}
