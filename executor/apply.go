@@ -53,7 +53,8 @@ type Event struct {
 	Err     error
 }
 
-// Hooks receive progress; the executor prints nothing itself.
+// Hooks receive progress; the executor prints nothing itself. They are
+// called from the goroutines that run steps, so at the same time.
 type Hooks interface {
 	StepStarted(Event)
 	StepFinished(Event)

@@ -21,6 +21,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // etcd talks to the cluster's etcd through whichever members answer.
@@ -122,9 +124,21 @@ func (e *etcd) poll(ctx context.Context, what string, interval time.Duration, re
 	}
 }
 
+// isUnhealthyCluster says etcd refused a change for now, or the member
+// asked could not serve it (it stopped, e.g. it was just removed, or there
+// was no leader): worth trying again, through another member.
 func isUnhealthyCluster(err error) bool {
-	return errors.Is(err, rpctypes.ErrGRPCUnhealthy) || errors.Is(err, rpctypes.ErrUnhealthy) ||
-		strings.Contains(err.Error(), "unhealthy cluster") || strings.Contains(err.Error(), "not enough started members")
+	if errors.Is(err, rpctypes.ErrGRPCUnhealthy) || errors.Is(err, rpctypes.ErrUnhealthy) ||
+		errors.Is(err, rpctypes.ErrGRPCStopped) || errors.Is(err, rpctypes.ErrStopped) ||
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged) || errors.Is(err, rpctypes.ErrLeaderChanged) ||
+		errors.Is(err, rpctypes.ErrGRPCNoLeader) || errors.Is(err, rpctypes.ErrNoLeader) {
+		return true
+	}
+	if s, ok := status.FromError(err); ok && (s.Code() == codes.Unavailable || s.Code() == codes.DeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "unhealthy cluster") || strings.Contains(msg, "not enough started members") || strings.Contains(msg, "server stopped")
 }
 
 func isLearnerNotReady(err error) bool {

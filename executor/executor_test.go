@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,12 +63,29 @@ func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {
 	return p, obs
 }
 
+// recorder records progress; hooks are called from several goroutines.
 type recorder struct {
+	mu                sync.Mutex
 	started, finished []string
 }
 
-func (r *recorder) StepStarted(e Event)  { r.started = append(r.started, e.Step.ID) }
-func (r *recorder) StepFinished(e Event) { r.finished = append(r.finished, e.Step.ID) }
+func (r *recorder) StepStarted(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.started = append(r.started, e.Step.ID)
+}
+
+func (r *recorder) StepFinished(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.finished = append(r.finished, e.Step.ID)
+}
+
+func (r *recorder) counts() (started, finished int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.started), len(r.finished)
+}
 
 func TestApplyConvergesAndReportsProgress(t *testing.T) {
 	e := newEnv(t, sim.Options{}, 3)
@@ -76,8 +94,8 @@ func TestApplyConvergesAndReportsProgress(t *testing.T) {
 	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, BackupDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.started) != len(p.Steps) || len(rec.finished) != len(p.Steps) {
-		t.Errorf("hooks saw %d starts and %d finishes of %d steps", len(rec.started), len(rec.finished), len(p.Steps))
+	if started, finished := rec.counts(); started != len(p.Steps) || finished != len(p.Steps) {
+		t.Errorf("hooks saw %d starts and %d finishes of %d steps", started, finished, len(p.Steps))
 	}
 	again, _ := e.plan(t)
 	if !again.NoChanges {
@@ -103,8 +121,8 @@ func TestApplyStopsAtAFailedStep(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "create-instance") || !strings.Contains(err.Error(), "RESOURCE_NOT_FOUND") {
 		t.Fatalf("apply of a broken plan: %v", err)
 	}
-	if len(rec.started) != len(rec.finished) {
-		t.Errorf("steps started %v, finished %v: a step was abandoned", rec.started, rec.finished)
+	if started, finished := rec.counts(); started != finished {
+		t.Errorf("steps started %d, finished %d: a step was abandoned", started, finished)
 	}
 }
 
@@ -118,8 +136,8 @@ func TestApplyInterruptedStopsAtSafePoint(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("apply after cancel: %v", err)
 	}
-	if len(rec.started) != len(rec.finished) || len(rec.finished) >= len(p.Steps) {
-		t.Fatalf("started %d, finished %d of %d", len(rec.started), len(rec.finished), len(p.Steps))
+	if started, finished := rec.counts(); started != finished || finished >= len(p.Steps) {
+		t.Fatalf("started %d, finished %d of %d", started, finished, len(p.Steps))
 	}
 	// The next apply converges.
 	p, obs = e.plan(t)
@@ -139,7 +157,7 @@ type cancelAfter struct {
 
 func (c *cancelAfter) StepFinished(e Event) {
 	c.recorder.StepFinished(e)
-	if len(c.finished) == c.n {
+	if _, finished := c.counts(); finished == c.n {
 		c.cancel()
 	}
 }
