@@ -91,6 +91,7 @@ quorum-safe changes and applies them.`,
 		newPlanCommand(streams),
 		newStatusCommand(streams),
 		newApplyCommand(streams),
+		newWatchCommand(streams),
 	)
 	return root
 }

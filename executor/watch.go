@@ -1,0 +1,444 @@
+package executor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// WatchOptions configure Watch.
+type WatchOptions struct {
+	Compute *compute.Service
+	// Path is a cluster spec file, or a directory whose every *.yaml is one.
+	Path string
+	// Resync is how often each cluster is reconciled without a change of its
+	// file (jittered by ±10%); default 5 minutes.
+	Resync time.Duration
+	// Debounce waits for a burst of file events to settle; default 300ms.
+	Debounce time.Duration
+	Logger   *slog.Logger
+	Metrics  *Metrics
+	Who      Holder
+	// Apply tunes each apply (Compute, Spec, Observed, PKI and Hooks are set
+	// by the watcher).
+	Apply Options
+}
+
+// Metrics are the watcher's Prometheus metrics.
+type Metrics struct {
+	Reconciles   *prometheus.CounterVec
+	Duration     *prometheus.HistogramVec
+	LastSuccess  *prometheus.GaugeVec
+	PendingSteps *prometheus.GaugeVec
+	Voters       *prometheus.GaugeVec
+	Healthy      *prometheus.GaugeVec
+	Tolerance    *prometheus.GaugeVec
+	Leader       *prometheus.GaugeVec
+	InvalidSpecs *prometheus.CounterVec
+}
+
+// NewMetrics registers the watcher's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	l := []string{"cluster"}
+	m := &Metrics{
+		Reconciles:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeha_reconciles_total", Help: "Reconciles by result: noop, applied, failed, invalid, standby."}, []string{"cluster", "result"}),
+		Duration:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kubeha_reconcile_duration_seconds", Help: "Time of one reconcile.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, l),
+		LastSuccess:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_last_success_timestamp_seconds", Help: "When the cluster last matched its spec."}, l),
+		PendingSteps: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_pending_plan_steps", Help: "Steps of the last plan not yet done."}, l),
+		Voters:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_voters", Help: "etcd voters."}, l),
+		Healthy:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_healthy_voters", Help: "Healthy etcd voters."}, l),
+		Tolerance:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_fault_tolerance", Help: "Healthy voters minus quorum."}, l),
+		Leader:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_watch_leader", Help: "1 when this watcher leads the cluster's reconciles."}, l),
+		InvalidSpecs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeha_invalid_spec_total", Help: "Spec files that failed to load or validate."}, l),
+	}
+	reg.MustRegister(m.Reconciles, m.Duration, m.LastSuccess, m.PendingSteps, m.Voters, m.Healthy, m.Tolerance, m.Leader, m.InvalidSpecs)
+	return m
+}
+
+// Watch reconciles every cluster spec at Path until ctx is cancelled: on
+// every saved change of a file (renames and symlink swaps included, as
+// editors and ConfigMaps do), and every Resync. It returns once the applies
+// in flight have stopped at a safe point and leadership is released.
+func Watch(ctx context.Context, o WatchOptions) error {
+	if o.Resync <= 0 {
+		o.Resync = 5 * time.Minute
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 300 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	fi, err := os.Stat(o.Path)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", o.Path, err)
+	}
+	dir, only := o.Path, ""
+	if !fi.IsDir() {
+		dir, only = filepath.Dir(o.Path), filepath.Base(o.Path)
+	}
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	defer fw.Close()
+	if err := fw.Add(dir); err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	loops := map[string]*clusterLoop{}
+	var wg sync.WaitGroup
+	ensure := func(name string) {
+		if _, ok := loops[name]; ok {
+			return
+		}
+		l := &clusterLoop{o: o, path: filepath.Join(dir, name), kick: make(chan struct{}, 1), log: o.Logger.With("spec", filepath.Join(dir, name))}
+		loops[name] = l
+		wg.Add(1)
+		go func() { defer wg.Done(); l.run(ctx) }()
+	}
+	wanted := func(name string) bool {
+		if only != "" {
+			return name == only
+		}
+		return (strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) && !strings.HasPrefix(name, ".")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if wanted(e.Name()) {
+			ensure(e.Name())
+		}
+	}
+	if only != "" {
+		ensure(only)
+	}
+	o.Logger.Info("watching", "path", o.Path, "clusters", len(loops), "resync", o.Resync)
+	timers := map[string]*time.Timer{}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			o.Logger.Info("stopped")
+			return nil
+		case err := <-fw.Errors:
+			o.Logger.Error("file watch", "err", err)
+		case ev := <-fw.Events:
+			name := filepath.Base(ev.Name)
+			// A ConfigMap swaps a ..data symlink: every spec may have changed.
+			if strings.HasPrefix(name, "..") {
+				for n := range loops {
+					kickAfter(timers, n, o.Debounce, loops[n])
+				}
+				continue
+			}
+			if !wanted(name) {
+				continue
+			}
+			ensure(name)
+			kickAfter(timers, name, o.Debounce, loops[name])
+		}
+	}
+}
+
+func kickAfter(timers map[string]*time.Timer, name string, d time.Duration, l *clusterLoop) {
+	if t, ok := timers[name]; ok {
+		t.Stop()
+	}
+	timers[name] = time.AfterFunc(d, l.trigger)
+}
+
+// clusterLoop reconciles one spec file.
+type clusterLoop struct {
+	o    WatchOptions
+	path string
+	kick chan struct{}
+	log  *slog.Logger
+
+	good     *spec.Cluster // the last spec that loaded and validated
+	failures int
+	lead     *leadership
+}
+
+func (l *clusterLoop) trigger() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *clusterLoop) run(ctx context.Context) {
+	defer func() {
+		if l.lead != nil {
+			l.lead.release()
+		}
+	}()
+	l.trigger()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+		case <-timer.C:
+		}
+		err := l.reconcile(ctx)
+		wait := jitter(l.o.Resync)
+		if err != nil {
+			l.failures++
+			wait = min(wait, time.Duration(1<<min(l.failures, 8))*5*time.Second)
+		} else {
+			l.failures = 0
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
+}
+
+// reconcile validates, plans and applies once.
+func (l *clusterLoop) reconcile(ctx context.Context) error {
+	start := time.Now()
+	c, _, err := spec.Load(l.path)
+	if err != nil {
+		name := "unknown"
+		if l.good != nil {
+			name = l.good.Metadata.Name
+		}
+		if errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "no such file") {
+			l.log.Info("spec file is gone: its cluster is left as it is")
+			return nil
+		}
+		l.o.Metrics.InvalidSpecs.WithLabelValues(name).Inc()
+		l.o.Metrics.Reconciles.WithLabelValues(name, "invalid").Inc()
+		l.log.Error("spec is invalid: nothing is changed, the last good spec stays in force", "err", err)
+		if l.good == nil {
+			return err
+		}
+		return nil
+	}
+	l.good = c
+	name := c.Metadata.Name
+	m := l.o.Metrics
+	defer func() { m.Duration.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
+	result, err := l.apply(ctx, c)
+	m.Reconciles.WithLabelValues(name, result).Inc()
+	if err != nil {
+		l.log.Error("reconcile failed", "cluster", name, "err", err)
+		return err
+	}
+	if result == "noop" || result == "applied" {
+		m.LastSuccess.WithLabelValues(name).SetToCurrentTime()
+	}
+	return nil
+}
+
+func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error) {
+	name, m := c.Metadata.Name, l.o.Metrics
+	p, err := pki.Ensure(c.PKIDir(), name)
+	if err != nil {
+		return "failed", err
+	}
+	tlsCfg, err := p.ClientTLS()
+	if err != nil {
+		return "failed", err
+	}
+	obs, err := state.Observe(ctx, state.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg}, c)
+	if err != nil {
+		return "failed", err
+	}
+	healthPath := filepath.Join(c.PKIDir(), state.HealthFile)
+	if h, err := state.LoadHealth(healthPath); err == nil {
+		h.Apply(obs)
+		if !obs.Empty() {
+			_ = h.Save(healthPath)
+		}
+	}
+	ms := obs.Membership()
+	m.Voters.WithLabelValues(name).Set(float64(ms.Voters))
+	m.Healthy.WithLabelValues(name).Set(float64(ms.HealthyVoters))
+	m.Tolerance.WithLabelValues(name).Set(float64(ms.FaultTolerance))
+	// Only the elected watcher acts; before the cluster has an etcd, the
+	// apply's lock file decides (see the README).
+	if obs.Etcd.Reachable {
+		if l.lead == nil {
+			l.lead = newLeadership(name, tlsCfg, l.o.Who, l.log)
+		}
+		if !l.lead.leads(ctx, obs) {
+			m.Leader.WithLabelValues(name).Set(0)
+			return "standby", nil
+		}
+		m.Leader.WithLabelValues(name).Set(1)
+	}
+	plan, err := planner.Compute(c, obs)
+	if err != nil {
+		return "failed", err
+	}
+	m.PendingSteps.WithLabelValues(name).Set(float64(len(plan.Steps)))
+	if plan.NoChanges {
+		return "noop", nil
+	}
+	l.log.Info("applying", "cluster", name, "steps", len(plan.Steps), "create", plan.Summary.Create, "update", plan.Summary.Update, "delete", plan.Summary.Delete)
+	o := l.o.Apply
+	o.Compute, o.Spec, o.Observed, o.PKI, o.Who = l.o.Compute, c, obs, p, l.o.Who
+	o.BackupDir = filepath.Join(c.PKIDir(), "..", "backups")
+	o.Hooks = &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}
+	if err := Apply(ctx, plan, o); err != nil {
+		return "failed", err
+	}
+	m.PendingSteps.WithLabelValues(name).Set(0)
+	m.Voters.WithLabelValues(name).Set(float64(plan.After.Voters))
+	m.Healthy.WithLabelValues(name).Set(float64(plan.After.HealthyVoters))
+	m.Tolerance.WithLabelValues(name).Set(float64(plan.After.FaultTolerance))
+	l.log.Info("applied", "cluster", name, "etcd_voters", plan.After.Voters, "fault_tolerance", plan.After.FaultTolerance)
+	return "applied", nil
+}
+
+type logHooks struct {
+	mu      sync.Mutex
+	log     *slog.Logger
+	pending prometheus.Gauge
+	total   int
+	done    int
+}
+
+func (h *logHooks) StepStarted(e Event) {}
+
+func (h *logHooks) StepFinished(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e.Err != nil {
+		h.log.Error("step failed", "step", e.Step.ID, "action", e.Step.Action, "target", e.Step.Target, "err", e.Err)
+		return
+	}
+	h.done++
+	h.pending.Set(float64(h.total - h.done))
+	h.log.Info("step done", "step", e.Step.ID, "action", e.Step.Action, "target", e.Step.Target, "elapsed", e.Elapsed.Round(time.Millisecond), "fault_tolerance", e.Step.Etcd.FaultTolerance)
+}
+
+// leadership campaigns, over the cluster's etcd, to be the one watcher of a
+// cluster that acts. It keeps campaigning in the background.
+type leadership struct {
+	cluster string
+	tls     *tls.Config
+	who     Holder
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	cli     *clientv3.Client
+	session *concurrency.Session
+	leader  bool
+	cancel  context.CancelFunc
+}
+
+func newLeadership(cluster string, tlsCfg *tls.Config, who Holder, log *slog.Logger) *leadership {
+	return &leadership{cluster: cluster, tls: tlsCfg, who: who, log: log}
+}
+
+// leads starts campaigning if needed and says whether this watcher leads.
+func (l *leadership) leads(ctx context.Context, obs *state.Cluster) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.session != nil {
+		select {
+		case <-l.session.Done():
+			l.log.Warn("watch leadership lost: its lease expired")
+			l.stopLocked()
+		default:
+			return l.leader
+		}
+	}
+	var eps []string
+	for _, m := range obs.Etcd.Members {
+		if !m.IsLearner {
+			eps = append(eps, m.ClientURLs...)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: l.tls, Logger: zap.NewNop()})
+	if err != nil {
+		l.log.Error("watch leadership: connect to etcd", "err", err)
+		return false
+	}
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL))
+	if err != nil {
+		cli.Close()
+		l.log.Error("watch leadership: session", "err", err)
+		return false
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	l.cli, l.session, l.cancel = cli, sess, cancel
+	e := concurrency.NewElection(sess, "/kubeha/watch/"+l.cluster)
+	won := make(chan struct{})
+	go func() {
+		if err := e.Campaign(cctx, l.who.String()); err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.leader = true
+		l.mu.Unlock()
+		l.log.Info("leading the reconciles of this cluster", "cluster", l.cluster)
+		close(won)
+	}()
+	// Wait briefly: a lone watcher wins at once.
+	l.mu.Unlock()
+	select {
+	case <-won:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	l.mu.Lock()
+	return l.leader
+}
+
+func (l *leadership) stopLocked() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	if l.session != nil {
+		l.session.Close() // revokes the lease: the standby takes over at once
+	}
+	if l.cli != nil {
+		l.cli.Close()
+	}
+	l.cli, l.session, l.cancel, l.leader = nil, nil, nil, false
+}
+
+func (l *leadership) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopLocked()
+}
