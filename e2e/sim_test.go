@@ -21,6 +21,16 @@ import (
 // that it is listening.
 func startSimServe(t *testing.T, dir string) (*exec.Cmd, string) {
 	t.Helper()
+	return startSimServeTB(t, dir)
+}
+
+func startSimServeB(b *testing.B, dir string) (*exec.Cmd, string) {
+	b.Helper()
+	return startSimServeTB(b, dir)
+}
+
+func startSimServeTB(t testing.TB, dir string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
