@@ -163,7 +163,7 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 // lockFile protects the cluster against two applies on this machine even
 // before its etcd exists (the etcd lock covers every machine once it does).
 func (x *executor) lockFile() error {
-	path := filepath.Join(x.o.PKI.Dir, "apply.lock")
+	path := filepath.Join(x.o.PKI.Dir, "apply-"+x.o.Spec.Metadata.Name+".lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("open apply lock %s: %w", path, err)

@@ -110,12 +110,13 @@ func Watch(ctx context.Context, o WatchOptions) error {
 		return fmt.Errorf("watch %s: %w", dir, err)
 	}
 	loops := map[string]*clusterLoop{}
+	pkiOwners := &pkiOwners{byDir: map[string]string{}}
 	var wg sync.WaitGroup
 	ensure := func(name string) {
 		if _, ok := loops[name]; ok {
 			return
 		}
-		l := &clusterLoop{o: o, path: filepath.Join(dir, name), kick: make(chan struct{}, 1), log: o.Logger.With("spec", filepath.Join(dir, name))}
+		l := &clusterLoop{o: o, path: filepath.Join(dir, name), kick: make(chan struct{}, 1), log: o.Logger.With("spec", filepath.Join(dir, name)), pkis: pkiOwners}
 		loops[name] = l
 		wg.Add(1)
 		go func() { defer wg.Done(); l.run(ctx) }()
@@ -183,6 +184,28 @@ type clusterLoop struct {
 	good     *spec.Cluster // the last spec that loaded and validated
 	failures int
 	lead     *leadership
+	pkis     *pkiOwners
+}
+
+// pkiOwners remembers which cluster uses which PKI directory: clusters must
+// not share CAs (a member of one would be trusted by the other's etcd).
+type pkiOwners struct {
+	mu    sync.Mutex
+	byDir map[string]string
+}
+
+func (p *pkiOwners) claim(dir, cluster string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	if owner, ok := p.byDir[abs]; ok && owner != cluster {
+		return fmt.Errorf("its PKI directory %s belongs to cluster %s: clusters must not share CAs; give each spec its own spec.pki.dir", dir, owner)
+	}
+	p.byDir[abs] = cluster
+	return nil
 }
 
 func (l *clusterLoop) trigger() {
@@ -251,6 +274,12 @@ func (l *clusterLoop) reconcile(ctx context.Context) error {
 		}
 		return nil
 	}
+	if err := l.pkis.claim(c.PKIDir(), c.Metadata.Name); err != nil {
+		l.o.Metrics.InvalidSpecs.WithLabelValues(c.Metadata.Name).Inc()
+		l.o.Metrics.Reconciles.WithLabelValues(c.Metadata.Name, "invalid").Inc()
+		l.log.Error("spec is refused: nothing is changed", "cluster", c.Metadata.Name, "err", err)
+		return nil
+	}
 	l.good = c
 	name := c.Metadata.Name
 	m := l.o.Metrics
@@ -281,7 +310,7 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	if err != nil {
 		return "failed", err
 	}
-	healthPath := filepath.Join(c.PKIDir(), state.HealthFile)
+	healthPath := state.HealthPath(c.PKIDir(), c.Metadata.Name)
 	if h, err := state.LoadHealth(healthPath); err == nil {
 		h.Apply(obs)
 		if !obs.Empty() {

@@ -15,13 +15,16 @@ import (
 
 // Health remembers since when each etcd member has been seen unhealthy, so
 // that remediation.unhealthyAfter can be honoured across runs of kubeha. It
-// lives in the cluster's PKI directory (health.json).
+// lives in the cluster's PKI directory (HealthPath).
 type Health struct {
 	UnhealthySince map[string]time.Time `json:"unhealthySince"` // member ID (hex) -> first seen unhealthy
 }
 
-// HealthFile is the health record's file name in the PKI directory.
-const HealthFile = "health.json"
+// HealthPath is where a cluster's health record lives: in its PKI
+// directory, named for the cluster.
+func HealthPath(pkiDir, cluster string) string {
+	return filepath.Join(pkiDir, "health-"+cluster+".json")
+}
 
 // LoadHealth reads a health record; a missing file is an empty record.
 func LoadHealth(path string) (*Health, error) {

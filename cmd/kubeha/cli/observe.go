@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/spec"
@@ -21,7 +20,7 @@ func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, 
 	if err != nil {
 		return nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}
-	healthPath := filepath.Join(c.PKIDir(), state.HealthFile)
+	healthPath := state.HealthPath(c.PKIDir(), c.Metadata.Name)
 	h, err := state.LoadHealth(healthPath)
 	if err != nil {
 		return nil, err
