@@ -75,7 +75,7 @@ func BenchmarkWatch(b *testing.B) {
 			for i := 0; i < 3; i++ {
 				before := strings.Count(logs(), "msg=applying")
 				path := filepath.Join(specs, "fleet00.yaml")
-				spec := fmt.Sprintf(tourSpec, "fleet00", 1, false) + fmt.Sprintf("  pki:\n    dir: pki-fleet00\n  # edit %d\n  etcd:\n    quorumRead: %t\n", i, i%2 == 0)
+				spec := fmt.Sprintf(tourSpec, "fleet00", 1, false) + fmt.Sprintf("  pki:\n    dir: pki-fleet00\n  # edit %d\n  etcd:\n    quorumRead: %t\n", i, i%2 == 1)
 				t0 := time.Now()
 				if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
 					b.Fatal(err)

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,4 +158,86 @@ func TestTwoWatchers(t *testing.T) {
 	c.write(1, false)
 	waitFor(t, 90*time.Second, "the new leader to apply", func() bool { return strings.Contains(b.logs(), "etcd_voters=1") })
 	c.converged(1)
+}
+
+// TestWatchRemediation: with remediation on, a crashed member is replaced
+// by a later resync, in its zone, once unhealthy for unhealthyAfter (30s).
+func TestWatchRemediation(t *testing.T) {
+	c := newCluster(t, "resynced")
+	c.write(3, true)
+	c.apply()
+	s := c.converged(3)
+	var victim, zone string
+	for _, r := range s.Replicas {
+		if !r.Etcd.Leader {
+			victim, zone = r.Name, r.Zone
+		}
+	}
+	w := c.watch("3s")
+	waitFor(t, 30*time.Second, "the watcher to lead", func() bool {
+		return strings.HasSuffix(w.metric(t, `kubeha_watch_leader{cluster="resynced"}`), " 1")
+	})
+	c.admin("/sim/v1/projects/kubeha-e2e/zones/" + zone + "/instances/" + victim + "/crash")
+	waitFor(t, 2*time.Minute, "a resync to replace "+victim, func() bool {
+		return strings.Contains(w.logs(), "target="+victim) && strings.Contains(w.logs(), "action=delete-instance target="+victim)
+	})
+	waitFor(t, time.Minute, "the replacement to finish", func() bool { return strings.Count(w.logs(), "msg=applied") >= 1 })
+	s = c.converged(3)
+	inZone := 0
+	for _, r := range s.Replicas {
+		if r.Name == victim {
+			t.Fatalf("%s is still a master", victim)
+		}
+		if r.Zone == zone {
+			inZone++
+		}
+	}
+	if inZone != 1 {
+		t.Fatalf("the successor is not in %s: %+v", zone, s.Replicas)
+	}
+}
+
+// TestWatchSIGTERMDuringApply: SIGTERM in the middle of an apply stops at a
+// safe point with exit 0; a later apply converges.
+func TestWatchSIGTERMDuringApply(t *testing.T) {
+	c := newCluster(t, "stopped")
+	c.write(5, false)
+	w := c.watch("10m")
+	waitFor(t, 60*time.Second, "the apply to be under way", func() bool { return strings.Count(w.logs(), "msg=\"step done\"") >= 8 })
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Wait(); err != nil {
+		t.Fatalf("watch after SIGTERM during an apply: %v\n%s", err, w.logs())
+	}
+	c.quorumHeld("after SIGTERM during an apply")
+	c.apply()
+	c.converged(5)
+}
+
+// TestWatchRefusesSharedPKI: two specs of a directory that would share a PKI
+// directory: the second is refused, nothing of it is created.
+func TestWatchRefusesSharedPKI(t *testing.T) {
+	c := newCluster(t, "first")
+	c.write(1, false)
+	other := fmt.Sprintf(tourSpec, "second", 1, false)
+	if err := os.WriteFile(filepath.Join(c.dir, "second.yaml"), []byte(other), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{metrics: freeAddr(t)}
+	w.cmd = execCommand(kubeha, "watch", "-f", c.dir, "--gce-endpoint", c.endpoint, "--resync", "10m", "--listen", w.metrics)
+	logPath := filepath.Join(t.TempDir(), "watch.log")
+	f, _ := os.Create(logPath)
+	w.cmd.Stderr = f
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { w.cmd.Process.Kill(); w.cmd.Wait() }()
+	logs := func() string { data, _ := os.ReadFile(logPath); return string(data) }
+	waitFor(t, 60*time.Second, "one cluster applied and the other refused", func() bool {
+		return strings.Contains(logs(), "msg=applied") && strings.Contains(logs(), "clusters must not share CAs")
+	})
+	if strings.Count(logs(), "msg=applied") != 1 {
+		t.Fatalf("both clusters were applied:\n%s", logs())
+	}
 }
