@@ -72,10 +72,10 @@ func ParseEtcd(s string) (*Etcd, error) {
 	if e.Name == "" {
 		return nil, fmt.Errorf("%s metadata: name is empty", KeyEtcd)
 	}
-	for field, u := range map[string]string{"peerURL": e.PeerURL, "clientURL": e.ClientURL} {
-		pu, err := url.Parse(u)
+	for _, f := range []struct{ field, url string }{{"peerURL", e.PeerURL}, {"clientURL", e.ClientURL}} {
+		pu, err := url.Parse(f.url)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Port() == "" {
-			return nil, fmt.Errorf("%s metadata: %s %q is not an http(s) URL with a port", KeyEtcd, field, u)
+			return nil, fmt.Errorf("%s metadata: %s %q is not an http(s) URL with a port", KeyEtcd, f.field, f.url)
 		}
 	}
 	if e.InitialClusterState != StateNew && e.InitialClusterState != StateExisting {
