@@ -79,13 +79,12 @@ type executor struct {
 	gce  *gce
 	etcd *etcd
 
-	mu          sync.Mutex
-	zones       map[string]string // instance -> zone
-	learners    map[string]uint64 // replica -> learner ID added by this apply
-	lock        *lock
-	lastBackup  time.Time
-	fileLock    *os.File
-	bootstraped bool
+	mu         sync.Mutex
+	zones      map[string]string // instance -> zone
+	learners   map[string]uint64 // replica -> learner ID added by this apply
+	lock       *lock
+	lastBackup time.Time
+	fileLock   *os.File
 }
 
 // Apply carries out a plan. Steps run as soon as their dependencies are

@@ -147,15 +147,15 @@ func isLearnerNotReady(err error) bool {
 }
 
 // addLearner adds a learner for peerURL, or finds the one a previous apply
-// added. It returns the learner's ID and the member list after the add.
-func (e *etcd) addLearner(ctx context.Context, peerURL string) (uint64, []*etcdserverpb.Member, error) {
+// added, and returns its ID.
+func (e *etcd) addLearner(ctx context.Context, peerURL string) (uint64, error) {
 	members, err := e.members(ctx)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	for _, m := range members {
 		if slices.Contains(m.PeerURLs, peerURL) {
-			return m.ID, members, nil
+			return m.ID, nil
 		}
 	}
 	var id uint64
@@ -168,10 +168,10 @@ func (e *etcd) addLearner(ctx context.Context, peerURL string) (uint64, []*etcds
 		if err != nil {
 			return err
 		}
-		id, members = resp.Member.ID, resp.Members
+		id = resp.Member.ID
 		return nil
 	})
-	return id, members, err
+	return id, err
 }
 
 // promote makes a learner a voter, retrying while it is not yet in sync

@@ -213,6 +213,13 @@ func (x *executor) step(ctx context.Context, s *planner.Step) error {
 	return fmt.Errorf("unknown action %q: this kubeha is older than the plan", s.Action)
 }
 
+// instance reads a master instance, retrying transient errors.
+func (x *executor) instance(ctx context.Context, zone, name string) (*compute.Instance, error) {
+	return do(ctx, x.gce, "get instance "+name, func() (*compute.Instance, error) {
+		return x.o.Compute.Instances.Get(x.project(), zone, name).Context(ctx).Do()
+	})
+}
+
 // retryInUse deletes a resource that may still be released by a deletion
 // that just finished (GCE answers 400 resourceInUseByAnotherResource).
 func (x *executor) retryInUse(ctx context.Context, what string, call func() (*compute.Operation, error)) error {
@@ -256,7 +263,7 @@ func (x *executor) addLearner(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return err
 	}
-	id, _, err := x.etcd.addLearner(ctx, x.peerURL(ip))
+	id, err := x.etcd.addLearner(ctx, x.peerURL(ip))
 	if err != nil {
 		return err
 	}
@@ -438,9 +445,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 func (x *executor) label(ctx context.Context, s *planner.Step) error {
 	p := x.project()
 	for attempt := 0; attempt < 5; attempt++ {
-		in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
-			return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
-		})
+		in, err := x.instance(ctx, s.Zone, s.Target)
 		if err != nil {
 			return err
 		}
@@ -467,9 +472,7 @@ func (x *executor) setAccess(ctx context.Context, s *planner.Step, attach bool) 
 	if err != nil {
 		return err
 	}
-	in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
-		return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
-	})
+	in, err := x.instance(ctx, s.Zone, s.Target)
 	if err != nil {
 		return err
 	}
@@ -502,9 +505,7 @@ func (x *executor) setAccess(ctx context.Context, s *planner.Step, attach bool) 
 // restarts it, then waits for its member to be healthy again.
 func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	p := x.project()
-	in, err := do(ctx, x.gce, "get instance "+s.Target, func() (*compute.Instance, error) {
-		return x.o.Compute.Instances.Get(p, s.Zone, s.Target).Context(ctx).Do()
-	})
+	in, err := x.instance(ctx, s.Zone, s.Target)
 	if err != nil {
 		return err
 	}

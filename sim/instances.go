@@ -216,6 +216,15 @@ func (s *Server) releaseIPLocked(project, region, ip string) {
 	}
 }
 
+// instanceLocked is the instance at key, or GCE's 404.
+func (s *Server) instanceLocked(key string) (*compute.Instance, error) {
+	in, ok := s.w.Instances[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return in, nil
+}
+
 func (s *Server) getInstance(r *request) (any, error) { return getRes(s, s.w.Instances, instKey(r)) }
 
 func (s *Server) listInstances(r *request) (any, error) {
@@ -245,9 +254,9 @@ func (s *Server) deleteInstance(r *request) (any, error) {
 	key := instKey(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	in.Status = "STOPPING"
 	return s.newOpLocked(zoneScope(r), "instances.delete", key, in.Id, nil, effect{"instance.delete", key}), nil
@@ -257,9 +266,9 @@ func (s *Server) stopInstance(r *request) (any, error) {
 	key := instKey(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if in.Status == "TERMINATED" {
 		return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil), nil
@@ -273,9 +282,9 @@ func (s *Server) startInstance(r *request) (any, error) {
 	region := s.regionOfZone(r.zone)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if in.Status != "TERMINATED" {
 		return s.newOpLocked(zoneScope(r), "instances.start", key, in.Id, nil), nil
@@ -297,9 +306,9 @@ func (s *Server) setMetadata(r *request) (any, error) {
 	key := instKey(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if md.Fingerprint != in.Metadata.Fingerprint {
 		return nil, errFingerprint("metadata")
@@ -316,9 +325,9 @@ func (s *Server) setLabels(r *request) (any, error) {
 	key := instKey(r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if req.LabelFingerprint != in.LabelFingerprint {
 		return nil, errFingerprint("label")
@@ -338,9 +347,9 @@ func (s *Server) addAccessConfig(r *request) (any, error) {
 	nic := r.URL.Query().Get("networkInterface")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if nic != "nic0" || len(in.NetworkInterfaces) == 0 {
 		return nil, errInvalid("Invalid value for field 'networkInterface': '%s'. No such network interface.", nic)
@@ -363,9 +372,9 @@ func (s *Server) deleteAccessConfig(r *request) (any, error) {
 	q := r.URL.Query()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in, ok := s.w.Instances[key]
-	if !ok {
-		return nil, errNotFound(key)
+	in, err := s.instanceLocked(key)
+	if err != nil {
+		return nil, err
 	}
 	if q.Get("networkInterface") != "nic0" || len(in.NetworkInterfaces) == 0 {
 		return nil, errInvalid("Invalid value for field 'networkInterface': '%s'. No such network interface.", q.Get("networkInterface"))
