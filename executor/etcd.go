@@ -21,9 +21,21 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// reconnect is how the client reconnects to a member it could not reach.
+// gRPC's default waits 1s before the first retry and grows to 2 minutes;
+// kubeha watches members come up (the bootstrap master, a restarted one),
+// and every call waits for a connection, so a member that starts listening
+// should be reached within a poll or two, not a backoff later.
+var reconnect = grpc.ConnectParams{
+	Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
 
 // etcd talks to the cluster's etcd through whichever members answer.
 type etcd struct {
@@ -47,7 +59,8 @@ func (e *etcd) client(endpoints []string) (*clientv3.Client, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("no etcd endpoint is known yet")
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: e.timeout, TLS: e.tls, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: e.timeout, TLS: e.tls, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect)}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(endpoints, ","), err)
 	}
@@ -260,15 +273,26 @@ func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
 	})
 }
 
-// started waits until the member at clientURL answers a status call.
-func (e *etcd) started(ctx context.Context, clientURL string) error {
-	return e.poll(ctx, "wait for the etcd member at "+clientURL+" to start", gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
-		cli, err := e.client(nil)
+// started waits until the member whose peer URL is peerURL has started:
+// etcd names a member once that member has caught up with the leader and
+// published itself, which is also when it begins to serve clients. It asks
+// the running members, not the new one, so a VM still booting costs no
+// connection attempts (on GCE, a VM that is not up yet drops packets).
+func (e *etcd) started(ctx context.Context, peerURL string) error {
+	return e.poll(ctx, "wait for the etcd member at "+peerURL+" to start", gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
+		members, err := e.members(cctx)
 		if err != nil {
 			return err
 		}
-		_, err = cli.Status(cctx, clientURL)
-		return err
+		for _, m := range members {
+			if slices.Contains(m.PeerURLs, peerURL) {
+				if m.Name == "" || len(m.ClientURLs) == 0 {
+					return errors.New("not started yet")
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("etcd has no member at %s", peerURL)
 	})
 }
 

@@ -437,9 +437,9 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		}
 		return x.takeLock(ctx)
 	}
-	// A joining member: return once it runs (as a learner that answers), so
-	// that the next VM of a batch boots when this one no longer joins.
-	return x.etcd.started(ctx, x.clientURL(ip))
+	// A joining member: return once it runs (as a learner that has caught
+	// up), so that the next VM of a batch boots when this one no longer joins.
+	return x.etcd.started(ctx, x.peerURL(ip))
 }
 
 func (x *executor) label(ctx context.Context, s *planner.Step) error {
