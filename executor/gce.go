@@ -22,8 +22,6 @@ type gce struct {
 	svc     *compute.Service
 	project string
 	limiter *rate.Limiter
-	// maxWait bounds one GCE call with its retries and its operation.
-	maxWait time.Duration
 }
 
 // do runs an API call under the rate limit, retrying transient errors.

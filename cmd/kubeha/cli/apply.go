@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -142,6 +140,7 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	}
 	host, _ := os.Hostname()
 	view := newProgress(streams.Out, o.output)
+	defer view.close()
 	start := time.Now()
 	err = executor.Apply(ctx, plan, executor.Options{
 		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: o.parallelism,
@@ -158,7 +157,7 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	if err != nil {
 		return fmt.Errorf("%w\nApply stopped at a failed step; no step was left half-done: fix the cause and run kubeha apply again", err)
 	}
-	view.done(plan, time.Since(start))
+	view.complete(plan, time.Since(start))
 	return nil
 }
 
@@ -180,71 +179,4 @@ func confirm(streams IOStreams, n int) error {
 		return errors.New("apply cancelled: nothing was changed")
 	}
 	return nil
-}
-
-// progress renders executor events: text lines (plain in CI and with
-// NO_COLOR, as on a terminal) or one JSON object per event.
-type progress struct {
-	mu     sync.Mutex
-	w      io.Writer
-	json   bool
-	failed int
-}
-
-var _ executor.Hooks = (*progress)(nil)
-
-func newProgress(w io.Writer, format string) *progress {
-	return &progress{w: w, json: format == "json"}
-}
-
-type event struct {
-	Event     string `json:"event"`
-	Step      string `json:"step"`
-	Index     int    `json:"index"`
-	Total     int    `json:"total"`
-	Action    string `json:"action"`
-	Target    string `json:"target"`
-	Zone      string `json:"zone,omitempty"`
-	ElapsedMS int64  `json:"elapsedMs,omitempty"`
-	Error     string `json:"error,omitempty"`
-	Etcd      any    `json:"etcd"`
-}
-
-func (p *progress) emit(kind string, e executor.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := e.Step
-	if p.json {
-		ev := event{Event: kind, Step: s.ID, Index: e.Index, Total: e.Total, Action: string(s.Action), Target: s.Target, Zone: s.Zone, Etcd: s.Etcd}
-		if kind == "finished" {
-			ev.ElapsedMS = e.Elapsed.Milliseconds()
-			if e.Err != nil {
-				ev.Event, ev.Error = "failed", e.Err.Error()
-			}
-		}
-		b, _ := json.Marshal(ev)
-		fmt.Fprintln(p.w, string(b))
-		return
-	}
-	label := fmt.Sprintf("[%*d/%d] %s %s %s", len(fmt.Sprint(e.Total)), e.Index, e.Total, s.Change.Symbol(), s.Action, s.Target)
-	switch {
-	case kind == "started":
-		fmt.Fprintf(p.w, "%s ...\n", label)
-	case e.Err != nil:
-		fmt.Fprintf(p.w, "%s failed after %s: %v\n", label, e.Elapsed.Round(time.Millisecond), e.Err)
-	default:
-		fmt.Fprintf(p.w, "%s done in %s (etcd fault tolerance %d)\n", label, e.Elapsed.Round(time.Millisecond), s.Etcd.FaultTolerance)
-	}
-}
-
-func (p *progress) StepStarted(e executor.Event)  { p.emit("started", e) }
-func (p *progress) StepFinished(e executor.Event) { p.emit("finished", e) }
-
-func (p *progress) done(plan *planner.Plan, d time.Duration) {
-	if p.json {
-		b, _ := json.Marshal(map[string]any{"event": "complete", "steps": len(plan.Steps), "elapsedMs": d.Milliseconds(), "etcd": plan.After})
-		fmt.Fprintln(p.w, string(b))
-		return
-	}
-	fmt.Fprintf(p.w, "\nApply complete: %d steps in %s. etcd: %s\n", len(plan.Steps), d.Round(time.Millisecond), membershipWords(plan.After))
 }
