@@ -301,29 +301,65 @@ func TestApplyWithAPIFaults(t *testing.T) {
 	}
 }
 
-// TestKillAnywhere kills apply with SIGKILL after k finished steps of
-// 1 -> 3 and of 3 -> 1 (and in the middle of a step), then checks that
-// quorum held and that the next apply converges with nothing orphaned.
+// TestKillAnywhere kills apply with SIGKILL at every step boundary (after
+// k finished steps, k = 0, 1, ...) and in the middle of every step (once
+// step k+1 has started) of 1 -> 3 and of 3 -> 1, then checks that quorum
+// held and that the next apply converges with nothing orphaned. The
+// positions are shared out among clusters that run at once.
 func TestKillAnywhere(t *testing.T) {
-	c := newCluster(t, "killed")
-	c.write(1, false)
-	c.apply()
-	c.converged(1)
-	for _, k := range []int{1, 4, 7, 10, 13, 16} {
-		for _, n := range []int{3, 1} {
-			c.write(n, false)
-			mid := k%2 == 0 // even k: kill in the middle of the (k+1)th step
-			c.killAfter(k, mid)
-			c.quorumHeld(fmt.Sprintf("after a kill at step %d toward %d masters", k, n))
+	const shards = 4
+	for shard := range shards {
+		t.Run(fmt.Sprintf("shard-%d", shard), func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t, fmt.Sprintf("killed%d", shard))
+			c.write(1, false)
 			c.apply()
-			c.converged(n)
-		}
+			c.converged(1)
+			for pos := shard; ; pos += shards {
+				k, mid := pos/2, pos%2 == 1
+				where := fmt.Sprintf("after %d steps", k)
+				if mid {
+					where = fmt.Sprintf("in the middle of step %d", k+1)
+				}
+				ran := false
+				for _, n := range []int{3, 1} {
+					c.write(n, false)
+					if total := c.planSteps(); k >= total {
+						continue // this position is past the end of this plan
+					}
+					ran = true
+					if !c.killAfter(k, mid) {
+						t.Errorf("toward %d masters, apply finished before it could be killed %s", n, where)
+					}
+					c.quorumHeld(fmt.Sprintf("after a kill %s toward %d masters", where, n))
+					c.apply()
+					c.converged(n)
+				}
+				if !ran {
+					return
+				}
+			}
+		})
 	}
 }
 
+// planSteps is the number of steps the plan for the current spec has.
+func (c *cluster) planSteps() int {
+	c.t.Helper()
+	r := c.kubeha("plan", "-f", c.spec, "-o", "json")
+	var p struct {
+		Steps []json.RawMessage `json:"steps"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil {
+		c.t.Fatalf("plan -o json: %+v", r)
+	}
+	return len(p.Steps)
+}
+
 // killAfter runs apply and SIGKILLs it once k steps are done (mid: once
-// the next step has started).
-func (c *cluster) killAfter(k int, mid bool) {
+// the next step has started). It says whether apply was killed before it
+// finished.
+func (c *cluster) killAfter(k int, mid bool) bool {
 	c.t.Helper()
 	cmd := execCommand(kubeha, "apply", "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
 	out, err := cmd.StdoutPipe()
@@ -333,9 +369,8 @@ func (c *cluster) killAfter(k int, mid bool) {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	killed := make(chan struct{})
+	killed := make(chan bool, 1)
 	go func() {
-		defer close(killed)
 		buf := make([]byte, 64<<10)
 		var text strings.Builder
 		for {
@@ -343,17 +378,19 @@ func (c *cluster) killAfter(k int, mid bool) {
 			text.Write(buf[:n])
 			done := strings.Count(text.String(), " done in ")
 			started := strings.Count(text.String(), " ...\n")
-			if done >= k && (!mid || started > done) {
-				cmd.Process.Kill()
+			if strings.Contains(text.String(), "kubeha will perform") && done >= k && (!mid || started > done) {
+				killed <- cmd.Process.Kill() == nil
 				return
 			}
 			if err != nil {
+				killed <- false
 				return
 			}
 		}
 	}()
-	<-killed
+	ok := <-killed
 	cmd.Wait()
+	return ok
 }
 
 // TestConcurrentApplies: a second apply fails naming the holder (or waits

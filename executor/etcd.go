@@ -406,6 +406,18 @@ type Holder struct {
 	Host  string    `json:"host"`
 	PID   int       `json:"pid"`
 	Since time.Time `json:"since"`
+	// Boot is the kernel's boot ID of the holder's machine (Linux): with
+	// the PID it tells that the holder has died, whatever the host names.
+	Boot string `json:"boot,omitempty"`
+}
+
+// bootID is this machine's boot ID, unique per boot ("" off Linux).
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func (h Holder) String() string {
@@ -428,12 +440,15 @@ func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 
 // acquire takes the cluster's lock: at once (wait 0), failing with the
 // holder's name, or waiting up to wait for it. A holder that died on this
-// machine cannot come back, so its lease (lockTTL) is waited out.
+// machine (same boot ID, no such process) cannot come back: its lease is
+// revoked rather than waited out. A dead holder recorded without a boot ID
+// but with this host name is waited out (lockTTL).
 func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time.Duration) (*lock, error) {
 	cli, err := e.client(nil)
 	if err != nil {
 		return nil, err
 	}
+	me.Boot = bootID()
 	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("take the apply lock of %s: %w", cluster, err)
@@ -441,9 +456,18 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 	m := concurrency.NewMutex(sess, lockKey(cluster))
 	err = m.TryLock(ctx)
 	if errors.Is(err, concurrency.ErrLocked) {
-		if h, herr := e.holder(ctx, cluster); herr == nil && h.Host == me.Host && !processAlive(h.PID) {
-			wait = max(wait, (lockTTL+5)*time.Second)
+		if h, lease, herr := e.holderLease(ctx, cluster); herr == nil && !processAlive(h.PID) {
+			switch {
+			case h.Boot != "" && h.Boot == me.Boot:
+				if e.revoke(ctx, lease) == nil {
+					err = m.TryLock(ctx)
+				}
+			case h.Host == me.Host:
+				wait = max(wait, (lockTTL+5)*time.Second)
+			}
 		}
+	}
+	if errors.Is(err, concurrency.ErrLocked) {
 		if wait > 0 {
 			wctx, cancel := context.WithTimeout(ctx, wait)
 			err = m.Lock(wctx)
@@ -482,18 +506,40 @@ func processAlive(pid int) bool {
 }
 
 func (e *etcd) holder(ctx context.Context, cluster string) (Holder, error) {
+	h, _, err := e.holderLease(ctx, cluster)
+	return h, err
+}
+
+// holderLease reads the lock's holder and the lease its record (and its
+// lock) lives on.
+func (e *etcd) holderLease(ctx context.Context, cluster string) (Holder, clientv3.LeaseID, error) {
 	var h Holder
 	cli, err := e.client(nil)
 	if err != nil {
-		return h, err
+		return h, 0, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	resp, err := cli.Get(cctx, lockKey(cluster)+"/holder")
 	if err != nil || len(resp.Kvs) == 0 {
-		return h, errors.New("no holder recorded")
+		return h, 0, errors.New("no holder recorded")
 	}
-	return h, json.Unmarshal(resp.Kvs[0].Value, &h)
+	return h, clientv3.LeaseID(resp.Kvs[0].Lease), json.Unmarshal(resp.Kvs[0].Value, &h)
+}
+
+// revoke ends a dead holder's lease, which deletes its lock and record.
+func (e *etcd) revoke(ctx context.Context, lease clientv3.LeaseID) error {
+	if lease == 0 {
+		return errors.New("the holder's record has no lease")
+	}
+	cli, err := e.client(nil)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	_, err = cli.Revoke(cctx, lease)
+	return err
 }
 
 func (l *lock) release() {

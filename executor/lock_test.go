@@ -1,0 +1,113 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/kubeha/kubeha/sim"
+)
+
+// deadPID is the PID of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skipf("no true(1) to make a dead process: %v", err)
+	}
+	return cmd.Process.Pid
+}
+
+// TestLockOfADeadHolder: a lock left by an apply that died on this machine
+// (its boot ID, its process gone) is taken at once; one held by a live
+// process, or by a process of another machine, is refused with its name.
+func TestLockOfADeadHolder(t *testing.T) {
+	if bootID() == "" {
+		t.Skip("no boot ID on this system")
+	}
+	env := newEnv(t, sim.Options{}, 1)
+	p, obs := env.plan(t)
+	if err := Apply(context.Background(), p, Options{Compute: env.src.Compute, Spec: env.sp, Observed: obs, PKI: env.pki, BackupDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	members := env.srv.Members()
+	if len(members) != 1 {
+		t.Fatalf("members: %+v", members)
+	}
+	tlsCfg, _ := env.pki.ClientTLS()
+	e := &etcd{tls: tlsCfg, timeout: 5 * time.Second, gate: 10 * time.Second}
+	defer e.close()
+	cli, err := e.client([]string{"https://" + members[0].IP + ":2379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	me := Holder{Who: "me", Host: "here", PID: os.Getpid(), Since: time.Now()}
+
+	// hold leaves the lock held by h on a lease that lives a minute, longer
+	// than the test waits: only a revocation frees it early.
+	hold := func(h Holder) clientv3.LeaseID {
+		t.Helper()
+		lease, err := cli.Grant(ctx, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := concurrency.NewMutex(sess, lockKey("exe")).TryLock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		data, _ := json.Marshal(h)
+		if _, err := cli.Put(ctx, lockKey("exe")+"/holder", string(data), clientv3.WithLease(lease.ID)); err != nil {
+			t.Fatal(err)
+		}
+		return lease.ID
+	}
+
+	for _, tc := range []struct {
+		name   string
+		holder Holder
+		free   bool
+	}{
+		{"dead here", Holder{Who: "ci", Host: "here", PID: deadPID(t), Boot: bootID()}, true},
+		{"alive here", Holder{Who: "alice", Host: "here", PID: os.Getpid(), Boot: bootID()}, false},
+		{"another machine", Holder{Who: "bob", Host: "bastion", PID: deadPID(t), Boot: "0b9c3c47-another-boot"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lease := hold(tc.holder)
+			defer cli.Revoke(ctx, lease)
+			t0 := time.Now()
+			l, err := e.acquire(ctx, "exe", me, 0)
+			if tc.free {
+				if err != nil {
+					t.Fatalf("the lock of a dead holder was not taken: %v", err)
+				}
+				if d := time.Since(t0); d > lockTTL*time.Second {
+					t.Errorf("took %s: the dead holder's lease was waited out, not revoked", d)
+				}
+				got, _ := e.holder(ctx, "exe")
+				if got.Who != "me" || got.Boot != bootID() {
+					t.Errorf("holder after taking the lock: %+v", got)
+				}
+				l.release()
+				return
+			}
+			if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), tc.holder.Who+" on "+tc.holder.Host) {
+				t.Fatalf("want the lock refused naming %s on %s, got %v", tc.holder.Who, tc.holder.Host, err)
+			}
+			if l != nil {
+				l.release()
+			}
+		})
+	}
+}
