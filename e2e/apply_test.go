@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,41 +306,48 @@ func TestApplyWithAPIFaults(t *testing.T) {
 // k finished steps, k = 0, 1, ...) and in the middle of every step (once
 // step k+1 has started) of 1 -> 3 and of 3 -> 1, then checks that quorum
 // held and that the next apply converges with nothing orphaned. The
-// positions are shared out among clusters that run at once.
+// positions are shared out among clusters that run at once (in goroutines
+// rather than with t.Parallel, which go test bounds by the number of CPUs:
+// the work is mostly waiting).
 func TestKillAnywhere(t *testing.T) {
 	const shards = 4
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for shard := range shards {
-		t.Run(fmt.Sprintf("shard-%d", shard), func(t *testing.T) {
-			t.Parallel()
-			c := newCluster(t, fmt.Sprintf("killed%d", shard))
-			c.write(1, false)
-			c.apply()
-			c.converged(1)
-			for pos := shard; ; pos += shards {
-				k, mid := pos/2, pos%2 == 1
-				where := fmt.Sprintf("after %d steps", k)
-				if mid {
-					where = fmt.Sprintf("in the middle of step %d", k+1)
-				}
-				ran := false
-				for _, n := range []int{3, 1} {
-					c.write(n, false)
-					if total := c.planSteps(); k >= total {
-						continue // this position is past the end of this plan
-					}
-					ran = true
-					if !c.killAfter(k, mid) {
-						t.Errorf("toward %d masters, apply finished before it could be killed %s", n, where)
-					}
-					c.quorumHeld(fmt.Sprintf("after a kill %s toward %d masters", where, n))
-					c.apply()
-					c.converged(n)
-				}
-				if !ran {
-					return
-				}
+		wg.Go(func() { t.Run(fmt.Sprintf("shard-%d", shard), func(t *testing.T) { killShard(t, shard, shards) }) })
+	}
+}
+
+// killShard covers the kill positions shard, shard+shards, ...: position
+// 2k is after k finished steps, 2k+1 in the middle of step k+1.
+func killShard(t *testing.T, shard, shards int) {
+	c := newCluster(t, fmt.Sprintf("killed%d", shard))
+	c.write(1, false)
+	c.apply()
+	c.converged(1)
+	for pos := shard; ; pos += shards {
+		k, mid := pos/2, pos%2 == 1
+		where := fmt.Sprintf("after %d steps", k)
+		if mid {
+			where = fmt.Sprintf("in the middle of step %d", k+1)
+		}
+		ran := false
+		for _, n := range []int{3, 1} {
+			c.write(n, false)
+			if total := c.planSteps(); k >= total {
+				continue // this position is past the end of this plan
 			}
-		})
+			ran = true
+			if !c.killAfter(k, mid) {
+				t.Errorf("toward %d masters, apply finished before it could be killed %s", n, where)
+			}
+			c.quorumHeld(fmt.Sprintf("after a kill %s toward %d masters", where, n))
+			c.apply()
+			c.converged(n)
+		}
+		if !ran {
+			return
+		}
 	}
 }
 

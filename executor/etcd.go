@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -496,13 +497,24 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 	return &lock{session: sess, mutex: m}, nil
 }
 
-// processAlive says a process of this machine exists.
+// processAlive says a process of this machine exists. A zombie (killed,
+// not yet reaped by its parent) is dead: it holds nothing any more.
 func processAlive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: the signal check is all there is
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	return true
 }
 
 func (e *etcd) holder(ctx context.Context, cluster string) (Holder, error) {

@@ -26,6 +26,32 @@ func deadPID(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
+func TestProcessAlive(t *testing.T) {
+	if !processAlive(os.Getpid()) {
+		t.Error("this process is not alive")
+	}
+	if processAlive(deadPID(t)) {
+		t.Error("a reaped process is alive")
+	}
+	// A killed child not yet waited for is a zombie: dead.
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep(1): %v", err)
+	}
+	defer cmd.Wait()
+	if !processAlive(cmd.Process.Pid) {
+		t.Error("a running child is not alive")
+	}
+	cmd.Process.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed, unreaped child (a zombie) is still alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestLockOfADeadHolder: a lock left by an apply that died on this machine
 // (its boot ID, its process gone) is taken at once; one held by a live
 // process, or by a process of another machine, is refused with its name.
