@@ -83,7 +83,8 @@ func benchApply(b *testing.B, timeScale float64) {
 	var requests, steps int
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		e := newEnv(b, sim.Options{Profile: "gce", TimeScale: timeScale}, 5)
+		// etcd with its default timing, as on GCE (see sim.Options.EtcdTickMs).
+		e := newEnv(b, sim.Options{Profile: "gce", TimeScale: timeScale, EtcdTickMs: 100, EtcdElectionMs: 1000}, 5)
 		p, obs := e.plan(b)
 		bound = criticalPath(p, func(s *planner.Step) time.Duration { return stepLatency(profile, timeScale, s) })
 		steps = len(p.Steps)

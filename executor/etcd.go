@@ -46,6 +46,24 @@ type etcd struct {
 
 	mu  sync.Mutex
 	cli *clientv3.Client
+
+	// eps orders endpoint changes after per-member calls: clientv3 (3.7.3)
+	// reads the endpoints unlocked when it dials a member for Status, so
+	// SetEndpoints and Status must not run at once.
+	eps sync.RWMutex
+}
+
+func (e *etcd) setEndpoints(cli *clientv3.Client, endpoints []string) {
+	e.eps.Lock()
+	defer e.eps.Unlock()
+	cli.SetEndpoints(endpoints...)
+}
+
+// status asks one member for its status.
+func (e *etcd) status(ctx context.Context, cli *clientv3.Client, endpoint string) (*clientv3.StatusResponse, error) {
+	e.eps.RLock()
+	defer e.eps.RUnlock()
+	return cli.Status(ctx, endpoint)
 }
 
 func (e *etcd) client(endpoints []string) (*clientv3.Client, error) {
@@ -53,7 +71,7 @@ func (e *etcd) client(endpoints []string) (*clientv3.Client, error) {
 	defer e.mu.Unlock()
 	if e.cli != nil {
 		if len(endpoints) > 0 {
-			e.cli.SetEndpoints(endpoints...)
+			e.setEndpoints(e.cli, endpoints)
 		}
 		return e.cli, nil
 	}
@@ -97,7 +115,7 @@ func (e *etcd) members(ctx context.Context) ([]*etcdserverpb.Member, error) {
 		}
 	}
 	if len(eps) > 0 {
-		cli.SetEndpoints(eps...)
+		e.setEndpoints(cli, eps)
 	}
 	return resp.Members, nil
 }
@@ -239,7 +257,7 @@ func (e *etcd) leader(ctx context.Context) (uint64, string, error) {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, e.timeout)
-		st, err := cli.Status(cctx, m.ClientURLs[0])
+		st, err := e.status(cctx, cli, m.ClientURLs[0])
 		cancel()
 		if err != nil || st.Leader == 0 {
 			continue
@@ -313,7 +331,7 @@ func (e *etcd) healthy(ctx context.Context, want int) error {
 			if m.IsLearner || len(m.ClientURLs) == 0 {
 				continue
 			}
-			st, err := cli.Status(cctx, m.ClientURLs[0])
+			st, err := e.status(cctx, cli, m.ClientURLs[0])
 			if err == nil && st.Leader != 0 && len(st.Errors) == 0 {
 				healthy++
 			} else {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,8 @@ type member struct {
 	dataDir   string // the disk's directory; etcd's data is dataDir/etcd
 	filesDir  string // the instance's own files: TLS, log
 	bootDelay time.Duration
+	tickMs    uint // heartbeat; the election timeout is electionMs
+	electMs   uint
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -91,6 +94,8 @@ func (s *Server) bootLocked(key string) {
 		dataDir:   s.dataDirLocked(in),
 		filesDir:  s.instanceDir(key),
 		bootDelay: s.latencyOf("boot"),
+		tickMs:    cmp.Or(s.opts.EtcdTickMs, 250),
+		electMs:   cmp.Or(s.opts.EtcdElectionMs, 2500),
 		done:      make(chan struct{}),
 	}
 	m.status = MemberStatus{Instance: key, IP: m.ip, State: "booting"}
@@ -259,10 +264,8 @@ func (m *member) start() (*embed.Etcd, error) {
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{filepath.Join(m.filesDir, "etcd.log")}
 	cfg.Metrics = "basic"
-	// Many emulated members share one machine's CPU (and tests run them under
-	// the race detector), so they get 2.5x etcd's default heartbeat and
-	// election timeout to avoid elections caused by starvation alone.
-	cfg.TickMs, cfg.ElectionMs = 250, 2500
+	// See Options.EtcdTickMs.
+	cfg.TickMs, cfg.ElectionMs = m.tickMs, m.electMs
 	if m.tls != nil {
 		dir := filepath.Join(m.filesDir, "tls")
 		files := map[string]string{"ca.crt": m.tls.CA, "peer.crt": m.tls.PeerCert, "peer.key": m.tls.PeerKey,

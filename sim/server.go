@@ -43,6 +43,13 @@ type Options struct {
 	Subnet string
 	// Regions maps each emulated region to its zones; default DefaultRegions.
 	Regions map[string][]string
+	// EtcdTickMs and EtcdElectionMs are the members' heartbeat interval and
+	// election timeout; default 250 and 2500, 2.5 times etcd's defaults,
+	// because many emulated members share one machine's CPU (and tests run
+	// them under the race detector) and should not hold elections caused by
+	// starvation alone. Benchmarks that model production set etcd's 100 and
+	// 1000.
+	EtcdTickMs, EtcdElectionMs uint
 	// Logger receives the emulator's own log; default discards.
 	Logger *slog.Logger
 }
