@@ -128,7 +128,7 @@ func (e *etcd) retry(ctx context.Context, what string, retryable func(error) boo
 
 // gatePoll is how often a health gate looks: its calls are cheap status
 // calls, and a member that comes up should be seen at once.
-const gatePoll = 100 * time.Millisecond
+const gatePoll = 50 * time.Millisecond
 
 // poll is retry with a fixed interval between tries (0: backoff).
 func (e *etcd) poll(ctx context.Context, what string, interval time.Duration, retryable func(error) bool, f func(context.Context) error) error {
