@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/grpc"
 
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
@@ -402,22 +404,31 @@ func newLeadership(cluster string, tlsCfg *tls.Config, who Holder, log *slog.Log
 func (l *leadership) leads(ctx context.Context, obs *state.Cluster) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.session != nil {
-		select {
-		case <-l.session.Done():
-			l.log.Warn("watch leadership lost: its lease expired")
-			l.stopLocked()
-		default:
-			return l.leader
-		}
-	}
 	var eps []string
 	for _, m := range obs.Etcd.Members {
 		if !m.IsLearner {
 			eps = append(eps, m.ClientURLs...)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: l.tls, Logger: zap.NewNop()})
+	if l.session != nil {
+		select {
+		case <-l.session.Done():
+			l.log.Warn("watch leadership lost: its lease expired")
+			l.stopLocked()
+		default:
+			// Follow the members: the session's keep-alives must reach the
+			// cluster when the masters it knew are replaced.
+			if have := l.cli.Endpoints(); len(eps) > 0 && !sameSet(have, eps) {
+				l.cli.SetEndpoints(eps...)
+			}
+			return l.leader
+		}
+	}
+	// AutoSyncInterval keeps the endpoints on the members between
+	// reconciles too (an apply replacing every master takes longer than the
+	// lease lives).
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: l.tls, Logger: zap.NewNop(),
+		AutoSyncInterval: time.Second, DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect)}})
 	if err != nil {
 		l.log.Error("watch leadership: connect to etcd", "err", err)
 		return false
@@ -470,4 +481,14 @@ func (l *leadership) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stopLocked()
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
