@@ -241,3 +241,27 @@ func TestWatchRefusesSharedPKI(t *testing.T) {
 		t.Fatalf("both clusters were applied:\n%s", logs())
 	}
 }
+
+// TestWatchLeadershipFollowsReplacedMaster: the watcher's leadership lives
+// on a lease of the cluster's etcd; when the only master is replaced, the
+// session follows the members to the successor instead of losing its
+// lease (and the next change is applied by the same leader).
+func TestWatchLeadershipFollowsReplacedMaster(t *testing.T) {
+	c := newCluster(t, "followed")
+	c.write(1, false)
+	w := c.watch("10m")
+	waitFor(t, 60*time.Second, "the first apply", func() bool { return strings.Contains(w.logs(), "msg=applied") })
+	base, _ := os.ReadFile(c.spec)
+	for i, quorumRead := range []bool{false, true} {
+		writeAtomic(t, c.spec, []byte(fmt.Sprintf("%s  etcd:\n    quorumRead: %t\n", base, quorumRead)))
+		waitFor(t, 90*time.Second, fmt.Sprintf("replacement %d of the only master", i+1), func() bool {
+			return strings.Count(w.logs(), "msg=applied") >= i+2
+		})
+		// Outlive the lease (5s) of a session left on the deleted master.
+		time.Sleep(6 * time.Second)
+	}
+	c.converged(1)
+	if strings.Contains(w.logs(), "leadership lost") {
+		t.Fatalf("the watcher lost its leadership when the only master was replaced:\n%s", w.logs())
+	}
+}
