@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +333,51 @@ func TestTLSMembers(t *testing.T) {
 		}
 		return fmt.Errorf("m2 has not joined: %v; emulated members: %+v", l.Members, s.Members())
 	})
+}
+
+// syncBuffer is a log destination written by the members' goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestMemberAddressTaken: a member whose address another process holds
+// (another emulator on the same subnet) fails, and the emulator says why
+// and what to do, once, at error level.
+func TestMemberAddressTaken(t *testing.T) {
+	var logs syncBuffer
+	s, c := startSim(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
+	m := reserve(t, c, "m1", zoneB)
+	l, err := net.Listen("tcp", m.ip+":2380")
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", m.ip, err)
+	}
+	defer l.Close()
+	boot(t, c, m, "http", initialCluster("http", m), metadata.StateNew, nil)
+	eventually(t, 20*time.Second, "the member fails and the emulator says why", func() error {
+		for _, st := range s.Members() {
+			if st.State == "failed" && st.Restarts >= 2 && strings.Contains(logs.String(), "address is taken by another process") {
+				return nil
+			}
+		}
+		return fmt.Errorf("members %+v, logs %q", s.Members(), logs.String())
+	})
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d error lines, want the taken address reported once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "KUBEHA_SIM_SUBNET") {
+		t.Errorf("the error does not say what to do: %s", logs.String())
+	}
 }

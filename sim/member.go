@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -41,7 +42,9 @@ type member struct {
 	filesDir  string // the instance's own files: TLS, log
 	bootDelay time.Duration
 	tickMs    uint // heartbeat; the election timeout is electionMs
-	electMs   uint
+	// inUseLogged: the member's address was found taken, and said so.
+	inUseLogged bool
+	electMs     uint
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -169,6 +172,7 @@ func (s *Server) haltLocked(key string) func() {
 func (m *member) run(ctx context.Context, log interface {
 	Info(string, ...any)
 	Warn(string, ...any)
+	Error(string, ...any)
 }) {
 	defer close(m.done)
 	if m.bootDelay > 0 {
@@ -201,6 +205,12 @@ func (m *member) run(ctx context.Context, log interface {
 				err = errors.New("etcd server stopped (removed from the cluster, or a fatal error: see etcd.log)")
 			}
 			closeEtcd(e)
+		}
+		if errors.Is(err, syscall.EADDRINUSE) && !m.inUseLogged {
+			// Another process (often another emulator on the same subnet)
+			// holds this member's address: it will never start here.
+			log.Error("etcd member cannot listen: its address is taken by another process, often another emulator on the same subnet; give each emulator its own (kubeha sim serve --subnet, or KUBEHA_SIM_SUBNET with --sim)", "err", err)
+			m.inUseLogged = true
 		}
 		log.Warn("etcd member exited; restarting", "err", err, "backoff", backoff)
 		m.mu.Lock()

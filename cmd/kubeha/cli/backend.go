@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -20,12 +22,14 @@ type backendOptions struct {
 	endpoint string // --gce-endpoint or KUBEHA_GCE_ENDPOINT
 	useSim   bool   // --sim
 	simDir   string
+	cmd      *cobra.Command // its error stream shows what the embedded emulator cannot do
 }
 
 // SimDir is where --sim keeps the embedded emulator's state.
 const SimDir = ".kubeha/sim"
 
 func (o *backendOptions) addFlags(cmd *cobra.Command) {
+	o.cmd = cmd
 	cmd.Flags().StringVar(&o.endpoint, "gce-endpoint", "", "Compute API endpoint, e.g. the URL `kubeha sim serve` prints (default $KUBEHA_GCE_ENDPOINT, else GCE with Application Default Credentials)")
 	cmd.Flags().BoolVar(&o.useSim, "sim", false, "use the embedded emulator persisted in "+SimDir+" (no GCP account needed)")
 	cmd.Flags().StringVar(&o.simDir, "sim-dir", SimDir, "state directory of the embedded emulator used with --sim")
@@ -61,7 +65,13 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 	case o.useSim && endpoint != "":
 		return nil, errors.New("--sim and --gce-endpoint (or KUBEHA_GCE_ENDPOINT) both choose a backend: use one")
 	case o.useSim:
-		srv, err := sim.Start(ctx, sim.Options{Dir: o.simDir, Subnet: os.Getenv("KUBEHA_SIM_SUBNET"), Profile: os.Getenv("KUBEHA_SIM_PROFILE")})
+		// Only the emulator's errors (a member that cannot start) are shown.
+		var errOut io.Writer = io.Discard
+		if o.cmd != nil {
+			errOut = o.cmd.ErrOrStderr()
+		}
+		logger := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelError}))
+		srv, err := sim.Start(ctx, sim.Options{Dir: o.simDir, Subnet: os.Getenv("KUBEHA_SIM_SUBNET"), Profile: os.Getenv("KUBEHA_SIM_PROFILE"), Logger: logger})
 		if err != nil {
 			return nil, fmt.Errorf("start the embedded emulator in %s: %w", o.simDir, err)
 		}
