@@ -325,6 +325,8 @@ func killShard(t *testing.T, shard, shards int) {
 	c.write(1, false)
 	c.apply()
 	c.converged(1)
+	kills := 0
+	defer func() { t.Logf("%d applies killed", kills) }()
 	for pos := shard; ; pos += shards {
 		k, mid := pos/2, pos%2 == 1
 		where := fmt.Sprintf("after %d steps", k)
@@ -338,7 +340,11 @@ func killShard(t *testing.T, shard, shards int) {
 				continue // this position is past the end of this plan
 			}
 			ran = true
-			switch killed := c.killAfter(k, mid); {
+			killed := c.killAfter(k, mid)
+			if killed {
+				kills++
+			}
+			switch {
 			case !killed && mid:
 				// The steps left finished between two reads of the
 				// output: there was no moment to catch.
