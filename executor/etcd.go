@@ -425,9 +425,12 @@ type Holder struct {
 	Host  string    `json:"host"`
 	PID   int       `json:"pid"`
 	Since time.Time `json:"since"`
-	// Boot is the kernel's boot ID of the holder's machine (Linux): with
-	// the PID it tells that the holder has died, whatever the host names.
-	Boot string `json:"boot,omitempty"`
+	// Boot is the kernel's boot ID of the holder's machine and PIDNS its
+	// PID namespace (Linux): when both are this process's, the holder's PID
+	// means the same process here, so a dead PID is a dead holder.
+	// Containers share a kernel (and its boot ID) but not PIDs.
+	Boot  string `json:"boot,omitempty"`
+	PIDNS string `json:"pidNamespace,omitempty"`
 }
 
 // bootID is this machine's boot ID, unique per boot ("" off Linux).
@@ -437,6 +440,20 @@ func bootID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// pidNamespace names this process's PID namespace ("" off Linux).
+func pidNamespace() string {
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return ""
+	}
+	return ns
+}
+
+// samePIDs says h's PID is a PID of this process's PID space.
+func (h Holder) samePIDs(me Holder) bool {
+	return h.Boot != "" && h.PIDNS != "" && h.Boot == me.Boot && h.PIDNS == me.PIDNS && h.Host == me.Host
 }
 
 func (h Holder) String() string {
@@ -459,15 +476,16 @@ func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 
 // acquire takes the cluster's lock: at once (wait 0), failing with the
 // holder's name, or waiting up to wait for it. A holder that died on this
-// machine (same boot ID, no such process) cannot come back: its lease is
-// revoked rather than waited out. A dead holder recorded without a boot ID
-// but with this host name is waited out (lockTTL).
+// machine (same host, boot ID and PID namespace, and no such process) cannot
+// come back: its lease is revoked rather than waited out. Any other holder
+// of this host name that looks dead (another container, say) is waited out
+// (lockTTL): its lease ends by itself if it is dead.
 func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time.Duration) (*lock, error) {
 	cli, err := e.client(nil)
 	if err != nil {
 		return nil, err
 	}
-	me.Boot = bootID()
+	me.Boot, me.PIDNS = bootID(), pidNamespace()
 	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("take the apply lock of %s: %w", cluster, err)
@@ -477,7 +495,7 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 	if errors.Is(err, concurrency.ErrLocked) {
 		if h, lease, herr := e.holderLease(ctx, cluster); herr == nil && !processAlive(h.PID) {
 			switch {
-			case h.Boot != "" && h.Boot == me.Boot:
+			case h.samePIDs(me):
 				if e.revoke(ctx, lease) == nil {
 					err = m.TryLock(ctx)
 				}

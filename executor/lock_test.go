@@ -56,8 +56,8 @@ func TestProcessAlive(t *testing.T) {
 // (its boot ID, its process gone) is taken at once; one held by a live
 // process, or by a process of another machine, is refused with its name.
 func TestLockOfADeadHolder(t *testing.T) {
-	if bootID() == "" {
-		t.Skip("no boot ID on this system")
+	if bootID() == "" || pidNamespace() == "" {
+		t.Skip("no boot ID or PID namespace on this system")
 	}
 	env := newEnv(t, sim.Options{}, 1)
 	p, obs := env.plan(t)
@@ -105,9 +105,13 @@ func TestLockOfADeadHolder(t *testing.T) {
 		holder Holder
 		free   bool
 	}{
-		{"dead here", Holder{Who: "ci", Host: "here", PID: deadPID(t), Boot: bootID()}, true},
-		{"alive here", Holder{Who: "alice", Host: "here", PID: os.Getpid(), Boot: bootID()}, false},
+		{"dead here", Holder{Who: "ci", Host: "here", PID: deadPID(t), Boot: bootID(), PIDNS: pidNamespace()}, true},
+		{"alive here", Holder{Who: "alice", Host: "here", PID: os.Getpid(), Boot: bootID(), PIDNS: pidNamespace()}, false},
 		{"another machine", Holder{Who: "bob", Host: "bastion", PID: deadPID(t), Boot: "0b9c3c47-another-boot"}, false},
+		// Another container of this kernel: its PIDs are not ours, so a PID
+		// that is free here may be its live apply.
+		{"another container", Holder{Who: "carol", Host: "here", PID: deadPID(t), Boot: bootID(), PIDNS: "pid:[1]"}, false},
+		{"another host name", Holder{Who: "dave", Host: "bastion", PID: deadPID(t), Boot: bootID(), PIDNS: pidNamespace()}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lease := hold(tc.holder)
@@ -122,7 +126,7 @@ func TestLockOfADeadHolder(t *testing.T) {
 					t.Errorf("took %s: the dead holder's lease was waited out, not revoked", d)
 				}
 				got, _ := e.holder(ctx, "exe")
-				if got.Who != "me" || got.Boot != bootID() {
+				if got.Who != "me" || got.Boot != bootID() || got.PIDNS != pidNamespace() {
 					t.Errorf("holder after taking the lock: %+v", got)
 				}
 				l.release()
