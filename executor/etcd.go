@@ -53,10 +53,27 @@ type etcd struct {
 	eps sync.RWMutex
 }
 
+// setEndpoints points the client at endpoints. Health gates list the
+// members every poll, so an unchanged list is left alone rather than handed
+// to gRPC's resolver again.
 func (e *etcd) setEndpoints(cli *clientv3.Client, endpoints []string) {
+	if sameSet(cli.Endpoints(), endpoints) {
+		return
+	}
 	e.eps.Lock()
 	defer e.eps.Unlock()
 	cli.SetEndpoints(endpoints...)
+}
+
+// sameSet says a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // status asks one member for its status.

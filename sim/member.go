@@ -41,10 +41,10 @@ type member struct {
 	dataDir   string // the disk's directory; etcd's data is dataDir/etcd
 	filesDir  string // the instance's own files: TLS, log
 	bootDelay time.Duration
-	tickMs    uint // heartbeat; the election timeout is electionMs
+	tickMs    uint // etcd's heartbeat interval
+	electMs   uint // etcd's election timeout
 	// inUseLogged: the member's address was found taken, and said so.
 	inUseLogged bool
-	electMs     uint
 
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -107,18 +107,10 @@ func TestLiveProgress(t *testing.T) {
 		"✓ [1/3] + create-firewall prod-master-etcd  1.5s · etcd fault tolerance 0",
 		"✗ [3/3] + create-target-pool prod-master failed after 0s: quota exceeded",
 		"⠋ [2/3] + create-instance prod-master-with-a-very-long-name-that…  1.2s",
-		"1 failed · 1 of 3 done · 1 running · 2s elapsed · etcd: 1 voter, 1 healthy, quorum 1, fault toler…",
-	}
-	for i := range want {
-		if i < len(got) && strings.HasPrefix(want[i], "1 failed") {
-			want[i] = got[i] // checked for width below
-		}
+		"1 failed · 1 of 3 done · 1 running · 2s elapsed · etcd: 1 voter, 1 hea…", // cut to 71 of 72 columns
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("after a finish and a failure:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if !strings.HasPrefix(got[3], "1 failed · 1 of 3 done · 1 running") {
-		t.Errorf("summary line: %q", got[3])
 	}
 	for _, l := range got[2:] { // the live block; finished lines may wrap
 		if n := utf8.RuneCountInString(l); n >= width {
