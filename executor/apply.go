@@ -44,19 +44,34 @@ type Options struct {
 	Hooks    Hooks
 }
 
-// Event is a step starting or finishing.
+// Event is a step starting, waiting or finishing.
 type Event struct {
 	Step    *planner.Step
 	Index   int // 1-based position in the plan
 	Total   int
 	Elapsed time.Duration // for a finished step
 	Err     error
+	// Waiting says what a running step waits for (each member's state),
+	// for StepWaiting; it changes as the members do.
+	Waiting string
+	// Etcd is the membership measured right after a finished step (nil
+	// when the cluster has no etcd yet or it could not be asked).
+	Etcd *state.Membership
+}
+
+// Label names a step the way progress and errors both do:
+// "[5/16] remove-etcd-member prod-master-abc".
+func (e Event) Label() string {
+	return fmt.Sprintf("[%*d/%d] %s %s", len(fmt.Sprint(e.Total)), e.Index, e.Total, e.Step.Action, e.Step.Target)
 }
 
 // Hooks receive progress; the executor prints nothing itself. They are
 // called from the goroutines that run steps, so at the same time.
 type Hooks interface {
 	StepStarted(Event)
+	// StepWaiting says what a running step waits for, each time that
+	// changes (a health gate: the members' states).
+	StepWaiting(Event)
 	StepFinished(Event)
 }
 
@@ -65,6 +80,9 @@ type NoHooks struct{}
 
 // StepStarted does nothing.
 func (NoHooks) StepStarted(Event) {}
+
+// StepWaiting does nothing.
+func (NoHooks) StepWaiting(Event) {}
 
 // StepFinished does nothing.
 func (NoHooks) StepFinished(Event) {}
@@ -79,12 +97,18 @@ type executor struct {
 	gce  *gce
 	etcd *etcd
 
-	mu         sync.Mutex
-	zones      map[string]string // instance -> zone
-	learners   map[string]uint64 // replica -> learner ID added by this apply
-	lock       *lock
-	lastBackup time.Time
-	fileLock   *os.File
+	mu       sync.Mutex
+	zones    map[string]string // instance -> zone
+	learners map[string]uint64 // replica -> learner ID added by this apply
+	lock     *lock
+	fileLock *os.File
+	index    map[*planner.Step]int // 1-based position of each step
+	// assumed is, for each membership change, the membership the plan
+	// leaves before it: what its preflight checks.
+	assumed map[*planner.Step]state.Membership
+	// lastSnap is the etcd revision of the last snapshot this apply saved
+	// (0: none yet).
+	lastSnap int64
 }
 
 // Apply carries out a plan. Steps run as soon as their dependencies are
@@ -128,7 +152,14 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 	for _, in := range o.Observed.Instances {
 		x.zones[in.Name] = in.Zone
 	}
-	for _, s := range p.Steps {
+	x.index, x.assumed = map[*planner.Step]int{}, map[*planner.Step]state.Membership{}
+	before := o.Observed.Membership()
+	for i, s := range p.Steps {
+		x.index[s] = i + 1
+		if s.Action.Etcd() {
+			x.assumed[s] = before
+		}
+		before = s.Etcd
 		if s.Instance != nil {
 			x.zones[s.Instance.Name] = s.Instance.Zone
 		}
@@ -199,6 +230,23 @@ type result struct {
 	err  error
 }
 
+// Grace is how long the steps in flight get to finish after Apply's
+// context is cancelled, before their waits (health gates, GCE operations,
+// retries) are cut short too. A step cut short leaves the cluster as a
+// kill would at that point, from which the next apply converges; most
+// steps finish within it.
+const Grace = 2 * time.Second
+
+// event is the event of step s.
+func (x *executor) event(s *planner.Step) Event {
+	return Event{Step: s, Index: x.index[s], Total: len(x.plan.Steps)}
+}
+
+// failed names a failed step as progress does.
+func (x *executor) failed(s *planner.Step, err error) error {
+	return fmt.Errorf("step %s: %w", x.event(s).Label(), err)
+}
+
 func (x *executor) run(ctx context.Context) error {
 	steps := x.plan.Steps
 	index := map[string]int{}
@@ -209,10 +257,15 @@ func (x *executor) run(ctx context.Context) error {
 	started := make([]bool, len(steps))
 	results := make(chan result)
 	running := 0
-	var failure error
-	// Steps run to their end even when ctx is cancelled: the cancellation
-	// stops new steps, never one halfway.
-	stepCtx := context.WithoutCancel(ctx)
+	var failure, cut error
+	// Steps go on for Grace after ctx is cancelled: the cancellation stops
+	// new steps at once, and the waits of those running a little later.
+	stepCtx, cancelSteps := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSteps()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(Grace, cancelSteps) })
+	defer stop()
+	var reporting sync.WaitGroup
+	defer reporting.Wait()
 	for {
 		if failure == nil && ctx.Err() == nil {
 			for i, s := range steps {
@@ -228,39 +281,40 @@ func (x *executor) run(ctx context.Context) error {
 				}
 				started[i] = true
 				running++
-				go func(i int, s *planner.Step) {
-					ev := Event{Step: s, Index: i + 1, Total: len(steps)}
+				go func(s *planner.Step) {
+					ev := x.event(s)
 					x.o.Hooks.StepStarted(ev)
 					t0 := time.Now()
 					err := x.step(stepCtx, s)
 					ev.Elapsed, ev.Err = time.Since(t0), err
-					x.o.Hooks.StepFinished(ev)
+					// The step is done: its dependents may start while
+					// the membership it left is measured for its report.
+					reporting.Add(1)
 					results <- result{s, err}
-				}(i, s)
+					go func() {
+						defer reporting.Done()
+						if err == nil {
+							ev.Etcd = x.measure(stepCtx)
+						}
+						x.o.Hooks.StepFinished(ev)
+					}()
+				}(s)
 			}
 		}
 		if running == 0 {
 			break
 		}
-		select {
-		case r := <-results:
-			running--
-			if r.err != nil {
-				if failure == nil {
-					failure = fmt.Errorf("step %s (%s %s): %w", r.step.ID, r.step.Action, r.step.Target, r.err)
-				}
-				continue
-			}
+		r := <-results
+		running--
+		switch {
+		case r.err == nil:
 			done[index[r.step.ID]] = true
-		case <-ctx.Done():
-			// Stop starting steps; wait for the running ones.
-			r := <-results
-			running--
-			if r.err != nil && failure == nil {
-				failure = fmt.Errorf("step %s (%s %s): %w", r.step.ID, r.step.Action, r.step.Target, r.err)
-			} else if r.err == nil {
-				done[index[r.step.ID]] = true
+		case ctx.Err() != nil && errors.Is(r.err, context.Canceled):
+			if cut == nil {
+				cut = x.failed(r.step, r.err)
 			}
+		case failure == nil:
+			failure = x.failed(r.step, r.err)
 		}
 	}
 	if failure != nil {
@@ -268,7 +322,11 @@ func (x *executor) run(ctx context.Context) error {
 	}
 	for i := range steps {
 		if !done[i] {
-			return fmt.Errorf("%w after %d of %d steps: the cluster is in a safe state; run apply again to finish", ErrInterrupted, countTrue(done), len(steps))
+			msg := fmt.Sprintf("%%w after %d of %d steps: the cluster is in a safe state; run apply again to finish", countTrue(done), len(steps))
+			if cut != nil {
+				return fmt.Errorf(msg+" (stopped waiting: %v)", ErrInterrupted, cut)
+			}
+			return fmt.Errorf(msg, ErrInterrupted)
 		}
 	}
 	return nil

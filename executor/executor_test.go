@@ -67,6 +67,14 @@ func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {
 type recorder struct {
 	mu                sync.Mutex
 	started, finished []string
+	waiting           []string
+	measured          []*state.Membership
+}
+
+func (r *recorder) StepWaiting(e Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waiting = append(r.waiting, e.Label()+" "+e.Waiting)
 }
 
 func (r *recorder) StepStarted(e Event) {
@@ -79,6 +87,7 @@ func (r *recorder) StepFinished(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.finished = append(r.finished, e.Step.ID)
+	r.measured = append(r.measured, e.Etcd)
 }
 
 func (r *recorder) counts() (started, finished int) {

@@ -66,13 +66,22 @@ func (x *executor) clientURL(ip string) string {
 	return "https://" + ip + ":" + strconv.Itoa(x.o.Spec.Spec.Etcd.ClientPort)
 }
 
-// step carries out one step.
+// step carries out one step. A membership change first takes the lock and
+// checks its preflight; etcd's refusals name the members as they are.
 func (x *executor) step(ctx context.Context, s *planner.Step) error {
 	if s.Action.Etcd() {
 		if err := x.takeLock(ctx); err != nil {
 			return err
 		}
+		if err := x.preflight(ctx, s); err != nil {
+			return err
+		}
 	}
+	return x.refusal(ctx, x.do(ctx, s))
+}
+
+// do dispatches a step to what carries it out.
+func (x *executor) do(ctx context.Context, s *planner.Step) error {
 	g, p, r := x.gce, x.project(), x.region()
 	c := x.o.Compute
 	what := string(s.Action) + " " + s.Target
@@ -112,13 +121,13 @@ func (x *executor) step(ctx context.Context, s *planner.Step) error {
 		if err := x.etcd.promote(ctx, id); err != nil {
 			return err
 		}
-		return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+		return x.gate(ctx, s, s.Etcd.HealthyVoters, id)
 	case planner.StartInstance:
 		if err := g.op(ctx, what, func() (*compute.Operation, error) { return c.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do() }); err != nil {
 			return err
 		}
-		if _, err := x.etcd.client(nil); err == nil {
-			return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+		if x.etcd.connected() {
+			return x.gate(ctx, s, s.Etcd.HealthyVoters, 0)
 		}
 		return nil
 	case planner.LabelInstance:
@@ -189,19 +198,19 @@ func (x *executor) step(ctx context.Context, s *planner.Step) error {
 			return err
 		}
 		if id == 0 {
-			return nil // its learner was never added
+			return nil // its learner was never added, or it is gone already
 		}
-		if err := x.backup(ctx, "before-remove-"+s.Target); err != nil {
+		if err := x.backup(ctx, "before-remove-"+s.Target, false, ""); err != nil {
 			return err
 		}
 		if err := x.etcd.remove(ctx, id); err != nil {
 			return err
 		}
-		return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+		return x.gate(ctx, s, s.Etcd.HealthyVoters, id)
 	case planner.DeleteInstance:
 		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.Instances.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
 	case planner.DeleteDisk:
-		if err := x.backup(ctx, "before-delete-"+s.Target); err != nil {
+		if err := x.backup(ctx, "before-delete-"+s.Target, true, strings.TrimSuffix(s.Target, "-pd")); err != nil {
 			return err
 		}
 		return x.retryInUse(ctx, what, func() (*compute.Operation, error) { return c.Disks.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
@@ -233,29 +242,6 @@ func (x *executor) retryInUse(ctx context.Context, what string, call func() (*co
 			return err
 		}
 	}
-}
-
-// backup saves an etcd snapshot, unless one was saved within the minute
-// (a member removal and the deletion of its disk share one). It needs
-// etcd: with no etcd reachable there is no data to save.
-func (x *executor) backup(ctx context.Context, why string) error {
-	x.mu.Lock()
-	recent := time.Since(x.lastBackup) < time.Minute
-	x.mu.Unlock()
-	if recent || x.o.BackupDir == "" {
-		return nil
-	}
-	if _, err := x.etcd.client(nil); err != nil {
-		return nil
-	}
-	name := fmt.Sprintf("%s-%s-%s.db", time.Now().UTC().Format("20060102T150405.000Z"), x.cluster(), why)
-	if _, err := x.etcd.snapshot(ctx, x.o.BackupDir, name, x.o.Keep); err != nil {
-		return fmt.Errorf("save an etcd snapshot before the change (nothing was changed): %w", err)
-	}
-	x.mu.Lock()
-	x.lastBackup = time.Now()
-	x.mu.Unlock()
-	return nil
 }
 
 func (x *executor) addLearner(ctx context.Context, s *planner.Step) error {
@@ -325,8 +311,13 @@ func (x *executor) memberID(ctx context.Context, s *planner.Step) (uint64, error
 		}
 	}
 	ip, err := x.addressIP(ctx, spec.InternalAddressName(s.Replica))
-	if err != nil {
+	if httpCode(err) == http.StatusNotFound {
+		// No address and no member by name or learner: there is no
+		// member of this replica to find (its address is released last).
 		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("find the etcd member of %s: %w", s.Replica, err)
 	}
 	for _, m := range members {
 		if slices.Contains(m.PeerURLs, x.peerURL(ip)) {
@@ -432,7 +423,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		if _, err := x.etcd.client([]string{x.clientURL(ip)}); err != nil {
 			return err
 		}
-		if err := x.etcd.healthy(ctx, 1); err != nil {
+		if err := x.gate(ctx, s, 1, 0); err != nil {
 			return fmt.Errorf("bootstrap master %s: %w", in.Name, err)
 		}
 		return x.takeLock(ctx)
@@ -546,5 +537,5 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	}); err != nil {
 		return err
 	}
-	return x.etcd.healthy(ctx, s.Etcd.HealthyVoters)
+	return x.gate(ctx, s, s.Etcd.HealthyVoters, 0)
 }

@@ -346,15 +346,20 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	o := l.o.Apply
 	o.Compute, o.Spec, o.Observed, o.PKI, o.Who = l.o.Compute, c, obs, p, l.o.Who
 	o.BackupDir = filepath.Join(c.PKIDir(), "..", "backups")
-	o.Hooks = &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}
+	hooks := &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}
+	o.Hooks = hooks
 	if err := Apply(ctx, plan, o); err != nil {
 		return "failed", err
 	}
 	m.PendingSteps.WithLabelValues(name).Set(0)
-	m.Voters.WithLabelValues(name).Set(float64(plan.After.Voters))
-	m.Healthy.WithLabelValues(name).Set(float64(plan.After.HealthyVoters))
-	m.Tolerance.WithLabelValues(name).Set(float64(plan.After.FaultTolerance))
-	l.log.Info("applied", "cluster", name, "etcd_voters", plan.After.Voters, "fault_tolerance", plan.After.FaultTolerance)
+	after := plan.After
+	if hooks.measured != nil {
+		after = *hooks.measured // what the last step left, measured
+	}
+	m.Voters.WithLabelValues(name).Set(float64(after.Voters))
+	m.Healthy.WithLabelValues(name).Set(float64(after.HealthyVoters))
+	m.Tolerance.WithLabelValues(name).Set(float64(after.FaultTolerance))
+	l.log.Info("applied", "cluster", name, "etcd_voters", after.Voters, "etcd_healthy_voters", after.HealthyVoters, "fault_tolerance", after.FaultTolerance)
 	return "applied", nil
 }
 
@@ -364,20 +369,32 @@ type logHooks struct {
 	pending prometheus.Gauge
 	total   int
 	done    int
+	// measured is the membership measured after the last finished step.
+	measured *state.Membership
 }
 
 func (h *logHooks) StepStarted(e Event) {}
+
+// StepWaiting logs what a step waits for, each time that changes.
+func (h *logHooks) StepWaiting(e Event) {
+	h.log.Info("step waiting", "step", e.Label(), "waiting", e.Waiting)
+}
 
 func (h *logHooks) StepFinished(e Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e.Err != nil {
-		h.log.Error("step failed", "step", e.Step.ID, "action", e.Step.Action, "target", e.Step.Target, "err", e.Err)
+		h.log.Error("step failed", "step", e.Label(), "action", e.Step.Action, "target", e.Step.Target, "err", e.Err)
 		return
 	}
 	h.done++
 	h.pending.Set(float64(h.total - h.done))
-	h.log.Info("step done", "step", e.Step.ID, "action", e.Step.Action, "target", e.Step.Target, "elapsed", e.Elapsed.Round(time.Millisecond), "fault_tolerance", e.Step.Etcd.FaultTolerance)
+	args := []any{"step", e.Label(), "action", e.Step.Action, "target", e.Step.Target, "elapsed", e.Elapsed.Round(time.Millisecond)}
+	if e.Etcd != nil {
+		h.measured = e.Etcd
+		args = append(args, "etcd_healthy_voters", e.Etcd.HealthyVoters, "fault_tolerance", e.Etcd.FaultTolerance)
+	}
+	h.log.Info("step done", args...)
 }
 
 // leadership campaigns, over the cluster's etcd, to be the one watcher of a

@@ -120,6 +120,9 @@ type Etcd struct {
 	// Reachable is true when some member answered the member list.
 	Reachable bool      `json:"reachable"`
 	Error     string    `json:"error,omitempty"` // why it is not reachable
+	// CertError says etcd refused kubeha's TLS (or kubeha refused etcd's):
+	// a certificate problem, not an etcd that is down. It names the files.
+	CertError string `json:"certError,omitempty"`
 	ClusterID uint64    `json:"clusterID,omitempty"`
 	LeaderID  uint64    `json:"leaderID,omitempty"`
 	Members   []*Member `json:"members"`

@@ -36,6 +36,9 @@ type Source struct {
 	// EtcdTimeout bounds the member list and each member's status call;
 	// default 3s.
 	EtcdTimeout time.Duration
+	// PKIDir is where EtcdTLS was read from, to name its files when etcd
+	// refuses them.
+	PKIDir string
 }
 
 // ComputeRequests is the number of compute API calls one Observe makes for
@@ -56,7 +59,7 @@ func Observe(ctx context.Context, src Source, c *spec.Cluster) (*Cluster, error)
 	if timeout == 0 {
 		timeout = 3 * time.Second
 	}
-	observeEtcd(ctx, src.EtcdTLS, timeout, c, out)
+	observeEtcd(ctx, src.EtcdTLS, src.PKIDir, timeout, c, out)
 	return out, nil
 }
 
@@ -285,7 +288,7 @@ func zoneRegion(zone string) string { return zone[:strings.LastIndex(zone, "-")]
 
 // observeEtcd reads the member list from any master that answers and each
 // member's status in parallel, each call bounded by timeout.
-func observeEtcd(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration, c *spec.Cluster, out *Cluster) {
+func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout time.Duration, c *spec.Cluster, out *Cluster) {
 	scheme := "https"
 	if tlsCfg == nil {
 		scheme = "http"
@@ -309,6 +312,9 @@ func observeEtcd(ctx context.Context, tlsCfg *tls.Config, timeout time.Duration,
 	list, err := memberList(ctx, cli, timeout)
 	if err != nil {
 		out.Etcd.Error = fmt.Sprintf("list etcd members at %s: %v", strings.Join(endpoints, ","), err)
+		if tlsCfg != nil {
+			out.Etcd.CertError = diagnoseTLS(ctx, endpoints, tlsCfg, timeout, pkiDir)
+		}
 		return
 	}
 	out.Etcd.Reachable = true

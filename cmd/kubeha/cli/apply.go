@@ -32,13 +32,16 @@ type applyOptions struct {
 func newApplyCommand(streams IOStreams) *cobra.Command {
 	var o applyOptions
 	cmd := &cobra.Command{
-		Use:   "apply (-f cluster.yaml | PLAN.json) [--auto-approve] [--replace NAME]...",
+		Use:   "apply (-f cluster.yaml | [-f cluster.yaml] PLAN.json) [--auto-approve] [--replace NAME]...",
 		Short: "Bring the cluster to the spec, quorum-safely, with progress",
 		Long: `Plan the changes that bring the cluster to the spec, show them, and carry them
 out once approved (type yes, or pass --auto-approve; with no terminal and no
 flag, apply refuses). Given a plan saved by kubeha plan --out, apply
-observes the cluster again and refuses the plan if the spec or the cluster
-changed since.
+observes the cluster again, plans again, and refuses the saved plan unless
+its steps are exactly the ones planned now (naming the first difference),
+or if its file is not intact, or the spec or the cluster changed since.
+With -f as well, the plan must be of that spec. Nothing is written before
+a saved plan is accepted.
 
 Steps run in parallel where they are independent; etcd membership changes
 run one at a time, each behind a health gate, and an etcd snapshot is saved
@@ -47,9 +50,6 @@ Two applies never change one cluster at once. Interrupted (Ctrl-C, SIGTERM),
 apply finishes the steps in flight and stops; run it again to go on.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 && o.file != "" {
-				return errors.New("give either -f cluster.yaml or a saved plan, not both")
-			}
 			if len(args) == 0 && o.file == "" {
 				return errors.New("give -f cluster.yaml, or a plan saved with kubeha plan --out")
 			}
@@ -86,38 +86,47 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 		}
 		c = saved.Spec
 		o.replace = saved.Replace
-	} else if c, _, err = loadSpec(streams, o.file); err != nil {
-		return err
+	}
+	var current *spec.Cluster // the spec file as it is now
+	from := o.file
+	if saved != nil && from == "" {
+		if _, statErr := os.Stat(saved.SpecPath); statErr == nil {
+			from = saved.SpecPath
+		}
+	}
+	if from != "" {
+		if current, _, err = loadSpec(streams, from); err != nil {
+			return err
+		}
+		if saved == nil || o.file != "" {
+			c = current // relative paths (pki.dir) resolve from the file given
+		}
 	}
 	b, err := o.backend.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
-	if err != nil {
-		return err
-	}
-	obs, err := observe(ctx, b, c)
+	// Nothing is written (not the health record, not the PKI) before a
+	// saved plan is accepted.
+	obs, record, err := observeOnly(ctx, b, c)
 	if err != nil {
 		return err
 	}
 	var plan *planner.Plan
 	if saved != nil {
-		var current *spec.Cluster
-		if _, statErr := os.Stat(saved.SpecPath); statErr == nil {
-			if current, _, err = loadSpec(streams, saved.SpecPath); err != nil {
-				return err
-			}
+		if plan, err = saved.Check(current, obs); err != nil {
+			return fmt.Errorf("apply %s: %w", savedPath, err)
 		}
-		if err := saved.Check(current, obs); err != nil {
-			return err
-		}
-		plan = saved.Plan
-	} else {
-		if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace}); err != nil {
-			return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
-		}
+	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace}); err != nil {
+		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
+	}
+	if err := record(); err != nil {
+		return err
+	}
+	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
+	if err != nil {
+		return err
 	}
 	progress := streams.Out
 	if o.output == "json" {

@@ -12,24 +12,34 @@ import (
 // observe reads the cluster of a spec and records member health (so that
 // remediation.unhealthyAfter spans runs of kubeha).
 func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
-	tlsCfg, err := pki.LoadClientTLS(c.PKIDir())
+	obs, record, err := observeOnly(ctx, b, c)
 	if err != nil {
 		return nil, err
 	}
-	obs, err := state.Observe(ctx, state.Source{Compute: b.compute, EtcdTLS: tlsCfg}, c)
+	return obs, record()
+}
+
+// observeOnly reads the cluster of a spec, with how long each member has
+// been unhealthy, and writes nothing: record saves the health record.
+func observeOnly(ctx context.Context, b *backend, c *spec.Cluster) (obs *state.Cluster, record func() error, err error) {
+	tlsCfg, err := pki.LoadClientTLS(c.PKIDir())
 	if err != nil {
-		return nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
+		return nil, nil, err
+	}
+	obs, err = state.Observe(ctx, state.Source{Compute: b.compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}
 	healthPath := state.HealthPath(c.PKIDir(), c.Metadata.Name)
 	h, err := state.LoadHealth(healthPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h.Apply(obs)
-	if !obs.Empty() {
-		if err := h.Save(healthPath); err != nil {
-			return nil, err
+	return obs, func() error {
+		if obs.Empty() {
+			return nil
 		}
-	}
-	return obs, nil
+		return h.Save(healthPath)
+	}, nil
 }

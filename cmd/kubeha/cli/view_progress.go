@@ -47,8 +47,9 @@ type progress struct {
 }
 
 type runningStep struct {
-	event executor.Event
-	since time.Time
+	event   executor.Event
+	since   time.Time
+	waiting string // what it waits for, if it said
 }
 
 var _ executor.Hooks = (*progress)(nil)
@@ -136,10 +137,15 @@ type event struct {
 	Zone      string `json:"zone,omitempty"`
 	ElapsedMS int64  `json:"elapsedMs,omitempty"`
 	Error     string `json:"error,omitempty"`
-	Etcd      any    `json:"etcd"`
+	Waiting   string `json:"waiting,omitempty"`
+	// Etcd is the membership the plan says the step leaves; Measured is
+	// the one measured once it finished.
+	Etcd     any `json:"etcd"`
+	Measured any `json:"measuredEtcd,omitempty"`
 }
 
 func (p *progress) StepStarted(e executor.Event)  { p.emit("started", e) }
+func (p *progress) StepWaiting(e executor.Event)  { p.emit("waiting", e) }
 func (p *progress) StepFinished(e executor.Event) { p.emit("finished", e) }
 
 func (p *progress) emit(kind string, e executor.Event) {
@@ -147,21 +153,31 @@ func (p *progress) emit(kind string, e executor.Event) {
 	defer p.mu.Unlock()
 	s := e.Step
 	p.total = e.Total
-	if kind == "started" {
+	switch kind {
+	case "started":
 		p.running[e.Index] = runningStep{event: e, since: p.now()}
-	} else {
+	case "waiting":
+		if r, ok := p.running[e.Index]; ok {
+			r.waiting = e.Waiting
+			p.running[e.Index] = r
+		}
+	default:
 		delete(p.running, e.Index)
 		if e.Err != nil {
 			p.failed++
 		} else {
 			p.done++
-			m := s.Etcd
-			p.etcd = &m
+			if e.Etcd != nil {
+				p.etcd = e.Etcd
+			}
 		}
 	}
 	switch {
 	case p.json:
-		ev := event{Event: kind, Step: s.ID, Index: e.Index, Total: e.Total, Action: string(s.Action), Target: s.Target, Zone: s.Zone, Etcd: s.Etcd}
+		ev := event{Event: kind, Step: s.ID, Index: e.Index, Total: e.Total, Action: string(s.Action), Target: s.Target, Zone: s.Zone, Etcd: s.Etcd, Waiting: e.Waiting}
+		if e.Etcd != nil {
+			ev.Measured = e.Etcd
+		}
 		if kind == "finished" {
 			ev.ElapsedMS = e.Elapsed.Milliseconds()
 			if e.Err != nil {
@@ -181,10 +197,12 @@ func (p *progress) emit(kind string, e executor.Event) {
 		switch {
 		case kind == "started":
 			fmt.Fprintf(p.w, "%s ...\n", label)
+		case kind == "waiting":
+			fmt.Fprintf(p.w, "%s %s\n", label, e.Waiting)
 		case e.Err != nil:
 			fmt.Fprintf(p.w, "%s failed after %s: %v\n", label, e.Elapsed.Round(time.Millisecond), e.Err)
 		default:
-			fmt.Fprintf(p.w, "%s done in %s (etcd fault tolerance %d)\n", label, e.Elapsed.Round(time.Millisecond), s.Etcd.FaultTolerance)
+			fmt.Fprintf(p.w, "%s done in %s%s\n", label, e.Elapsed.Round(time.Millisecond), measuredWords(e.Etcd))
 		}
 	}
 }
@@ -213,7 +231,16 @@ func (p *progress) finishedLine(e executor.Event) string {
 	}
 	// Finished lines scroll above the live block and are never redrawn, so
 	// they may wrap.
-	return ansiGreen + "✓" + ansiReset + " " + fmt.Sprintf("%s  %s", stepLabel(e), d) + ansiDim + fmt.Sprintf(" · etcd fault tolerance %d", e.Step.Etcd.FaultTolerance) + ansiReset
+	return ansiGreen + "✓" + ansiReset + " " + fmt.Sprintf("%s  %s", stepLabel(e), d) + ansiDim + strings.Replace(measuredWords(e.Etcd), " (", " · ", 1) + ansiReset
+}
+
+// measuredWords says the fault tolerance measured after a step: " (etcd
+// fault tolerance N)", or nothing before the cluster has an etcd.
+func measuredWords(m *state.Membership) string {
+	if m == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (etcd fault tolerance %d)", m.FaultTolerance)
 }
 
 // clear erases the live block; the cursor is left where it began.
@@ -257,6 +284,10 @@ func (p *progress) redraw() {
 		text := p.fit(stepLabel(r.event), 2+len(elapsed)) + elapsed
 		b.WriteString(ansiCyan + spin + ansiReset + " " + text + "\n")
 		lines++
+		if r.waiting != "" {
+			b.WriteString(ansiDim + p.fit("    "+r.waiting, 0) + ansiReset + "\n")
+			lines++
+		}
 	}
 	etcd := "etcd: not yet changed"
 	if p.etcd != nil {
