@@ -118,11 +118,11 @@ type Firewall struct {
 // Etcd is the observed etcd cluster.
 type Etcd struct {
 	// Reachable is true when some member answered the member list.
-	Reachable bool      `json:"reachable"`
-	Error     string    `json:"error,omitempty"` // why it is not reachable
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"` // why it is not reachable
 	// CertError says etcd refused kubeha's TLS (or kubeha refused etcd's):
 	// a certificate problem, not an etcd that is down. It names the files.
-	CertError string `json:"certError,omitempty"`
+	CertError string    `json:"certError,omitempty"`
 	ClusterID uint64    `json:"clusterID,omitempty"`
 	LeaderID  uint64    `json:"leaderID,omitempty"`
 	Members   []*Member `json:"members"`
