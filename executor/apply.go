@@ -116,54 +116,13 @@ type executor struct {
 // plan and each waits for its health gate. On the first failure, or when
 // ctx is cancelled, no new step starts; the steps running finish (a step is
 // never abandoned halfway), and Apply returns the failure or ErrInterrupted.
+// Waits (health gates, GCE operations) end within Grace of a cancellation.
 func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
-	if o.Parallelism <= 0 {
-		o.Parallelism = 4
-	}
-	if o.RateLimit <= 0 {
-		o.RateLimit = 20
-	}
-	if o.Gate <= 0 {
-		o.Gate = 5 * time.Minute
-	}
-	if o.EtcdTimeout <= 0 {
-		o.EtcdTimeout = 5 * time.Second
-	}
-	if o.Keep <= 0 {
-		o.Keep = 10
-	}
-	if o.Hooks == nil {
-		o.Hooks = NoHooks{}
-	}
-	if o.PKI == nil {
-		return errors.New("apply: no PKI")
-	}
-	clientTLS, err := o.PKI.ClientTLS()
+	x, err := newExecutor(p, o)
 	if err != nil {
 		return err
 	}
-	x := &executor{o: o, plan: p,
-		gce:      &gce{svc: o.Compute, project: o.Spec.Spec.GCE.Project, limiter: rate.NewLimiter(rate.Limit(o.RateLimit), int(o.RateLimit))},
-		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
-		zones:    map[string]string{},
-		learners: map[string]uint64{},
-	}
 	defer x.etcd.close()
-	for _, in := range o.Observed.Instances {
-		x.zones[in.Name] = in.Zone
-	}
-	x.index, x.assumed = map[*planner.Step]int{}, map[*planner.Step]state.Membership{}
-	before := o.Observed.Membership()
-	for i, s := range p.Steps {
-		x.index[s] = i + 1
-		if s.Action.Etcd() {
-			x.assumed[s] = before
-		}
-		before = s.Etcd
-		if s.Instance != nil {
-			x.zones[s.Instance.Name] = s.Instance.Zone
-		}
-	}
 	if err := x.lockFile(); err != nil {
 		return err
 	}
@@ -188,6 +147,57 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 		}
 	}()
 	return x.run(ctx)
+}
+
+// newExecutor sets o's defaults and indexes the plan.
+func newExecutor(p *planner.Plan, o Options) (*executor, error) {
+	if o.Parallelism <= 0 {
+		o.Parallelism = 4
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 20
+	}
+	if o.Gate <= 0 {
+		o.Gate = 5 * time.Minute
+	}
+	if o.EtcdTimeout <= 0 {
+		o.EtcdTimeout = 5 * time.Second
+	}
+	if o.Keep <= 0 {
+		o.Keep = 10
+	}
+	if o.Hooks == nil {
+		o.Hooks = NoHooks{}
+	}
+	if o.PKI == nil {
+		return nil, errors.New("apply: no PKI")
+	}
+	clientTLS, err := o.PKI.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
+	x := &executor{o: o, plan: p,
+		gce:      &gce{svc: o.Compute, project: o.Spec.Spec.GCE.Project, limiter: rate.NewLimiter(rate.Limit(o.RateLimit), int(o.RateLimit))},
+		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
+		zones:    map[string]string{},
+		learners: map[string]uint64{},
+	}
+	for _, in := range o.Observed.Instances {
+		x.zones[in.Name] = in.Zone
+	}
+	x.index, x.assumed = map[*planner.Step]int{}, map[*planner.Step]state.Membership{}
+	before := o.Observed.Membership()
+	for i, s := range p.Steps {
+		x.index[s] = i + 1
+		if s.Action.Etcd() {
+			x.assumed[s] = before
+		}
+		before = s.Etcd
+		if s.Instance != nil {
+			x.zones[s.Instance.Name] = s.Instance.Zone
+		}
+	}
+	return x, nil
 }
 
 // lockFile protects the cluster against two applies on this machine even

@@ -341,7 +341,8 @@ func (c *Cluster) LostQuorum() bool {
 }
 
 // Fingerprint identifies what a plan was computed against: instance and
-// member IDs, the etcd cluster ID and every resource's identity. A saved
+// member IDs, member health, the etcd cluster ID and every resource's
+// identity. A saved
 // plan whose fingerprint no longer matches is stale.
 func (c *Cluster) Fingerprint() string {
 	type fp struct {
@@ -355,7 +356,9 @@ func (c *Cluster) Fingerprint() string {
 		f.Instances = append(f.Instances, fmt.Sprintf("%s/%s/%d/%s/%s/%s", in.Zone, in.Name, in.ID, in.Status, in.NatIP, in.Fingerprint))
 	}
 	for _, m := range c.Etcd.Members {
-		f.Members = append(f.Members, fmt.Sprintf("%x/%s/%t/%s", m.ID, m.Name, m.IsLearner, m.Instance))
+		// Health is part of it: a plan made while a voter was healthy is
+		// stale once it has failed (and the other way round).
+		f.Members = append(f.Members, fmt.Sprintf("%x/%s/%t/%s/healthy=%t", m.ID, m.Name, m.IsLearner, m.Instance, m.Healthy))
 	}
 	f.ClusterID = c.Etcd.ClusterID
 	for _, d := range c.Disks {

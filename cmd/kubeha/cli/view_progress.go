@@ -231,7 +231,11 @@ func (p *progress) finishedLine(e executor.Event) string {
 	}
 	// Finished lines scroll above the live block and are never redrawn, so
 	// they may wrap.
-	return ansiGreen + "✓" + ansiReset + " " + fmt.Sprintf("%s  %s", stepLabel(e), d) + ansiDim + strings.Replace(measuredWords(e.Etcd), " (", " · ", 1) + ansiReset
+	ft := ""
+	if e.Etcd != nil {
+		ft = fmt.Sprintf(" · etcd fault tolerance %d", e.Etcd.FaultTolerance)
+	}
+	return ansiGreen + "✓" + ansiReset + " " + fmt.Sprintf("%s  %s", stepLabel(e), d) + ansiDim + ft + ansiReset
 }
 
 // measuredWords says the fault tolerance measured after a step: " (etcd

@@ -80,7 +80,10 @@ func TestLiveProgress(t *testing.T) {
 		return &planner.Step{ID: id, Action: a, Target: target, Change: planner.Create,
 			Etcd: state.Membership{Voters: 1, HealthyVoters: 1, Quorum: 1, FaultTolerance: ft}}
 	}
-	fw := step("1", planner.CreateFirewall, "prod-master-etcd", 0)
+	// The plan says the firewall leaves a fault tolerance of 1; what is
+	// printed is the one measured after it (a member crashed meanwhile).
+	fw := step("1", planner.CreateFirewall, "prod-master-etcd", 1)
+	measured := &state.Membership{Voters: 1, HealthyVoters: 1, Quorum: 1, FaultTolerance: 0}
 	vm := step("2", planner.CreateInstance, "prod-master-with-a-very-long-name-that-does-not-fit-on-one-terminal-line", 0)
 	lb := step("3", planner.CreateTargetPool, "prod-master", 0)
 
@@ -99,7 +102,8 @@ func TestLiveProgress(t *testing.T) {
 		t.Fatalf("running block:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	p.StepFinished(executor.Event{Step: fw, Index: 1, Total: 3, Elapsed: 1500 * time.Millisecond})
+	p.StepFinished(executor.Event{Step: fw, Index: 1, Total: 3, Elapsed: 1500 * time.Millisecond, Etcd: measured})
+	p.StepWaiting(executor.Event{Step: vm, Index: 2, Total: 3, Waiting: "wait for 3 healthy etcd voters: 2 of 3 voters healthy (a, b); down: c (no answer within 5s)"})
 	p.StepStarted(executor.Event{Step: lb, Index: 3, Total: 3})
 	p.StepFinished(executor.Event{Step: lb, Index: 3, Total: 3, Elapsed: 10 * time.Millisecond, Err: errors.New("quota exceeded")})
 	got = screen(t, buf.String())
@@ -107,6 +111,7 @@ func TestLiveProgress(t *testing.T) {
 		"✓ [1/3] + create-firewall prod-master-etcd  1.5s · etcd fault tolerance 0",
 		"✗ [3/3] + create-target-pool prod-master failed after 0s: quota exceeded",
 		"⠋ [2/3] + create-instance prod-master-with-a-very-long-name-that…  1.2s",
+		"    wait for 3 healthy etcd voters: 2 of 3 voters healthy (a, b); down…", // what it waits for
 		"1 failed · 1 of 3 done · 1 running · 2s elapsed · etcd: 1 voter, 1 hea…", // cut to 71 of 72 columns
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -135,8 +140,13 @@ func TestProgressPlainWithoutTerminal(t *testing.T) {
 	}
 	s := &planner.Step{ID: "1", Action: planner.CreateFirewall, Target: "prod-master-etcd", Change: planner.Create}
 	p.StepStarted(executor.Event{Step: s, Index: 1, Total: 12})
-	p.StepFinished(executor.Event{Step: s, Index: 1, Total: 12, Elapsed: 1500 * time.Millisecond})
-	want := "[ 1/12] + create-firewall prod-master-etcd ...\n[ 1/12] + create-firewall prod-master-etcd done in 1.5s (etcd fault tolerance 0)\n"
+	p.StepWaiting(executor.Event{Step: s, Index: 1, Total: 12, Waiting: "wait for 1 healthy etcd voters: 0 of 1 voters healthy; down: a (no leader)"})
+	// The plan's fault tolerance (2) is not what is printed: the measured one is.
+	s.Etcd.FaultTolerance = 2
+	p.StepFinished(executor.Event{Step: s, Index: 1, Total: 12, Elapsed: 1500 * time.Millisecond, Etcd: &state.Membership{Voters: 3, HealthyVoters: 2, Quorum: 2}})
+	want := "[ 1/12] + create-firewall prod-master-etcd ...\n" +
+		"[ 1/12] + create-firewall prod-master-etcd wait for 1 healthy etcd voters: 0 of 1 voters healthy; down: a (no leader)\n" +
+		"[ 1/12] + create-firewall prod-master-etcd done in 1.5s (etcd fault tolerance 0)\n"
 	if buf.String() != want {
 		t.Fatalf("plain lines:\n%q\nwant:\n%q", buf.String(), want)
 	}
