@@ -6,7 +6,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X github.com/kubeha/kubeha/cmd/kubeha/cli.version=$(VERSION)
 
 
-.PHONY: build test lint bench fuzz schema tools demo
+.PHONY: build test lint bench fuzz schema tools demo soak
 
 # Optional test tools: shellcheck lints the masters' startup script. It is
 # installed from Debian's packages when this runs as root with apt-get;
@@ -35,6 +35,13 @@ bench:
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./spec -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+
+# A watch soak on the emulator (docs/reliability.md): a 5-master cluster
+# with remediation on, one member flapping and one crashed for good, a
+# writer putting a key every 100ms, for SOAK.
+SOAK ?= 10m
+soak:
+	KUBEHA_SOAK=$(SOAK) $(GO) test ./e2e -run '^TestWatchSoak$$' -count=1 -v -timeout 60m
 
 # Regenerate spec/cluster.schema.json from the Go types.
 schema:

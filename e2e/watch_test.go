@@ -167,12 +167,9 @@ func TestWatchRemediation(t *testing.T) {
 	c.write(3, true)
 	c.apply()
 	s := c.converged(3)
-	var victim, zone string
-	for _, r := range s.Replicas {
-		if !r.Etcd.Leader {
-			victim, zone = r.Name, r.Zone
-		}
-	}
+	// The lowest-ID voter: a health gate that asked members one after
+	// another under one deadline counted every member after it as down.
+	victim, zone := lowestVoter(t, s)
 	w := c.watch("3s")
 	waitFor(t, 30*time.Second, "the watcher to lead", func() bool {
 		return strings.HasSuffix(w.metric(t, `kubeha_watch_leader{cluster="resynced"}`), " 1")

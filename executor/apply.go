@@ -70,7 +70,8 @@ func (e Event) Label() string {
 type Hooks interface {
 	StepStarted(Event)
 	// StepWaiting says what a running step waits for, each time that
-	// changes (a health gate: the members' states).
+	// changes (a health gate: the members' states), or what it did on its
+	// way (the snapshot it saved).
 	StepWaiting(Event)
 	StepFinished(Event)
 }
@@ -108,7 +109,8 @@ type executor struct {
 	assumed map[*planner.Step]state.Membership
 	// lastSnap is the etcd revision of the last snapshot this apply saved
 	// (0: none yet).
-	lastSnap int64
+	lastSnap     int64
+	lastSnapFile string
 }
 
 // Apply carries out a plan. Steps run as soon as their dependencies are

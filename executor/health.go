@@ -326,12 +326,15 @@ func (x *executor) measure(ctx context.Context) *state.Membership {
 // (subject is the step's own member, 0 for none), telling the hooks what
 // it waits for.
 func (x *executor) gate(ctx context.Context, s *planner.Step, want int, subject uint64) error {
-	_, err := x.etcd.waitHealthy(ctx, want, subject, func(msg string) {
-		ev := x.event(s)
-		ev.Waiting = msg
-		x.o.Hooks.StepWaiting(ev)
-	})
+	_, err := x.etcd.waitHealthy(ctx, want, subject, func(msg string) { x.progress(s, msg) })
 	return err
+}
+
+// progress tells the hooks what running step s does or waits for.
+func (x *executor) progress(s *planner.Step, msg string) {
+	ev := x.event(s)
+	ev.Waiting = msg
+	x.o.Hooks.StepWaiting(ev)
 }
 
 // preflight checks, before a membership change, that etcd has at least

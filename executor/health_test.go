@@ -251,10 +251,10 @@ func backupByRevision(t *testing.T, x *executor) {
 		files, _ := filepath.Glob(filepath.Join(x.o.BackupDir, "*.db"))
 		return files
 	}
-	if err := x.backup(ctx, "before-remove-a", false, ""); err != nil {
+	if err := x.backup(ctx, &planner.Step{}, "before-remove-a", false, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := x.backup(ctx, "before-remove-b", false, ""); err != nil {
+	if err := x.backup(ctx, &planner.Step{}, "before-remove-b", false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(snaps()); n != 1 {
@@ -264,10 +264,10 @@ func backupByRevision(t *testing.T, x *executor) {
 	if _, err := cli.Put(ctx, "/moved", "1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := x.backup(ctx, "before-remove-c", false, ""); err != nil {
+	if err := x.backup(ctx, &planner.Step{}, "before-remove-c", false, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := x.backup(ctx, "before-delete-exe-master-pd", true, "exe-master"); err != nil {
+	if err := x.backup(ctx, &planner.Step{}, "before-delete-exe-master-pd", true, "exe-master"); err != nil {
 		t.Fatal(err)
 	}
 	files := snaps()

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeha/kubeha/planner"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -22,7 +24,7 @@ import (
 // still runs, else from the healthy voter with the newest data. With no
 // etcd yet (a bootstrap) there is nothing to save; with an etcd that
 // cannot give a snapshot, the change is refused.
-func (x *executor) backup(ctx context.Context, why string, always bool, member string) error {
+func (x *executor) backup(ctx context.Context, s *planner.Step, why string, always bool, member string) error {
 	if x.o.BackupDir == "" || !x.etcd.connected() {
 		return nil
 	}
@@ -48,18 +50,21 @@ func (x *executor) backup(ctx context.Context, why string, always bool, member s
 		return fmt.Errorf("%s: no etcd member can give one: %s", refused, h)
 	}
 	x.mu.Lock()
-	moved := src.Revision != x.lastSnap
+	moved, lastFile := src.Revision != x.lastSnap, x.lastSnapFile
 	x.mu.Unlock()
 	if !always && !moved {
+		x.progress(s, fmt.Sprintf("etcd snapshot at revision %d: unchanged since %s", src.Revision, lastFile))
 		return nil
 	}
 	name := fmt.Sprintf("%s-%s-%s-r%d.db", time.Now().UTC().Format("20060102T150405.000Z"), x.cluster(), why, src.Revision)
-	if _, err := x.etcd.snapshot(ctx, src.Endpoint, x.o.BackupDir, name, x.o.Keep); err != nil {
+	path, err := x.etcd.snapshot(ctx, src.Endpoint, x.o.BackupDir, name, x.o.Keep)
+	if err != nil {
 		return fmt.Errorf("%s: %w", refused, err)
 	}
 	x.mu.Lock()
-	x.lastSnap = src.Revision
+	x.lastSnap, x.lastSnapFile = src.Revision, path
 	x.mu.Unlock()
+	x.progress(s, fmt.Sprintf("etcd snapshot at revision %d from %s: saved %s", src.Revision, src.Name, path))
 	return nil
 }
 

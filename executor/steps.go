@@ -200,7 +200,7 @@ func (x *executor) do(ctx context.Context, s *planner.Step) error {
 		if id == 0 {
 			return nil // its learner was never added, or it is gone already
 		}
-		if err := x.backup(ctx, "before-remove-"+s.Target, false, ""); err != nil {
+		if err := x.backup(ctx, s, "before-remove-"+s.Target, false, ""); err != nil {
 			return err
 		}
 		if err := x.etcd.remove(ctx, id); err != nil {
@@ -210,7 +210,7 @@ func (x *executor) do(ctx context.Context, s *planner.Step) error {
 	case planner.DeleteInstance:
 		return g.remove(ctx, what, func() (*compute.Operation, error) { return c.Instances.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
 	case planner.DeleteDisk:
-		if err := x.backup(ctx, "before-delete-"+s.Target, true, strings.TrimSuffix(s.Target, "-pd")); err != nil {
+		if err := x.backup(ctx, s, "before-delete-"+s.Target, true, strings.TrimSuffix(s.Target, "-pd")); err != nil {
 			return err
 		}
 		return x.retryInUse(ctx, what, func() (*compute.Operation, error) { return c.Disks.Delete(p, s.Zone, s.Target).Context(ctx).Do() })
