@@ -282,22 +282,34 @@ func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
 // published itself, which is also when it begins to serve clients. It asks
 // the running members, not the new one, so a VM still booting costs no
 // connection attempts (on GCE, a VM that is not up yet drops packets).
-func (e *etcd) started(ctx context.Context, peerURL string) error {
-	return e.poll(ctx, "wait for the etcd member at "+peerURL+" to start", gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
-		members, err := e.members(cctx)
-		if err != nil {
-			return err
+// report, when not nil, is told what it waits for each time that changes.
+func (e *etcd) started(ctx context.Context, peerURL string, report func(string)) error {
+	what := "wait for the etcd member at " + peerURL + " to start"
+	last := ""
+	return e.poll(ctx, what, gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
+		err := e.isStarted(cctx, peerURL)
+		if err != nil && report != nil && err.Error() != last {
+			last = err.Error()
+			report(what + ": " + last)
 		}
-		for _, m := range members {
-			if slices.Contains(m.PeerURLs, peerURL) {
-				if m.Name == "" || len(m.ClientURLs) == 0 {
-					return errors.New("not started yet")
-				}
-				return nil
-			}
-		}
-		return fmt.Errorf("etcd has no member at %s", peerURL)
+		return err
 	})
+}
+
+func (e *etcd) isStarted(ctx context.Context, peerURL string) error {
+	members, err := e.members(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		if slices.Contains(m.PeerURLs, peerURL) {
+			if m.Name == "" || len(m.ClientURLs) == 0 {
+				return errors.New("a learner, not started yet (its VM boots)")
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("etcd has no member at %s", peerURL)
 }
 
 // connected says the client exists: the cluster has an etcd kubeha has

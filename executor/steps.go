@@ -430,7 +430,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	}
 	// A joining member: return once it runs (as a learner that has caught
 	// up), so that the next VM of a batch boots when this one no longer joins.
-	return x.etcd.started(ctx, x.peerURL(ip))
+	return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) })
 }
 
 func (x *executor) label(ctx context.Context, s *planner.Step) error {

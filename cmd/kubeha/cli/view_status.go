@@ -83,6 +83,9 @@ func newStatusDoc(c *state.Cluster) *statusDoc {
 	}
 	d.Etcd.Membership = c.Membership()
 	d.Etcd.Reachable, d.Etcd.Error = c.Etcd.Reachable, c.Etcd.Error
+	if c.Etcd.CertError != "" {
+		d.Etcd.Error = c.Etcd.CertError // a certificate problem, not a down etcd
+	}
 	if c.Etcd.ClusterID != 0 {
 		d.Etcd.ClusterID = strconv.FormatUint(c.Etcd.ClusterID, 16)
 	}
