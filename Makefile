@@ -6,7 +6,7 @@ VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null || ech
 LDFLAGS       := -X github.com/kubeha/kubeha/cmd/kubeha/cli.version=$(VERSION)
 
 
-.PHONY: build test lint bench fuzz schema tools demo soak
+.PHONY: build test lint bench fuzz schema tools demo soak kube-binaries
 
 # Optional test tools: shellcheck lints the masters' startup script. It is
 # installed from Debian's packages when this runs as root with apt-get;
@@ -21,7 +21,7 @@ build:
 
 test: tools
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 lint:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
@@ -46,6 +46,12 @@ soak:
 # Regenerate spec/cluster.schema.json from the Go types.
 schema:
 	$(GO) generate ./spec
+
+# The real control-plane binaries the emulator's masters run (etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler), built once into
+# .kubeha/bin (about 7 minutes on 2 cores) and kept.
+kube-binaries:
+	./hack/kube-binaries.sh
 
 # A tour on the emulator: 1 -> 3 -> crash a member -> replace -> 5 -> 3 -> 1.
 demo:

@@ -53,6 +53,12 @@ type TLS struct {
 	APIServerKey            string `json:"apiServerKey,omitempty"`
 	APIServerEtcdClientCert string `json:"apiServerEtcdClientCert,omitempty"`
 	APIServerEtcdClientKey  string `json:"apiServerEtcdClientKey,omitempty"`
+	ServiceAccountKey       string `json:"serviceAccountKey,omitempty"`
+	ServiceAccountPub       string `json:"serviceAccountPub,omitempty"`
+	ControllerManagerCert   string `json:"controllerManagerCert,omitempty"`
+	ControllerManagerKey    string `json:"controllerManagerKey,omitempty"`
+	SchedulerCert           string `json:"schedulerCert,omitempty"`
+	SchedulerKey            string `json:"schedulerKey,omitempty"`
 }
 
 // String hides the keys, so a TLS bundle printed by mistake leaks nothing.
@@ -122,6 +128,9 @@ type Config struct {
 	ClientPort  int    `json:"clientPort"`
 	PeerPort    int    `json:"peerPort"`
 	MultiZone   bool   `json:"multiZone"`
+	// KubernetesVersion is the release of the master's control plane (and,
+	// through it, its etcd's).
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 	// MaxLearners is the member's etcd --max-learners (0: etcd's default, 1).
 	// It is kubeha's tuning, not the spec's: a change is no drift.
 	MaxLearners int `json:"maxLearners,omitempty"`

@@ -29,6 +29,15 @@ const (
 	ClusterCAKey   = "ca.key"
 	ClientCertFile = "kubeha-etcd-client.crt"
 	ClientKeyFile  = "kubeha-etcd-client.key"
+	// ServiceAccountKey signs service-account tokens (every master's
+	// kube-apiserver and kube-controller-manager use the same pair);
+	// ServiceAccountPub verifies them.
+	ServiceAccountKey = "sa.key"
+	ServiceAccountPub = "sa.pub"
+	// AdminCert and AdminKey are the admin's client certificate (group
+	// system:masters), for kubeha kubeconfig.
+	AdminCert = "admin.crt"
+	AdminKey  = "admin.key"
 )
 
 // Lifetimes and the renewal window.
@@ -57,6 +66,8 @@ type PKI struct {
 	ClusterCA  *CA
 	clientCert string
 	clientKey  string
+	saKey      string // PEM, PKCS#8
+	saPub      string // PEM, PKIX
 	now        func() time.Time
 }
 
@@ -90,6 +101,9 @@ func Ensure(dir, cluster string, opts ...Option) (*PKI, error) {
 		return nil, err
 	}
 	if err := p.ensureClient(cluster); err != nil {
+		return nil, err
+	}
+	if err := p.ensureServiceAccount(); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -264,6 +278,14 @@ type ReplicaCerts struct {
 	APIServerKey            string
 	APIServerEtcdClientCert string
 	APIServerEtcdClientKey  string
+	// The service-account key pair the cluster shares, and the client
+	// certificates of kube-controller-manager and kube-scheduler.
+	ServiceAccountKey     string
+	ServiceAccountPub     string
+	ControllerManagerCert string
+	ControllerManagerKey  string
+	SchedulerCert         string
+	SchedulerKey          string
 }
 
 // String hides the keys.
@@ -305,6 +327,18 @@ func (p *PKI) IssueReplica(req ReplicaRequest) (*ReplicaCerts, error) {
 	if out.APIServerCert, out.APIServerKey, err = p.issue(p.ClusterCA, "kube-apiserver", nil, dns, ips, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}); err != nil {
 		return nil, err
 	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	// The names Kubernetes' default RBAC grants these components.
+	if out.ControllerManagerCert, out.ControllerManagerKey, err = p.issue(p.ClusterCA, "system:kube-controller-manager", nil, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if out.SchedulerCert, out.SchedulerKey, err = p.issue(p.ClusterCA, "system:kube-scheduler", nil, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if p.saKey == "" {
+		return nil, fmt.Errorf("issue certificates for %s: the PKI in %s has no service-account key", req.Name, p.Dir)
+	}
+	out.ServiceAccountKey, out.ServiceAccountPub = p.saKey, p.saPub
 	return out, nil
 }
 
@@ -385,5 +419,8 @@ func parseKey(b []byte) (*ecdsa.PrivateKey, error) {
 func (c *ReplicaCerts) Metadata() *metadata.TLS {
 	return &metadata.TLS{CA: c.EtcdCA, PeerCert: c.PeerCert, PeerKey: c.PeerKey, ServerCert: c.ServerCert, ServerKey: c.ServerKey,
 		ClusterCA: c.ClusterCA, APIServerCert: c.APIServerCert, APIServerKey: c.APIServerKey,
-		APIServerEtcdClientCert: c.APIServerEtcdClientCert, APIServerEtcdClientKey: c.APIServerEtcdClientKey}
+		APIServerEtcdClientCert: c.APIServerEtcdClientCert, APIServerEtcdClientKey: c.APIServerEtcdClientKey,
+		ServiceAccountKey: c.ServiceAccountKey, ServiceAccountPub: c.ServiceAccountPub,
+		ControllerManagerCert: c.ControllerManagerCert, ControllerManagerKey: c.ControllerManagerKey,
+		SchedulerCert: c.SchedulerCert, SchedulerKey: c.SchedulerKey}
 }

@@ -30,7 +30,7 @@ func BenchmarkPlanHeavyDrift(b *testing.B) {
 		zone := sp.Spec.Masters.Zones[i%3]
 		obs.Instances = append(obs.Instances, &state.Instance{Name: name, Zone: zone, Status: "RUNNING", InternalIP: fmt.Sprintf("10.0.0.%d", i+2),
 			MachineType: "n1-standard-2", Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"}, HasDataDisk: true,
-			Config: &metadata.Config{MachineType: "n1-standard-2", Image: spec.DefaultImage, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true}})
+			Config: &metadata.Config{MachineType: "n1-standard-2", Image: spec.DefaultImage, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, KubernetesVersion: spec.DefaultKubernetesVersion}})
 		obs.Disks = append(obs.Disks, &state.Disk{Name: name + "-pd", Zone: zone})
 		obs.Addresses = append(obs.Addresses, &state.Address{Name: name + "-internal", Address: fmt.Sprintf("10.0.0.%d", i+2)})
 		obs.TargetPool.Instances = append(obs.TargetPool.Instances, name)

@@ -519,6 +519,9 @@ func (b *builder) drift(r *replica) string {
 	if got.MultiZone != want.MultiZone {
 		diffs = append(diffs, fmt.Sprintf("multiZone %t → %t", got.MultiZone, want.MultiZone))
 	}
+	if got.KubernetesVersion != want.KubernetesVersion {
+		diffs = append(diffs, fmt.Sprintf("Kubernetes %s → %s", firstNonEmpty(got.KubernetesVersion, "none (etcd only)"), want.KubernetesVersion))
+	}
 	if got.DiskSizeGb != want.DiskSizeGb {
 		b.warnings = append(b.warnings, fmt.Sprintf("master %s has a %d GB etcd disk and the spec says %d GB: disks are not resized in place; run apply --replace %s to recreate it", r.name, got.DiskSizeGb, want.DiskSizeGb, r.name))
 	}
@@ -545,7 +548,7 @@ func (b *builder) config() metadata.Config {
 	s := b.spec.Spec
 	return metadata.Config{MachineType: s.Masters.MachineType, Image: s.Masters.Image, DiskSizeGb: int64(s.Masters.DiskSizeGb),
 		QuorumRead: s.Etcd.QuorumReadEnabled(), ClientPort: s.Etcd.ClientPort, PeerPort: s.Etcd.PeerPort, MultiZone: s.MultiZone,
-		MaxLearners: metadata.DefaultMaxLearners}
+		KubernetesVersion: s.Kubernetes.Version, MaxLearners: metadata.DefaultMaxLearners}
 }
 
 // learnerLimit is how many learners etcd accepts at once: the smallest

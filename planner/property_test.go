@@ -286,7 +286,8 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		ip := fmt.Sprintf("10.0.0.%d", 2+i)
 		in := &state.Instance{Name: name, Zone: zone, Status: "RUNNING", InternalIP: ip, NatIP: "198.51.100.7", MachineType: "n1-standard-2", HasDataDisk: true,
 			Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"},
-			Config: &metadata.Config{MachineType: "n1-standard-2", Image: sp.Spec.Masters.Image, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true}}
+			Config: &metadata.Config{MachineType: "n1-standard-2", Image: sp.Spec.Masters.Image, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true,
+				KubernetesVersion: spec.DefaultKubernetesVersion}}
 		if current == 1 && r.IntN(6) > 0 {
 			in.NatIP, obs.StaticIP.Status = "203.0.113.10", "IN_USE"
 		}

@@ -112,7 +112,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Status = v
 			}
 			cfg := metadata.Config{MachineType: sp.Spec.Masters.MachineType, Image: sp.Spec.Masters.Image, DiskSizeGb: int64(sp.Spec.Masters.DiskSizeGb),
-				QuorumRead: sp.Spec.Etcd.QuorumReadEnabled(), ClientPort: sp.Spec.Etcd.ClientPort, PeerPort: sp.Spec.Etcd.PeerPort, MultiZone: sp.Spec.MultiZone}
+				QuorumRead: sp.Spec.Etcd.QuorumReadEnabled(), ClientPort: sp.Spec.Etcd.ClientPort, PeerPort: sp.Spec.Etcd.PeerPort, MultiZone: sp.Spec.MultiZone,
+				KubernetesVersion: sp.Spec.Kubernetes.Version}
 			in.Config = &cfg
 			switch v := kv["config"]; {
 			case v == "none":
@@ -124,6 +125,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Config.Image = strings.TrimPrefix(v, "image:")
 			case strings.HasPrefix(v, "quorumRead:"):
 				in.Config.QuorumRead = strings.TrimPrefix(v, "quorumRead:") == "true"
+			case strings.HasPrefix(v, "kubernetesVersion:"):
+				in.Config.KubernetesVersion = strings.TrimPrefix(v, "kubernetesVersion:")
 			case strings.HasPrefix(v, "diskSizeGb:"):
 				in.Config.DiskSizeGb, _ = strconv.ParseInt(strings.TrimPrefix(v, "diskSizeGb:"), 10, 64)
 			}

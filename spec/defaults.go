@@ -46,4 +46,7 @@ func SetDefaults(c *Cluster) {
 	if s.PKI.Dir == "" {
 		s.PKI.Dir = DefaultPKIDir
 	}
+	if s.Kubernetes.Version == "" {
+		s.Kubernetes.Version = DefaultKubernetesVersion
+	}
 }

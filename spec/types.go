@@ -37,6 +37,12 @@ type ClusterSpec struct {
 	Etcd        Etcd        `json:"etcd,omitempty"`
 	Remediation Remediation `json:"remediation,omitempty"`
 	PKI         PKI         `json:"pki,omitempty"`
+	Kubernetes  Kubernetes  `json:"kubernetes,omitempty"`
+}
+
+// Kubernetes is the control plane every master runs.
+type Kubernetes struct {
+	Version string `json:"version,omitempty" doc:"Kubernetes release of the masters' kube-apiserver, kube-controller-manager and kube-scheduler, e.g. v1.37.2; it fixes the etcd version too. A change replaces the masters one at a time, successor first. Default: the newest release kubeha deploys."`
 }
 
 // GCE locates the cluster.

@@ -122,6 +122,7 @@ func Validate(c *Cluster) (warnings, problems []Problem) {
 	problems = append(problems, zoneProblems(&c.Spec)...)
 	problems = append(problems, etcdProblems(&c.Spec)...)
 	problems = append(problems, remediationProblems(&c.Spec.Remediation)...)
+	problems = append(problems, kubernetesProblems(&c.Spec.Kubernetes)...)
 	sortProblems(problems)
 	if len(problems) == 0 {
 		warnings = spreadWarnings(&c.Spec)

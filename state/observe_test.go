@@ -88,7 +88,7 @@ func (f *fixture) build(names ...string) {
 		initial = append(initial, n+"=http://"+a.Address+":2380")
 	}
 	conf := metadata.Encode(metadata.Config{MachineType: cfg.Masters.MachineType, Image: cfg.Masters.Image, DiskSizeGb: int64(cfg.Masters.DiskSizeGb),
-		QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true})
+		QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, KubernetesVersion: spec.DefaultKubernetesVersion})
 	for i, n := range names {
 		zone := cfg.Masters.Zones[i%3]
 		f.do(f.c.Disks.Insert(project, zone, &compute.Disk{Name: n + "-pd", SizeGb: 20}).Do())

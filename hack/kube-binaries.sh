@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the control-plane binaries the emulator's masters run, at the
+# versions kubeha deploys, into KUBEHA_KUBE_BINARIES (default
+# .kubeha/bin/kubernetes-<version> in the checkout): etcd from kubeha's own
+# go.mod, and one multi-call binary of kube-apiserver,
+# kube-controller-manager and kube-scheduler from k8s.io/kubernetes (the
+# tools module hack/kube, so that kubeha's go.mod never holds Kubernetes).
+# A build already there, of the same versions, is kept.
+set -o errexit -o nounset -o pipefail
+cd "$(dirname "$0")/.."
+readonly K8S_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' hack/kube/go.mod)"
+readonly ETCD_VERSION="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
+readonly OUT="${KUBEHA_KUBE_BINARIES:-$PWD/.kubeha/bin/kubernetes-${K8S_VERSION}}"
+readonly STAMP="${OUT}/VERSIONS"
+want="kubernetes ${K8S_VERSION} etcd ${ETCD_VERSION}"
+if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${want}" && -x "${OUT}/kube" && -x "${OUT}/etcd" ]]; then
+  echo "kube-binaries: ${want} already built in ${OUT}"
+  exit 0
+fi
+mkdir -p "${OUT}"
+rm -f "${STAMP}"
+start=$(date +%s)
+# etcd, as etcd's release builds it (CGO off).
+CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcd" ./hack/etcd
+# Kubernetes, version-stamped as its release builds are, so that --version
+# prints the release.
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitTreeState=clean"
+  ldflags+=" -X ${pkg}.gitMajor=$(cut -d. -f1 <<<"${K8S_VERSION#v}") -X ${pkg}.gitMinor=$(cut -d. -f2 <<<"${K8S_VERSION}")"
+done
+(cd hack/kube && CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${OUT}/kube" .)
+for c in kube-apiserver kube-controller-manager kube-scheduler; do
+  ln -sf kube "${OUT}/${c}"
+done
+echo "${want}" >"${STAMP}"
+echo "kube-binaries: built ${want} in ${OUT} in $(( $(date +%s) - start ))s"
