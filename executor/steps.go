@@ -350,8 +350,17 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	if err != nil {
 		return nil, err
 	}
+	if cfg.KubernetesVersion == "" {
+		// A master built before kubeha deployed Kubernetes: it boots what
+		// the spec says now.
+		cfg.KubernetesVersion = x.o.Spec.Spec.Kubernetes.Version
+	}
+	rel, ok := spec.ReleaseOf(cfg.KubernetesVersion)
+	if !ok {
+		return nil, fmt.Errorf("boot %s: Kubernetes %s is not a release this kubeha deploys (%s)", name, cfg.KubernetesVersion, strings.Join(spec.SupportedVersions(), ", "))
+	}
 	items, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
-		ClusterState: state, Config: cfg, TLS: certs.Metadata()})
+		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, TLS: certs.Metadata()})
 	if err != nil {
 		return nil, err
 	}

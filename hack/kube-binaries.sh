@@ -8,7 +8,7 @@
 # A build already there, of the same versions, is kept.
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
-readonly K8S_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' hack/kube/go.mod)"
+readonly K8S_VERSION="$(cd hack/kube && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 readonly ETCD_VERSION="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
 readonly OUT="${KUBEHA_KUBE_BINARIES:-$PWD/.kubeha/bin/kubernetes-${K8S_VERSION}}"
 readonly STAMP="${OUT}/VERSIONS"

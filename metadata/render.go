@@ -9,16 +9,21 @@ import (
 )
 
 // StartupScript is the startup-script of every master: it reads kube-env
-// and kubeha-tls from the metadata server, mounts master-pd, writes the
-// certificates and starts etcd and kube-apiserver as static pods.
+// and kubeha-tls from the metadata server, mounts master-pd, opens the host
+// firewall, writes the certificates and kubeconfigs, and writes etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler as static pods.
 //
 //go:embed startup.sh
 var StartupScript string
 
-// Images started by the startup script.
+// Images of the static pods, at a release's versions.
 const (
-	EtcdImage      = "registry.k8s.io/etcd:3.5.21-0"
-	APIServerImage = "registry.k8s.io/kube-apiserver:v1.33.1"
+	EtcdImageRepo              = "registry.k8s.io/etcd"
+	APIServerImageRepo         = "registry.k8s.io/kube-apiserver"
+	ControllerManagerImageRepo = "registry.k8s.io/kube-controller-manager"
+	SchedulerImageRepo         = "registry.k8s.io/kube-scheduler"
+	// HealthCheckPort is where the load balancer's HTTP health check probes.
+	HealthCheckPort = 8080
 	// ServiceClusterIPRange is kube-up's default service range.
 	ServiceClusterIPRange = "10.0.0.0/16"
 	// PKIDir is where the startup script writes the certificates.
@@ -33,7 +38,15 @@ type Boot struct {
 	InitialCluster string // name=peerURL,... including this member
 	ClusterState   string // new or existing
 	Config         Config
-	TLS            *TLS
+	// EtcdVersion is the etcd of Config.KubernetesVersion (v3.7.3).
+	EtcdVersion string
+	TLS         *TLS
+}
+
+// EtcdImage is the etcd image of a version such as v3.7.3, tagged as
+// Kubernetes' registry tags it (3.7.3-0).
+func EtcdImage(version string) string {
+	return EtcdImageRepo + ":" + strings.TrimPrefix(version, "v") + "-0"
 }
 
 // PeerURL is the member's etcd peer URL.
@@ -56,6 +69,9 @@ func Render(b Boot) ([]Item, error) {
 	if b.TLS == nil {
 		return nil, fmt.Errorf("render metadata of %s: no certificates", b.Name)
 	}
+	if b.Config.KubernetesVersion == "" || b.EtcdVersion == "" {
+		return nil, fmt.Errorf("render metadata of %s: no Kubernetes or etcd version", b.Name)
+	}
 	if b.ClusterState != StateNew && b.ClusterState != StateExisting {
 		return nil, fmt.Errorf("render metadata of %s: initial cluster state %q is not new or existing", b.Name, b.ClusterState)
 	}
@@ -72,9 +88,12 @@ func Render(b Boot) ([]Item, error) {
 	return items, nil
 }
 
-// KubeEnv is the kube-env of a master: the seed's settings, as kube-up's
-// KEY: 'value' lines, plus the certificate paths the startup script writes.
+// KubeEnv is the kube-env of a master: kube-up's settings (MULTIZONE,
+// ENABLE_ETCD_QUORUM_READ as ETCD_QUORUM_READ, MASTER_ADVERTISE_ADDRESS,
+// INITIAL_ETCD_CLUSTER, ...) as kube-up's KEY: 'value' lines, with the
+// versions and images the startup script runs.
 func KubeEnv(b Boot) string {
+	k8s := b.Config.KubernetesVersion
 	vars := [][2]string{
 		{"KUBERNETES_MASTER_NAME", b.Name},
 		{"MULTIZONE", strconv.FormatBool(b.Config.MultiZone)},
@@ -87,19 +106,14 @@ func KubeEnv(b Boot) string {
 		{"ETCD_CLIENT_PORT", strconv.Itoa(b.Config.ClientPort)},
 		{"ETCD_PEER_PORT", strconv.Itoa(b.Config.PeerPort)},
 		{"ETCD_MAX_LEARNERS", strconv.Itoa(max(b.Config.MaxLearners, 1))},
-		{"ETCD_IMAGE", EtcdImage},
-		{"KUBE_APISERVER_IMAGE", APIServerImage},
+		{"KUBERNETES_VERSION", k8s},
+		{"ETCD_VERSION", b.EtcdVersion},
+		{"ETCD_IMAGE", EtcdImage(b.EtcdVersion)},
+		{"KUBE_APISERVER_IMAGE", APIServerImageRepo + ":" + k8s},
+		{"KUBE_CONTROLLER_MANAGER_IMAGE", ControllerManagerImageRepo + ":" + k8s},
+		{"KUBE_SCHEDULER_IMAGE", SchedulerImageRepo + ":" + k8s},
 		{"SERVICE_CLUSTER_IP_RANGE", ServiceClusterIPRange},
-		{"ETCD_CA_CERT", PKIDir + "/etcd-ca.crt"},
-		{"ETCD_PEER_CERT", PKIDir + "/etcd-peer.crt"},
-		{"ETCD_PEER_KEY", PKIDir + "/etcd-peer.key"},
-		{"ETCD_SERVER_CERT", PKIDir + "/etcd-server.crt"},
-		{"ETCD_SERVER_KEY", PKIDir + "/etcd-server.key"},
-		{"CA_CERT", PKIDir + "/ca.crt"},
-		{"APISERVER_CERT", PKIDir + "/apiserver.crt"},
-		{"APISERVER_KEY", PKIDir + "/apiserver.key"},
-		{"APISERVER_ETCD_CLIENT_CERT", PKIDir + "/apiserver-etcd-client.crt"},
-		{"APISERVER_ETCD_CLIENT_KEY", PKIDir + "/apiserver-etcd-client.key"},
+		{"HEALTHCHECK_PORT", strconv.Itoa(HealthCheckPort)},
 	}
 	var sb strings.Builder
 	for _, v := range vars {

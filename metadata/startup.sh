@@ -1,17 +1,27 @@
 #!/bin/bash
 # kubeha master startup: run by the guest environment at every boot of a
-# master VM. It mounts the etcd data disk (master-pd), writes the
-# certificates of kubeha-tls, and starts etcd and kube-apiserver as static
-# pods, all from the instance metadata kubeha sets (kube-env, kubeha-tls).
+# master VM, as kube-up's configure.sh is. From the instance metadata kubeha
+# sets (kube-env, kubeha-tls) it writes the certificates and kubeconfigs,
+# mounts the etcd data disk (master-pd), opens the host firewall for the
+# ports the master serves, and writes the static pods of the control plane:
+# etcd, kube-apiserver, kube-controller-manager and kube-scheduler (both
+# leader-elected). It is idempotent: a second run changes nothing.
 set -o errexit -o nounset -o pipefail
 
-# The paths can be overridden from the environment (kubeha's tests do).
-readonly METADATA=http://metadata.google.internal/computeMetadata/v1/instance/attributes
-readonly PKI_DIR="${PKI_DIR:-/etc/srv/kubernetes/pki}"
-readonly MANIFESTS="${MANIFESTS:-/etc/kubernetes/manifests}"
-readonly DATA_DISK="${DATA_DISK:-/dev/disk/by-id/google-master-pd}"
-readonly DATA_MOUNT="${DATA_MOUNT:-/mnt/disks/master-pd}"
-readonly BOOT_DISK_DATA_DIR="${BOOT_DISK_DATA_DIR:-/var/etcd/data}"
+# Every path the script writes is under ROOT: empty on a VM. kubeha's
+# emulator runs the script for each emulated machine with KUBEHA_ROOT set to
+# that machine's directory, so the same absolute paths land inside it.
+readonly ROOT="${KUBEHA_ROOT:-}"
+# GCE_METADATA_HOST is the variable Google's client libraries honour too.
+readonly METADATA="http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance/attributes"
+readonly SRV="${ROOT}/etc/srv/kubernetes"
+readonly PKI_DIR="${PKI_DIR:-${SRV}/pki}"
+readonly MANIFESTS="${MANIFESTS:-${ROOT}/etc/kubernetes/manifests}"
+readonly DATA_DISK="${DATA_DISK:-${ROOT}/dev/disk/by-id/google-master-pd}"
+readonly DATA_MOUNT="${DATA_MOUNT:-${ROOT}/mnt/disks/master-pd}"
+readonly BOOT_DISK_DATA_DIR="${BOOT_DISK_DATA_DIR:-${ROOT}/var/etcd/data}"
+
+log() { echo "kubeha: $*"; }
 
 metadata() {
   curl --fail --silent --show-error --retry 10 --retry-delay 2 \
@@ -34,26 +44,63 @@ tls_field() {
   sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p" <<<"$1" | sed 's/\\n/\n/g'
 }
 
+# write_secret PATH CONTENT writes a file readable by root only, and only
+# when its content changed (a rerun rewrites nothing).
 write_secret() {
   local path="$1" content="$2"
-  (umask 077 && printf '%s\n' "${content}" >"${path}")
+  if [[ -f "${path}" ]] && [[ "$(cat "${path}")" == "${content}" ]]; then
+    return
+  fi
+  (umask 077 && printf '%s\n' "${content}" >"${path}.tmp" && mv "${path}.tmp" "${path}")
 }
 
 write_certificates() {
-  local doc
+  local doc field file
   doc="$(metadata kubeha-tls)"
   mkdir -p "${PKI_DIR}"
   chmod 0700 "${PKI_DIR}"
-  write_secret "${PKI_DIR}/etcd-ca.crt" "$(tls_field "${doc}" ca)"
-  write_secret "${PKI_DIR}/etcd-peer.crt" "$(tls_field "${doc}" peerCert)"
-  write_secret "${PKI_DIR}/etcd-peer.key" "$(tls_field "${doc}" peerKey)"
-  write_secret "${PKI_DIR}/etcd-server.crt" "$(tls_field "${doc}" serverCert)"
-  write_secret "${PKI_DIR}/etcd-server.key" "$(tls_field "${doc}" serverKey)"
-  write_secret "${PKI_DIR}/ca.crt" "$(tls_field "${doc}" clusterCA)"
-  write_secret "${PKI_DIR}/apiserver.crt" "$(tls_field "${doc}" apiServerCert)"
-  write_secret "${PKI_DIR}/apiserver.key" "$(tls_field "${doc}" apiServerKey)"
-  write_secret "${PKI_DIR}/apiserver-etcd-client.crt" "$(tls_field "${doc}" apiServerEtcdClientCert)"
-  write_secret "${PKI_DIR}/apiserver-etcd-client.key" "$(tls_field "${doc}" apiServerEtcdClientKey)"
+  while read -r field file; do
+    write_secret "${PKI_DIR}/${file}" "$(tls_field "${doc}" "${field}")"
+  done <<'FILES'
+ca etcd-ca.crt
+peerCert etcd-peer.crt
+peerKey etcd-peer.key
+serverCert etcd-server.crt
+serverKey etcd-server.key
+clusterCA ca.crt
+apiServerCert apiserver.crt
+apiServerKey apiserver.key
+apiServerEtcdClientCert apiserver-etcd-client.crt
+apiServerEtcdClientKey apiserver-etcd-client.key
+serviceAccountKey sa.key
+serviceAccountPub sa.pub
+controllerManagerCert controller-manager.crt
+controllerManagerKey controller-manager.key
+schedulerCert scheduler.crt
+schedulerKey scheduler.key
+FILES
+}
+
+# write_kubeconfig NAME USER: a kubeconfig for a component of this master,
+# its credentials inline, talking to the local kube-apiserver.
+write_kubeconfig() {
+  local name="$1" user="$2"
+  write_secret "${SRV}/${name}.kubeconfig" "apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://${INTERNAL_IP}:443
+    certificate-authority-data: $(base64 -w0 <"${PKI_DIR}/ca.crt")
+users:
+- name: ${user}
+  user:
+    client-certificate-data: $(base64 -w0 <"${PKI_DIR}/${name}.crt")
+    client-key-data: $(base64 -w0 <"${PKI_DIR}/${name}.key")
+contexts:
+- name: local
+  context: {cluster: local, user: ${user}}
+current-context: local"
 }
 
 # The etcd data lives on master-pd, formatted on first use; a master
@@ -76,91 +123,152 @@ mount_data_disk() {
   chmod 0700 "${ETCD_DATA_DIR}"
 }
 
-write_etcd_manifest() {
-  mkdir -p "${MANIFESTS}"
-  cat >"${MANIFESTS}/etcd.yaml" <<MANIFEST
-apiVersion: v1
-kind: Pod
-metadata:
-  name: etcd
-  namespace: kube-system
-spec:
-  hostNetwork: true
-  priorityClassName: system-node-critical
-  containers:
-  - name: etcd
-    image: ${ETCD_IMAGE}
-    command:
-    - etcd
-    - --name=${ETCD_NAME}
-    - --data-dir=/var/etcd/data
-    - --listen-peer-urls=https://${INTERNAL_IP}:${ETCD_PEER_PORT}
-    - --initial-advertise-peer-urls=https://${INTERNAL_IP}:${ETCD_PEER_PORT}
-    - --listen-client-urls=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT},https://127.0.0.1:${ETCD_CLIENT_PORT}
-    - --advertise-client-urls=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT}
-    - --initial-cluster=${INITIAL_ETCD_CLUSTER}
-    - --initial-cluster-state=${INITIAL_ETCD_CLUSTER_STATE}
-    - --max-learners=${ETCD_MAX_LEARNERS}
-    - --client-cert-auth=true
-    - --trusted-ca-file=${PKI_DIR}/etcd-ca.crt
-    - --cert-file=${PKI_DIR}/etcd-server.crt
-    - --key-file=${PKI_DIR}/etcd-server.key
-    - --peer-client-cert-auth=true
-    - --peer-trusted-ca-file=${PKI_DIR}/etcd-ca.crt
-    - --peer-cert-file=${PKI_DIR}/etcd-peer.crt
-    - --peer-key-file=${PKI_DIR}/etcd-peer.key
-    volumeMounts:
-    - {name: data, mountPath: /var/etcd/data}
-    - {name: pki, mountPath: ${PKI_DIR}, readOnly: true}
-  volumes:
-  - {name: data, hostPath: {path: ${ETCD_DATA_DIR}}}
-  - {name: pki, hostPath: {path: ${PKI_DIR}}}
-MANIFEST
+# COS's host firewall drops everything but SSH: open exactly the ports the
+# master serves (the API, etcd's client and peer ports, the load balancer's
+# health check), once.
+open_firewall() {
+  local port
+  for port in 443 "${ETCD_CLIENT_PORT}" "${ETCD_PEER_PORT}" "${HEALTHCHECK_PORT}"; do
+    if ! iptables -w -C INPUT -p tcp --dport "${port}" -j ACCEPT 2>/dev/null; then
+      iptables -w -A INPUT -p tcp --dport "${port}" -j ACCEPT
+    fi
+  done
 }
 
-write_apiserver_manifest() {
-  cat >"${MANIFESTS}/kube-apiserver.yaml" <<MANIFEST
-apiVersion: v1
+# write_manifest NAME CONTENT writes a static pod when it changed.
+write_manifest() {
+  mkdir -p "${MANIFESTS}"
+  if [[ -f "${MANIFESTS}/$1.yaml" ]] && [[ "$(cat "${MANIFESTS}/$1.yaml")" == "$2" ]]; then
+    return
+  fi
+  printf '%s\n' "$2" >"${MANIFESTS}/$1.yaml.tmp"
+  mv "${MANIFESTS}/$1.yaml.tmp" "${MANIFESTS}/$1.yaml"
+}
+
+# pod NAME IMAGE ARGS...: a static pod of one host-network container whose
+# command is NAME ARGS, with the PKI, the kubeconfigs and etcd's data as
+# host paths at the same paths.
+pod() {
+  local name="$1" image="$2" arg
+  shift 2
+  printf '%s\n' "apiVersion: v1
 kind: Pod
 metadata:
-  name: kube-apiserver
+  name: ${name}
   namespace: kube-system
+  labels: {component: ${name}, tier: control-plane}
 spec:
   hostNetwork: true
   priorityClassName: system-node-critical
   containers:
-  - name: kube-apiserver
-    image: ${KUBE_APISERVER_IMAGE}
+  - name: ${name}
+    image: ${image}
     command:
-    - kube-apiserver
-    - --advertise-address=${MASTER_ADVERTISE_ADDRESS}
-    - --secure-port=443
-    - --etcd-servers=https://127.0.0.1:${ETCD_CLIENT_PORT}
-    - --etcd-cafile=${PKI_DIR}/etcd-ca.crt
-    - --etcd-certfile=${PKI_DIR}/apiserver-etcd-client.crt
-    - --etcd-keyfile=${PKI_DIR}/apiserver-etcd-client.key
-    - --etcd-quorum-read=${ETCD_QUORUM_READ}
-    - --tls-cert-file=${PKI_DIR}/apiserver.crt
-    - --tls-private-key-file=${PKI_DIR}/apiserver.key
-    - --client-ca-file=${PKI_DIR}/ca.crt
-    - --service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}
-    volumeMounts:
-    - {name: pki, mountPath: ${PKI_DIR}, readOnly: true}
+    - ${name}"
+  for arg in "$@"; do
+    printf '    - %s\n' "${arg}"
+  done
+  printf '%s' "    volumeMounts:
+    - {name: srv, mountPath: ${SRV}, readOnly: true}"
+  if [[ "${name}" == etcd ]]; then
+    printf '%s' "
+    - {name: data, mountPath: ${ETCD_DATA_DIR}}"
+  fi
+  printf '%s' "
   volumes:
-  - {name: pki, hostPath: {path: ${PKI_DIR}}}
-MANIFEST
+  - {name: srv, hostPath: {path: ${SRV}}}"
+  if [[ "${name}" == etcd ]]; then
+    printf '%s' "
+  - {name: data, hostPath: {path: ${ETCD_DATA_DIR}}}"
+  fi
+}
+
+write_etcd_manifest() {
+  write_manifest etcd "$(pod etcd "${ETCD_IMAGE}" \
+    "--name=${ETCD_NAME}" \
+    "--data-dir=${ETCD_DATA_DIR}" \
+    "--listen-peer-urls=https://${INTERNAL_IP}:${ETCD_PEER_PORT}" \
+    "--initial-advertise-peer-urls=https://${INTERNAL_IP}:${ETCD_PEER_PORT}" \
+    "--listen-client-urls=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT}" \
+    "--advertise-client-urls=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT}" \
+    "--initial-cluster=${INITIAL_ETCD_CLUSTER}" \
+    "--initial-cluster-state=${INITIAL_ETCD_CLUSTER_STATE}" \
+    "--max-learners=${ETCD_MAX_LEARNERS}" \
+    "--client-cert-auth=true" \
+    "--trusted-ca-file=${PKI_DIR}/etcd-ca.crt" \
+    "--cert-file=${PKI_DIR}/etcd-server.crt" \
+    "--key-file=${PKI_DIR}/etcd-server.key" \
+    "--peer-client-cert-auth=true" \
+    "--peer-trusted-ca-file=${PKI_DIR}/etcd-ca.crt" \
+    "--peer-cert-file=${PKI_DIR}/etcd-peer.crt" \
+    "--peer-key-file=${PKI_DIR}/etcd-peer.key")"
+}
+
+# kube-apiserver with the flags of current releases. Reads are linearizable
+# by default since Kubernetes 1.9, which is what kube-up's
+# ENABLE_ETCD_QUORUM_READ asked for; there is no flag for it any more.
+write_apiserver_manifest() {
+  write_manifest kube-apiserver "$(pod kube-apiserver "${KUBE_APISERVER_IMAGE}" \
+    "--advertise-address=${MASTER_ADVERTISE_ADDRESS}" \
+    "--bind-address=0.0.0.0" \
+    "--secure-port=443" \
+    "--etcd-servers=https://${INTERNAL_IP}:${ETCD_CLIENT_PORT}" \
+    "--etcd-cafile=${PKI_DIR}/etcd-ca.crt" \
+    "--etcd-certfile=${PKI_DIR}/apiserver-etcd-client.crt" \
+    "--etcd-keyfile=${PKI_DIR}/apiserver-etcd-client.key" \
+    "--tls-cert-file=${PKI_DIR}/apiserver.crt" \
+    "--tls-private-key-file=${PKI_DIR}/apiserver.key" \
+    "--client-ca-file=${PKI_DIR}/ca.crt" \
+    "--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}" \
+    "--service-account-issuer=https://kubernetes.default.svc.cluster.local" \
+    "--service-account-key-file=${PKI_DIR}/sa.pub" \
+    "--service-account-signing-key-file=${PKI_DIR}/sa.key" \
+    "--authorization-mode=Node,RBAC" \
+    "--anonymous-auth=false" \
+    "--enable-admission-plugins=NodeRestriction" \
+    "--allow-privileged=true" \
+    "--profiling=false")"
+}
+
+write_controller_manager_manifest() {
+  write_kubeconfig controller-manager system:kube-controller-manager
+  write_manifest kube-controller-manager "$(pod kube-controller-manager "${KUBE_CONTROLLER_MANAGER_IMAGE}" \
+    "--kubeconfig=${SRV}/controller-manager.kubeconfig" \
+    "--authentication-kubeconfig=${SRV}/controller-manager.kubeconfig" \
+    "--authorization-kubeconfig=${SRV}/controller-manager.kubeconfig" \
+    "--bind-address=${INTERNAL_IP}" \
+    "--leader-elect=true" \
+    "--use-service-account-credentials=true" \
+    "--service-account-private-key-file=${PKI_DIR}/sa.key" \
+    "--root-ca-file=${PKI_DIR}/ca.crt" \
+    "--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}" \
+    "--profiling=false")"
+}
+
+write_scheduler_manifest() {
+  write_kubeconfig scheduler system:kube-scheduler
+  write_manifest kube-scheduler "$(pod kube-scheduler "${KUBE_SCHEDULER_IMAGE}" \
+    "--kubeconfig=${SRV}/scheduler.kubeconfig" \
+    "--authentication-kubeconfig=${SRV}/scheduler.kubeconfig" \
+    "--authorization-kubeconfig=${SRV}/scheduler.kubeconfig" \
+    "--bind-address=${INTERNAL_IP}" \
+    "--leader-elect=true" \
+    "--profiling=false")"
 }
 
 main() {
   load_kube_env
   write_certificates
   mount_data_disk
+  open_firewall
   write_etcd_manifest
   write_apiserver_manifest
+  write_controller_manager_manifest
+  write_scheduler_manifest
   if systemctl list-unit-files kubelet.service >/dev/null 2>&1; then
     systemctl enable --now kubelet.service
   fi
-  echo "kubeha: ${KUBERNETES_MASTER_NAME} started etcd ${ETCD_NAME} (${INITIAL_ETCD_CLUSTER_STATE}) and kube-apiserver"
+  log "${KUBERNETES_MASTER_NAME} wrote the static pods of Kubernetes ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} (${INITIAL_ETCD_CLUSTER_STATE} member ${ETCD_NAME})"
 }
 
 # Sourcing the script (as kubeha's tests do) defines the functions only.

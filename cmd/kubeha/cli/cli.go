@@ -90,6 +90,7 @@ quorum-safe changes and applies them.`,
 		newSimCommand(streams),
 		newPlanCommand(streams),
 		newStatusCommand(streams),
+		newKubeconfigCommand(streams),
 		newApplyCommand(streams),
 		newWatchCommand(streams),
 	)

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeha/kubeha/internal/atomicfile"
+	"github.com/kubeha/kubeha/pki"
+)
+
+type kubeconfigOptions struct {
+	file    string
+	out     string
+	backend backendOptions
+}
+
+func newKubeconfigCommand(streams IOStreams) *cobra.Command {
+	var o kubeconfigOptions
+	cmd := &cobra.Command{
+		Use:   "kubeconfig -f cluster.yaml --out FILE",
+		Short: "Write an admin kubeconfig for the cluster's static IP",
+		Long: `Write a kubeconfig (mode 0600) whose server is https://STATIC_IP, the address
+that stays the cluster's whether it has one master or several behind the
+load balancer, and whose user is kubeha's admin (group system:masters),
+issued by the cluster CA in the PKI directory. Its key is written only to
+the file named; nothing secret is printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.out == "" || o.out == "-" {
+				return errors.New("--out FILE is required: the kubeconfig holds a private key, so it is written only to a file you name, never to standard output")
+			}
+			c, _, err := loadSpec(streams, o.file)
+			if err != nil {
+				return err
+			}
+			b, err := o.backend.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			obs, err := observe(cmd.Context(), b, c)
+			if err != nil {
+				return err
+			}
+			if obs.StaticIP == nil || obs.StaticIP.Address == "" {
+				return fmt.Errorf("cluster %s has no static IP yet: run kubeha apply -f %s first", c.Metadata.Name, o.file)
+			}
+			p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
+			if err != nil {
+				return err
+			}
+			cert, key, err := p.Admin()
+			if err != nil {
+				return err
+			}
+			server := "https://" + obs.StaticIP.Address
+			if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, server, p.ClusterCA.CertPEM, cert, key)), 0o600); err != nil {
+				return fmt.Errorf("write the kubeconfig: %w", err)
+			}
+			fmt.Fprintf(streams.Out, "Wrote the admin kubeconfig of cluster %s (server %s) to %s\n", c.Metadata.Name, server, o.out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd.Flags().StringVar(&o.out, "out", "", "the file to write (mode 0600)")
+	o.backend.addFlags(cmd)
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+// adminKubeconfig is a kubeconfig with its credentials inline.
+func adminKubeconfig(cluster, server, caPEM, certPEM, keyPEM string) string {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: %[1]s
+  cluster:
+    server: %[2]s
+    certificate-authority-data: %[3]s
+users:
+- name: %[1]s-admin
+  user:
+    client-certificate-data: %[4]s
+    client-key-data: %[5]s
+contexts:
+- name: %[1]s
+  context:
+    cluster: %[1]s
+    user: %[1]s-admin
+current-context: %[1]s
+`, cluster, server, b64(caPEM), b64(certPEM), b64(keyPEM))
+}

@@ -1,0 +1,100 @@
+package kubelet
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// BinariesEnv names a directory of control-plane binaries other than the
+// checkout's .kubeha/bin/kubernetes-<version>.
+const BinariesEnv = "KUBEHA_KUBE_BINARIES"
+
+// Binaries is a directory that make kube-binaries filled: etcd, and
+// kube-apiserver, kube-controller-manager and kube-scheduler, with the
+// versions they were built at in its VERSIONS file.
+type Binaries struct {
+	Dir        string
+	Kubernetes string // v1.37.2
+	Etcd       string // v3.7.3
+}
+
+// ErrNoBinaries says the control-plane binaries are not built.
+var ErrNoBinaries = errors.New("the Kubernetes binaries are not built: run make kube-binaries")
+
+// FindBinaries looks for the binaries of Kubernetes version: in
+// KUBEHA_KUBE_BINARIES when set, else in .kubeha/bin/kubernetes-<version>
+// of the checkout that holds dir (or one of its parents).
+func FindBinaries(dir, version string) (*Binaries, error) {
+	if d := os.Getenv(BinariesEnv); d != "" {
+		return LoadBinaries(d)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		candidate := filepath.Join(d, ".kubeha", "bin", "kubernetes-"+version)
+		if _, err := os.Stat(filepath.Join(candidate, "VERSIONS")); err == nil {
+			return LoadBinaries(candidate)
+		}
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil || filepath.Dir(d) == d {
+			return nil, fmt.Errorf("%w (looked in %s)", ErrNoBinaries, candidate)
+		}
+	}
+}
+
+// LoadBinaries reads a binaries directory.
+func LoadBinaries(dir string) (*Binaries, error) {
+	f, err := os.Open(filepath.Join(dir, "VERSIONS"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (%s has no VERSIONS file)", ErrNoBinaries, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the binaries' versions: %w", err)
+	}
+	defer f.Close()
+	b := &Binaries{Dir: dir}
+	sc := bufio.NewScanner(f)
+	if sc.Scan() {
+		// "kubernetes v1.37.2 etcd v3.7.3"
+		fields := strings.Fields(sc.Text())
+		for i := 0; i+1 < len(fields); i += 2 {
+			switch fields[i] {
+			case "kubernetes":
+				b.Kubernetes = fields[i+1]
+			case "etcd":
+				b.Etcd = fields[i+1]
+			}
+		}
+	}
+	if b.Kubernetes == "" || b.Etcd == "" {
+		return nil, fmt.Errorf("%s/VERSIONS does not say which Kubernetes and etcd were built: run make kube-binaries again", dir)
+	}
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return nil, fmt.Errorf("%w (%s lacks %s)", ErrNoBinaries, dir, name)
+		}
+	}
+	return b, nil
+}
+
+// Resolve returns the binary of a container image, refusing an image
+// whose version is not the one built: on a VM it would be another binary.
+func (b *Binaries) Resolve(image string) (string, error) {
+	repo, tag, _ := strings.Cut(image, ":")
+	name := repo[strings.LastIndex(repo, "/")+1:]
+	want := ""
+	switch name {
+	case "etcd":
+		want = strings.TrimPrefix(b.Etcd, "v") + "-0"
+	case "kube-apiserver", "kube-controller-manager", "kube-scheduler":
+		want = b.Kubernetes
+	default:
+		return "", fmt.Errorf("image %s: the emulator runs only etcd, kube-apiserver, kube-controller-manager and kube-scheduler", image)
+	}
+	if tag != want {
+		return "", fmt.Errorf("image %s: the emulator's binaries are Kubernetes %s and etcd %s (%s): build that version with make kube-binaries", image, b.Kubernetes, b.Etcd, b.Dir)
+	}
+	return filepath.Join(b.Dir, name), nil
+}

@@ -1,0 +1,263 @@
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// pod is the part of a static pod manifest the stand-in reads.
+type podManifest struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		HostNetwork bool `json:"hostNetwork"`
+		Containers  []struct {
+			Name    string   `json:"name"`
+			Image   string   `json:"image"`
+			Command []string `json:"command"`
+			Args    []string `json:"args"`
+		} `json:"containers"`
+	} `json:"spec"`
+}
+
+// PodStatus is one static pod as the stand-in runs it.
+type PodStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // running, waiting (to restart), failed (cannot start)
+	Restarts int    `json:"restarts"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Runner runs the static pods of a manifest directory.
+type Runner struct {
+	Manifests string    // the directory the kubelet watches
+	Binaries  *Binaries // what images resolve to
+	Address   string    // the machine's IP: a 0.0.0.0 bind becomes it
+	LogDir    string    // each container logs to LogDir/<pod>.log
+	// Poll is how often the manifest directory is read; default 1s.
+	Poll time.Duration
+
+	mu   sync.Mutex
+	pods map[string]*running // by manifest file
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+type running struct {
+	manifest string // its content, to see a change
+	cancel   context.CancelFunc
+	done     chan struct{}
+	status   PodStatus
+}
+
+// maxBackoff caps the restart back-off (the kubelet's is 5 minutes).
+const maxBackoff = 10 * time.Second
+
+// Start runs the pods and follows the directory until Stop.
+func (r *Runner) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.mu.Lock()
+	r.pods, r.stop, r.done = map[string]*running{}, cancel, make(chan struct{})
+	r.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		poll := r.Poll
+		if poll == 0 {
+			poll = time.Second
+		}
+		for {
+			r.sync(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(poll):
+			}
+		}
+	}()
+}
+
+// Stop kills every container and waits for them to exit: the machine is
+// gone, or hangs.
+func (r *Runner) Stop() {
+	r.mu.Lock()
+	stop, done := r.stop, r.done
+	r.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-done
+	r.mu.Lock()
+	pods := r.pods
+	r.pods = map[string]*running{}
+	r.mu.Unlock()
+	for _, p := range pods {
+		p.cancel()
+		<-p.done
+	}
+}
+
+// Status lists the pods, by name.
+func (r *Runner) Status() []PodStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []PodStatus
+	for _, p := range r.pods {
+		out = append(out, p.status)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// sync starts pods whose manifest appeared or changed and stops those
+// whose manifest is gone, as the kubelet does.
+func (r *Runner) sync(ctx context.Context) {
+	entries, _ := os.ReadDir(r.Manifests)
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(r.Manifests, e.Name()))
+		if err != nil {
+			continue
+		}
+		seen[e.Name()] = true
+		r.mu.Lock()
+		cur := r.pods[e.Name()]
+		r.mu.Unlock()
+		if cur != nil && cur.manifest == string(data) {
+			continue
+		}
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+		}
+		r.launch(ctx, e.Name(), string(data))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for file, p := range r.pods {
+		if !seen[file] {
+			p.cancel()
+			<-p.done
+			delete(r.pods, file)
+		}
+	}
+}
+
+func (r *Runner) launch(ctx context.Context, file, manifest string) {
+	pctx, cancel := context.WithCancel(ctx)
+	p := &running{manifest: manifest, cancel: cancel, done: make(chan struct{}), status: PodStatus{Name: strings.TrimSuffix(file, ".yaml"), State: "waiting"}}
+	r.mu.Lock()
+	r.pods[file] = p
+	r.mu.Unlock()
+	go func() {
+		defer close(p.done)
+		bin, args, err := r.container(manifest)
+		if err != nil {
+			r.set(p, "failed", err)
+			<-pctx.Done()
+			return
+		}
+		r.set(p, "waiting", nil)
+		backoff := 10 * time.Second / 10 // the first restart comes after 1 s here
+		for pctx.Err() == nil {
+			started := time.Now()
+			err := r.run(pctx, p, bin, args)
+			if pctx.Err() != nil {
+				return
+			}
+			r.mu.Lock()
+			p.status.Restarts++
+			r.mu.Unlock()
+			r.set(p, "waiting", fmt.Errorf("exited after %s: %v", time.Since(started).Round(time.Millisecond), err))
+			if time.Since(started) > maxBackoff {
+				backoff = time.Second
+			}
+			select {
+			case <-pctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}()
+}
+
+func (r *Runner) set(p *running, state string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p.status.State, p.status.Error = state, ""
+	if err != nil {
+		p.status.Error = err.Error()
+	}
+}
+
+// container reads a manifest's one container: its binary and arguments.
+func (r *Runner) container(manifest string) (string, []string, error) {
+	var m podManifest
+	if err := yaml.Unmarshal([]byte(manifest), &m); err != nil {
+		return "", nil, fmt.Errorf("read the manifest: %w", err)
+	}
+	if len(m.Spec.Containers) != 1 || !m.Spec.HostNetwork {
+		return "", nil, fmt.Errorf("pod %s: the stand-in runs host-network pods of one container", m.Metadata.Name)
+	}
+	c := m.Spec.Containers[0]
+	bin, err := r.Binaries.Resolve(c.Image)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(c.Command) == 0 || filepath.Base(c.Command[0]) != filepath.Base(bin) {
+		return "", nil, fmt.Errorf("pod %s: its command %v is not the image's binary %s", m.Metadata.Name, c.Command, filepath.Base(bin))
+	}
+	args := append(append([]string{}, c.Command[1:]...), c.Args...)
+	for i, a := range args {
+		if name, value, ok := strings.Cut(a, "="); ok && strings.HasSuffix(name, "-address") && value == "0.0.0.0" {
+			args[i] = name + "=" + r.Address
+		}
+	}
+	return bin, args, nil
+}
+
+// run runs the container once, until it exits or ctx ends (then it and
+// every process it started are killed).
+func (r *Runner) run(ctx context.Context, p *running, bin string, args []string) error {
+	if err := os.MkdirAll(r.LogDir, 0o755); err != nil {
+		return err
+	}
+	log, err := os.OpenFile(filepath.Join(r.LogDir, p.status.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.set(p, "running", nil)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return err
+	case <-ctx.Done():
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		return errors.New("stopped")
+	}
+}

@@ -1,0 +1,177 @@
+// Package machine is an emulated master VM: a root directory of its own,
+// its metadata served as GCE's metadata server serves it, the real startup
+// script run with bash at every boot, and the stand-ins for what a VM's own
+// software does that cannot run here: init (systemctl), the disk tools
+// (blkid, mkfs.ext4, mount, mountpoint), the host firewall (iptables) and
+// the kubelet (package kubelet, which runs the static pods as processes of
+// the real binaries). Each stand-in records what it was asked in
+// <root>/var/log/stand-ins.log.
+package machine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kubeha/kubeha/sim/kubelet"
+)
+
+// Machine is one emulated VM.
+type Machine struct {
+	Root     string            // its directory: the VM's /
+	IP       string            // its internal IP (a loopback address here)
+	Metadata map[string]string // its instance attributes
+	// DataDisk is the directory of its master-pd disk ("" for none).
+	DataDisk string
+	Binaries *kubelet.Binaries
+
+	mu      sync.Mutex
+	md      *http.Server
+	kubelet *kubelet.Runner
+}
+
+// standIns are the scripts that stand for a VM's own tools. Each records
+// its arguments; the disk tools treat the disk's directory as the disk.
+var standIns = map[string]string{
+	"systemctl": `exit 1 # no init here: the kubelet stand-in runs the static pods`,
+	"blkid":     `[ -e "$1/.formatted" ]`,
+	"mkfs.ext4": `for a; do d="$a"; done; touch "$d/.formatted"`,
+	"mountpoint": `[ -L "$2" ]`,
+	"mount": `src="${*: -2:1}"; dst="${*: -1}"
+rmdir "$dst" 2>/dev/null || true; ln -sfn "$src" "$dst"`,
+	"iptables": `rules="$KUBEHA_ROOT/var/lib/iptables-rules"; mkdir -p "${rules%/*}"
+case "$2" in
+-C) shift 2; grep -qxF "$*" "$rules" 2>/dev/null ;;
+-A) shift 2; echo "$*" >>"$rules" ;;
+esac`,
+}
+
+func (m *Machine) path(rel string) string { return filepath.Join(m.Root, rel) }
+
+// Boot serves the metadata, runs the startup script and starts the kubelet
+// stand-in. A script that fails is the machine's failed boot: its output is
+// in the error, and nothing was started.
+func (m *Machine) Boot(ctx context.Context) error {
+	for _, d := range []string{"stand-ins", "var/log", "dev/disk/by-id"} {
+		if err := os.MkdirAll(m.path(d), 0o755); err != nil {
+			return fmt.Errorf("boot %s: %w", m.IP, err)
+		}
+	}
+	for name, body := range standIns {
+		script := "#!/bin/bash\necho \"" + name + " $*\" >>\"$KUBEHA_ROOT/var/log/stand-ins.log\"\n" + body + "\n"
+		if err := os.WriteFile(m.path("stand-ins/"+name), []byte(script), 0o755); err != nil {
+			return fmt.Errorf("boot %s: %w", m.IP, err)
+		}
+	}
+	disk := m.path("dev/disk/by-id/google-master-pd")
+	os.Remove(disk)
+	if m.DataDisk != "" {
+		if err := os.Symlink(m.DataDisk, disk); err != nil {
+			return fmt.Errorf("attach master-pd: %w", err)
+		}
+	}
+	mdAddr, err := m.serveMetadata()
+	if err != nil {
+		return err
+	}
+	script := m.path("var/lib/google/startup-script")
+	os.MkdirAll(filepath.Dir(script), 0o755)
+	if err := os.WriteFile(script, []byte(m.Metadata["startup-script"]), 0o755); err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Env = append(os.Environ(), "KUBEHA_ROOT="+m.Root, "GCE_METADATA_HOST="+mdAddr, "PATH="+m.path("stand-ins")+":"+os.Getenv("PATH"))
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out), &out
+	err = cmd.Run()
+	os.WriteFile(m.path("var/log/startup-script.log"), out.Bytes(), 0o644)
+	if err != nil {
+		return fmt.Errorf("the startup script of %s failed (%v): %s", m.IP, err, lastLines(out.String(), 5))
+	}
+	if m.Binaries == nil {
+		return nil
+	}
+	k := &kubelet.Runner{Manifests: m.path("etc/kubernetes/manifests"), Binaries: m.Binaries, Address: m.IP, LogDir: m.path("var/log/pods"), Poll: 500 * time.Millisecond}
+	k.Start()
+	m.mu.Lock()
+	m.kubelet = k
+	m.mu.Unlock()
+	return nil
+}
+
+// Halt stops every process of the machine, as a dead VM.
+func (m *Machine) Halt() {
+	m.mu.Lock()
+	k, md := m.kubelet, m.md
+	m.kubelet, m.md = nil, nil
+	m.mu.Unlock()
+	if k != nil {
+		k.Stop()
+	}
+	if md != nil {
+		md.Close()
+	}
+}
+
+// Pods are the static pods the kubelet stand-in runs.
+func (m *Machine) Pods() []kubelet.PodStatus {
+	m.mu.Lock()
+	k := m.kubelet
+	m.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	return k.Status()
+}
+
+// StandInCalls is what the stand-ins were asked, a line each.
+func (m *Machine) StandInCalls() []string {
+	data, _ := os.ReadFile(m.path("var/log/stand-ins.log"))
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// serveMetadata serves the instance attributes as GCE's metadata server
+// does: only with the Metadata-Flavor: Google header.
+func (m *Machine) serveMetadata() (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(m.IP, "0"))
+	if err != nil {
+		return "", fmt.Errorf("serve the metadata of %s: %w", m.IP, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/computeMetadata/v1/instance/attributes/{key}", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" {
+			http.Error(w, "Missing Metadata-Flavor:Google header.", http.StatusForbidden)
+			return
+		}
+		v, ok := m.Metadata[r.PathValue("key")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Metadata-Flavor", "Google")
+		io.WriteString(w, v)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	m.mu.Lock()
+	m.md = srv
+	m.mu.Unlock()
+	return ln.Addr().String(), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
