@@ -42,9 +42,9 @@ type Machine struct {
 // standIns are the scripts that stand for a VM's own tools. Each records
 // its arguments; the disk tools treat the disk's directory as the disk.
 var standIns = map[string]string{
-	"systemctl": `exit 1 # no init here: the kubelet stand-in runs the static pods`,
-	"blkid":     `[ -e "$1/.formatted" ]`,
-	"mkfs.ext4": `for a; do d="$a"; done; touch "$d/.formatted"`,
+	"systemctl":  `exit 1 # no init here: the kubelet stand-in runs the static pods`,
+	"blkid":      `[ -e "$1/.formatted" ]`,
+	"mkfs.ext4":  `for a; do d="$a"; done; touch "$d/.formatted"`,
 	"mountpoint": `[ -L "$2" ]`,
 	"mount": `src="${*: -2:1}"; dst="${*: -1}"
 rmdir "$dst" 2>/dev/null || true; ln -sfn "$src" "$dst"`,
