@@ -33,6 +33,9 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	kubeha = filepath.Join(dir, "kubeha")
+	// --sim runs etcd-only masters in these tests; the tests of the whole
+	// control plane ask for it.
+	os.Setenv("KUBEHA_SIM_CONTROL_PLANE", "etcd")
 	// Built without -race: the binary also serves the emulator, whose etcd
 	// members must not be slowed down; the packages run with -race anyway.
 	build := exec.Command("go", "build", "-o", kubeha, "./cmd/kubeha")

@@ -29,9 +29,16 @@ func startSimServeB(b *testing.B, dir string) (*exec.Cmd, string) {
 	return startSimServeTB(b, dir)
 }
 
+// startSimServeTB starts an emulator whose masters run etcd only; the
+// tests of the whole control plane start theirs with startSimServeWith.
 func startSimServeTB(t testing.TB, dir string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet())
+	return startSimServeWith(t, dir, "etcd")
+}
+
+func startSimServeWith(t testing.TB, dir, controlPlane string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet(), "--control-plane", controlPlane)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kubeha/kubeha/sim/kubelet"
+	"github.com/kubeha/kubeha/sim/machine"
+
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 
@@ -30,6 +33,11 @@ type MemberStatus struct {
 	State    string `json:"state"` // booting, starting, ready, failed, stopped
 	Error    string `json:"error,omitempty"`
 	Restarts int    `json:"restarts"`
+	// ControlPlane says what the master runs: "etcd only" (an embedded
+	// member), or "Kubernetes v1.37.2" (the startup script and static pods
+	// of the real binaries), whose pods are then listed.
+	ControlPlane string              `json:"controlPlane"`
+	Pods         []kubelet.PodStatus `json:"pods,omitempty"`
 }
 
 // member supervises the embedded etcd of one RUNNING instance, restarting it
@@ -48,6 +56,9 @@ type member struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// machine is set when the master boots through its startup script.
+	machine *machine.Machine
 
 	mu     sync.Mutex
 	status MemberStatus
@@ -101,10 +112,19 @@ func (s *Server) bootLocked(key string) {
 		electMs:   cmp.Or(s.opts.EtcdElectionMs, 2500),
 		done:      make(chan struct{}),
 	}
-	m.status = MemberStatus{Instance: key, IP: m.ip, State: "booting"}
+	m.status = MemberStatus{Instance: key, IP: m.ip, State: "booting", ControlPlane: "etcd only"}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	s.members[key] = m
+	if s.opts.Kubernetes != nil {
+		m.machine = &machine.Machine{Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes}
+		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
+		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {
+			m.status.Name = cfg.Name
+		}
+		go m.runMachine(ctx, s.log.With("instance", key, "ip", m.ip))
+		return
+	}
 	cfg, err := metadata.ParseEtcd(etcdDoc)
 	if err == nil && tlsDoc != "" {
 		m.tls, err = metadata.ParseTLS(tlsDoc)
@@ -118,6 +138,54 @@ func (s *Server) bootLocked(key string) {
 	m.cfg = cfg
 	m.status.Name = cfg.Name
 	go m.run(ctx, s.log.With("member", cfg.Name, "ip", m.ip))
+}
+
+// allItems is an instance's metadata, as its metadata server serves it.
+func allItems(in *compute.Instance) map[string]string {
+	out := map[string]string{}
+	if in.Metadata != nil {
+		for _, it := range in.Metadata.Items {
+			if it.Value != nil {
+				out[it.Key] = *it.Value
+			}
+		}
+	}
+	return out
+}
+
+// runMachine boots a master as a VM does: after its boot time, the
+// startup script runs, and the kubelet stand-in runs its static pods,
+// until the machine is stopped, deleted or crashed (then every process of
+// it stops at once).
+func (m *member) runMachine(ctx context.Context, log interface {
+	Info(string, ...any)
+	Error(string, ...any)
+}) {
+	defer close(m.done)
+	if m.bootDelay > 0 {
+		select {
+		case <-time.After(m.bootDelay):
+		case <-ctx.Done():
+			m.set("stopped", nil)
+			return
+		}
+	}
+	m.set("starting", nil)
+	if err := os.MkdirAll(m.machine.Root, 0o755); err != nil {
+		m.set("failed", err)
+		return
+	}
+	if err := m.machine.Boot(ctx); err != nil {
+		log.Error("the master's boot failed", "err", err)
+		m.set("failed", err)
+		<-ctx.Done()
+		m.machine.Halt()
+		return
+	}
+	m.set("ready", nil)
+	<-ctx.Done()
+	m.machine.Halt()
+	m.set("stopped", nil)
 }
 
 func metadataItems(in *compute.Instance) (etcdDoc, tlsDoc string, ok bool) {
@@ -311,8 +379,12 @@ func (s *Server) Members() []MemberStatus {
 	var out []MemberStatus
 	for _, m := range s.members {
 		m.mu.Lock()
-		out = append(out, m.status)
+		st := m.status
 		m.mu.Unlock()
+		if m.machine != nil {
+			st.Pods = m.machine.Pods()
+		}
+		out = append(out, st)
 	}
 	for k, in := range s.w.Instances {
 		if s.w.Crashed[k] && in.Status == "RUNNING" {

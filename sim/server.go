@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubeha/kubeha/sim/kubelet"
+
 	"google.golang.org/api/option"
 
 	compute "google.golang.org/api/compute/v1"
@@ -52,6 +54,11 @@ type Options struct {
 	EtcdTickMs, EtcdElectionMs uint
 	// Logger receives the emulator's own log; default discards.
 	Logger *slog.Logger
+	// Kubernetes, when set, makes every master a machine that runs the
+	// real startup script and, through the kubelet stand-in, the whole
+	// control plane with these binaries (make kube-binaries). Without it a
+	// master runs an embedded etcd member only.
+	Kubernetes *kubelet.Binaries
 }
 
 // Server is a running emulator.

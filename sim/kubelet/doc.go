@@ -9,8 +9,12 @@
 // host: a container's image is resolved to a local binary (and refused when
 // its tag is not the version built); host paths are the machine's (the
 // startup script ran with KUBEHA_ROOT, so the paths in a manifest already
-// lie inside the machine's directory); and a flag that binds 0.0.0.0 binds
-// the machine's own IP instead. Crashed containers are restarted with the
+// lie inside the machine's directory); a flag that binds 0.0.0.0 binds the
+// machine's own IP instead; and etcd gets
+// --peer-skip-client-san-verification, because every connection between
+// the machines of one host leaves from 127.0.0.1, which no peer certificate
+// names (on GCE a peer connects from the IP its certificate names; the
+// peers still need a certificate of the etcd CA). Crashed containers are restarted with the
 // kubelet's back-off (10 s doubling, here capped at 10 s rather than 5
 // minutes, so tests do not wait), and each pod's state is reported.
 package kubelet

@@ -71,7 +71,11 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 			errOut = o.cmd.ErrOrStderr()
 		}
 		logger := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelError}))
-		srv, err := sim.Start(ctx, sim.Options{Dir: o.simDir, Subnet: os.Getenv("KUBEHA_SIM_SUBNET"), Profile: os.Getenv("KUBEHA_SIM_PROFILE"), Logger: logger})
+		bins, err := controlPlane(os.Getenv("KUBEHA_SIM_CONTROL_PLANE"))
+		if err != nil {
+			return nil, fmt.Errorf("KUBEHA_SIM_CONTROL_PLANE: %w", err)
+		}
+		srv, err := sim.Start(ctx, sim.Options{Dir: o.simDir, Subnet: os.Getenv("KUBEHA_SIM_SUBNET"), Profile: os.Getenv("KUBEHA_SIM_PROFILE"), Logger: logger, Kubernetes: bins})
 		if err != nil {
 			return nil, fmt.Errorf("start the embedded emulator in %s: %w", o.simDir, err)
 		}

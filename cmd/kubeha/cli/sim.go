@@ -1,22 +1,27 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/sim/kubelet"
+	"github.com/kubeha/kubeha/spec"
 )
 
 type simServeOptions struct {
-	listen    string
-	dir       string
-	profile   string
-	timeScale float64
-	verbose   bool
-	subnet    string
+	listen       string
+	dir          string
+	profile      string
+	timeScale    float64
+	verbose      bool
+	subnet       string
+	controlPlane string
 }
 
 func newSimCommand(streams IOStreams) *cobra.Command {
@@ -52,13 +57,18 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 			if o.verbose {
 				logger = slog.New(slog.NewTextHandler(streams.ErrOut, nil))
 			}
+			bins, err := controlPlane(o.controlPlane)
+			if err != nil {
+				return err
+			}
 			srv, err := sim.Start(cmd.Context(), sim.Options{
-				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet,
+				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet, Kubernetes: bins,
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(streams.Out, "sim: listening on %s\n", srv.URL())
+			fmt.Fprintf(streams.Out, "sim: masters run %s\n", controlPlaneWords(bins))
 			fmt.Fprintf(streams.Out, "sim: state in %s; export KUBEHA_GCE_ENDPOINT=%s\n", o.dir, srv.URL())
 			<-cmd.Context().Done()
 			fmt.Fprintln(streams.Out, "sim: stopping")
@@ -74,5 +84,35 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 	cmd.Flags().Float64Var(&o.timeScale, "time-scale", 1, "multiply every latency (0.05 runs the gce profile at 1/20 of real time)")
 	cmd.Flags().StringVar(&o.subnet, "subnet", "", "loopback range of instance IPs for a new --dir (default "+sim.DefaultSubnet+"; kept in the state after)")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log the emulator's own events to standard error")
+	cmd.Flags().StringVar(&o.controlPlane, "control-plane", "auto", "what masters run: auto (the whole Kubernetes control plane when make kube-binaries has built it, else etcd only), kubernetes (it must be built), or etcd")
 	return cmd
+}
+
+// controlPlane finds the binaries of the Kubernetes control plane for
+// mode auto (nil when they are not built: etcd only), kubernetes (they
+// must be built) or etcd (nil).
+func controlPlane(mode string) (*kubelet.Binaries, error) {
+	switch mode {
+	case "etcd":
+		return nil, nil
+	case "auto", "kubernetes", "":
+	default:
+		return nil, fmt.Errorf("--control-plane %s: choose auto, kubernetes or etcd", mode)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	bins, err := kubelet.FindBinaries(wd, spec.DefaultKubernetesVersion)
+	if errors.Is(err, kubelet.ErrNoBinaries) && mode != "kubernetes" {
+		return nil, nil
+	}
+	return bins, err
+}
+
+func controlPlaneWords(b *kubelet.Binaries) string {
+	if b == nil {
+		return "etcd only (make kube-binaries builds the whole control plane)"
+	}
+	return fmt.Sprintf("Kubernetes %s and etcd %s from %s", b.Kubernetes, b.Etcd, b.Dir)
 }
