@@ -19,7 +19,7 @@ tools:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kubeha ./cmd/kubeha
 
-test: tools
+test: tools kube-binaries
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 

@@ -57,12 +57,16 @@ func TestMasterBootsAControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := p.IssueReplica(pki.ReplicaRequest{Cluster: "mach", Name: "mach-master", InternalIP: ip, StaticIP: ip})
+	// The static IP is advertised, not bound: an address of a
+	// documentation range, as the emulator's static IPs are (kube-apiserver
+	// refuses to advertise a loopback address).
+	const static = "203.0.113.10"
+	certs, err := p.IssueReplica(pki.ReplicaRequest{Cluster: "mach", Name: "mach-master", InternalIP: ip, StaticIP: static})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rel, _ := spec.ReleaseOf(spec.DefaultKubernetesVersion)
-	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: ip, InitialCluster: "mach-master=https://" + ip + ":2380",
+	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
 		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(),
 		Config: metadata.Config{QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MaxLearners: 6, KubernetesVersion: rel.Kubernetes}})
 	if err != nil {
