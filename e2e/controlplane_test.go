@@ -109,11 +109,13 @@ func (a *apiClient) serving(s status) {
 
 // TestControlPlaneOnEmulator: masters booted through the startup script
 // run the real etcd, kube-apiserver, kube-controller-manager and
-// kube-scheduler of the pinned release. At 1 and at 3 masters, every
-// master's API answers the admin kubeconfig's credentials, an object
-// written at the start is there, and the two leader-elected components
-// hold their leases. The API server's certificate is valid for the static
-// IP and not for a master's ephemeral IP (the HA-masters guide's note).
+// kube-scheduler of the pinned release. Through 1 -> 3 -> 5 -> 3 -> 1
+// masters, every master's API answers the admin kubeconfig's credentials,
+// an object written at the start is there, and the two leader-elected
+// components hold their leases. At 3, each master is crashed in turn (its
+// machine hangs): the others keep serving, and both leases are renewed by
+// a live holder. The API server's certificate is valid for the static IP
+// and not for a master's ephemeral IP (the HA-masters guide's note).
 func TestControlPlaneOnEmulator(t *testing.T) {
 	c := newControlPlaneCluster(t, "cp")
 	c.write(1, false)
@@ -134,15 +136,51 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		t.Fatalf("create a ConfigMap: %d %s", code, body)
 	}
 
+	kept := func(s status) {
+		t.Helper()
+		for _, r := range s.Replicas {
+			code, body := api.call(r.InternalIP, "GET", "/api/v1/namespaces/default/configmaps/kept", "")
+			if code != 200 || !strings.Contains(body, `"at":"1 master"`) {
+				t.Fatalf("the ConfigMap through %s: %d %s", r.Name, code, body)
+			}
+		}
+	}
 	c.write(3, false)
 	c.apply()
 	s = c.converged(3)
 	api.serving(s)
-	for _, r := range s.Replicas {
-		code, body := api.call(r.InternalIP, "GET", "/api/v1/namespaces/default/configmaps/kept", "")
-		if code != 200 || !strings.Contains(body, `"at":"1 master"`) {
-			t.Fatalf("the ConfigMap through %s: %d %s", r.Name, code, body)
+	kept(s)
+	for _, victim := range s.Replicas {
+		c.admin("/sim/v1/projects/kubeha-e2e/zones/" + victim.Zone + "/instances/" + victim.Name + "/crash")
+		crashed := time.Now()
+		if code, _ := api.call(victim.InternalIP, "GET", "/readyz", ""); code != 0 {
+			t.Errorf("the API of the hung master %s answered %d", victim.Name, code)
 		}
+		for _, r := range s.Replicas {
+			if r.Name != victim.Name {
+				if code, body := api.call(r.InternalIP, "GET", "/api/v1/namespaces/default/configmaps/kept", ""); code != 200 {
+					t.Fatalf("with %s hung, %s answered %d %s", victim.Name, r.Name, code, body)
+				}
+			}
+		}
+		live := s.Replicas[0].InternalIP
+		if live == victim.InternalIP {
+			live = s.Replicas[1].InternalIP
+		}
+		for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+			waitFor(t, 2*time.Minute, lease+"'s lease renewed by a live holder after "+victim.Name+" hung", func() bool {
+				code, body := api.call(live, "GET", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+lease, "")
+				var l struct {
+					Spec struct {
+						RenewTime time.Time `json:"renewTime"`
+					} `json:"spec"`
+				}
+				return code == 200 && json.Unmarshal([]byte(body), &l) == nil && l.Spec.RenewTime.After(crashed)
+			})
+			t.Logf("%s hung: %s's lease renewed after %s", victim.Name, lease, time.Since(crashed).Round(100*time.Millisecond))
+		}
+		c.admin("/sim/v1/projects/kubeha-e2e/zones/" + victim.Zone + "/instances/" + victim.Name + "/revive")
+		api.serving(s)
 	}
 	// The serving certificate: for the static IP, not for an ephemeral one.
 	conn, err := tls.Dial("tcp", s.Replicas[1].InternalIP+":443", &tls.Config{RootCAs: api.ca, ServerName: s.Replicas[1].InternalIP})
@@ -156,5 +194,12 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 	}
 	if err := cert.VerifyHostname("198.51.100.77"); err == nil {
 		t.Error("the API certificate is valid for an ephemeral IP")
+	}
+	for _, n := range []int{5, 3, 1} {
+		c.write(n, false)
+		c.apply()
+		s = c.converged(n)
+		api.serving(s)
+		kept(s)
 	}
 }

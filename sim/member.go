@@ -229,12 +229,33 @@ func (s *Server) dataDirLocked(in *compute.Instance) string {
 // haltLocked detaches the member of an instance and returns the function that
 // stops it (it blocks until etcd has closed; call it without the lock).
 func (s *Server) haltLocked(key string) func() {
+	if f := s.frozen[key]; f != nil {
+		delete(s.frozen, key)
+		return f.stop
+	}
 	m := s.members[key]
 	if m == nil {
 		return func() {}
 	}
 	delete(s.members, key)
 	return m.stop
+}
+
+// crashLocked crashes the member of an instance. A master that runs the
+// whole control plane hangs: its processes stop where they are, holding
+// their ports and answering nothing, until the instance is revived,
+// stopped or deleted. An etcd-only member is stopped (call the function
+// returned without the lock).
+func (s *Server) crashLocked(key string) func() {
+	m := s.members[key]
+	if m == nil || m.machine == nil {
+		return s.haltLocked(key)
+	}
+	delete(s.members, key)
+	s.frozen[key] = m
+	m.machine.Freeze()
+	m.set("crashed", nil)
+	return func() {}
 }
 
 func (m *member) run(ctx context.Context, log interface {
@@ -386,8 +407,15 @@ func (s *Server) Members() []MemberStatus {
 		}
 		out = append(out, st)
 	}
+	for _, m := range s.frozen {
+		m.mu.Lock()
+		st := m.status
+		m.mu.Unlock()
+		st.Pods = m.machine.Pods()
+		out = append(out, st)
+	}
 	for k, in := range s.w.Instances {
-		if s.w.Crashed[k] && in.Status == "RUNNING" {
+		if s.w.Crashed[k] && in.Status == "RUNNING" && s.frozen[k] == nil {
 			ip := ""
 			if len(in.NetworkInterfaces) > 0 {
 				ip = in.NetworkInterfaces[0].NetworkIP

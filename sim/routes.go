@@ -216,7 +216,7 @@ func (s *Server) adminCrash(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.w.Crashed[key] = true
-	stop := s.haltLocked(key)
+	stop := s.crashLocked(key)
 	s.persistLocked()
 	s.mu.Unlock()
 	stop()
@@ -228,6 +228,13 @@ func (s *Server) adminRevive(w http.ResponseWriter, r *http.Request) {
 	key, ok := s.adminInstance(w, r)
 	if !ok {
 		return
+	}
+	s.mu.Lock()
+	hung := s.frozen[key]
+	delete(s.frozen, key)
+	s.mu.Unlock()
+	if hung != nil {
+		hung.stop() // a hung machine is reset: its processes end, it boots again
 	}
 	s.mu.Lock()
 	delete(s.w.Crashed, key)

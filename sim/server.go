@@ -77,6 +77,7 @@ type Server struct {
 	byMethod map[string]int
 	waiters  map[string]chan struct{} // operation key -> closed at DONE
 	members  map[string]*member       // instance key -> its etcd member
+	frozen   map[string]*member       // instance key -> its hung machine (crashed)
 	timers   map[string]*time.Timer
 
 	ln     net.Listener
@@ -130,6 +131,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		byMethod: map[string]int{},
 		waiters:  map[string]chan struct{}{},
 		members:  map[string]*member{},
+		frozen:   map[string]*member{},
 		timers:   map[string]*time.Timer{},
 		closed:   make(chan struct{}),
 	}
@@ -248,7 +250,10 @@ func (s *Server) Close() error {
 	for _, m := range s.members {
 		members = append(members, m)
 	}
-	s.members = map[string]*member{}
+	for _, m := range s.frozen {
+		members = append(members, m)
+	}
+	s.members, s.frozen = map[string]*member{}, map[string]*member{}
 	saveErr := s.w.save(s.opts.Dir)
 	s.mu.Unlock()
 	var wg sync.WaitGroup

@@ -49,8 +49,9 @@ type Runner struct {
 	// Poll is how often the manifest directory is read; default 1s.
 	Poll time.Duration
 
-	mu   sync.Mutex
-	pods map[string]*running // by manifest file
+	mu     sync.Mutex
+	pods   map[string]*running // by manifest file
+	frozen bool
 	stop context.CancelFunc
 	done chan struct{}
 }
@@ -60,6 +61,7 @@ type running struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	status   PodStatus
+	pid      int // the running container's process (group), 0 when none
 }
 
 // maxBackoff caps the restart back-off (the kubelet's is 5 minutes).
@@ -78,7 +80,12 @@ func (r *Runner) Start() {
 			poll = time.Second
 		}
 		for {
-			r.sync(ctx)
+			r.mu.Lock()
+			frozen := r.frozen
+			r.mu.Unlock()
+			if !frozen {
+				r.sync(ctx)
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -106,6 +113,21 @@ func (r *Runner) Stop() {
 	for _, p := range pods {
 		p.cancel()
 		<-p.done
+	}
+}
+
+// Freeze stops every container where it is (SIGSTOP to each process group)
+// and stops following the manifests: a hung VM, whose processes hold their
+// ports and answer nothing. Stop ends them.
+func (r *Runner) Freeze() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frozen = true
+	for _, p := range r.pods {
+		if p.pid > 0 {
+			syscall.Kill(-p.pid, syscall.SIGSTOP)
+		}
+		p.status.State = "frozen"
 	}
 }
 
@@ -255,6 +277,9 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	p.pid = cmd.Process.Pid
+	r.mu.Unlock()
 	r.set(p, "running", nil)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -266,4 +291,16 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 		<-exited
 		return errors.New("stopped")
 	}
+}
+
+// pidOf is for tests.
+func (r *Runner) pidOf(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pods {
+		if p.status.Name == name {
+			return p.pid
+		}
+	}
+	return 0
 }

@@ -122,6 +122,17 @@ func (m *Machine) Halt() {
 	}
 }
 
+// Freeze hangs the machine: every process stops where it is, holding its
+// ports and answering nothing, as a VM that hangs. Halt ends it.
+func (m *Machine) Freeze() {
+	m.mu.Lock()
+	k := m.kubelet
+	m.mu.Unlock()
+	if k != nil {
+		k.Freeze()
+	}
+}
+
 // Pods are the static pods the kubelet stand-in runs.
 func (m *Machine) Pods() []kubelet.PodStatus {
 	m.mu.Lock()
