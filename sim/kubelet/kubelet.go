@@ -52,8 +52,8 @@ type Runner struct {
 	mu     sync.Mutex
 	pods   map[string]*running // by manifest file
 	frozen bool
-	stop context.CancelFunc
-	done chan struct{}
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 type running struct {
