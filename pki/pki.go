@@ -295,7 +295,7 @@ func (ReplicaCerts) String() string { return "pki.ReplicaCerts{<redacted>}" }
 func (r ReplicaCerts) GoString() string { return r.String() }
 
 // APIServerSANs are the names and IPs the API server certificate of a
-// replica is valid for (the seed: the external IP and the replica's own IP).
+// replica is valid for (the HA-masters guide: the external IP and the replica's own IP).
 func APIServerSANs(req ReplicaRequest) (dns []string, ips []string) {
 	dns = []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", req.Cluster + "-master", req.Name}
 	ips = []string{FirstServiceIP, req.InternalIP}

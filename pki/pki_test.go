@@ -118,7 +118,7 @@ func TestIssueReplica(t *testing.T) {
 	verify(t, "etcd server", c.ServerCert, p.EtcdCA, "prod-master-abc", x509.ExtKeyUsageServerAuth)
 	verify(t, "apiserver etcd client", c.APIServerEtcdClientCert, p.EtcdCA, "", x509.ExtKeyUsageClientAuth)
 	// The API server certificate: the static IP, the replica's own IP and the
-	// service names (the seed's "Master certificates").
+	// service names (the HA-masters guide's "Master certificates").
 	for _, host := range []string{"203.0.113.10", "10.0.0.7", "10.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 		"kubernetes.default.svc.cluster.local", "prod-master"} {
 		verify(t, "apiserver", c.APIServerCert, p.ClusterCA, host, x509.ExtKeyUsageServerAuth)

@@ -991,7 +991,7 @@ func (b *builder) lbAny() bool {
 
 // promoteLB makes sure the health check, the target pool with the masters,
 // and the forwarding rule holding the static IP exist, moving the static IP
-// off a single master first (the seed: "the IP address of the first replica
+// off a single master first (the HA-masters guide: "the IP address of the first replica
 // will be promoted to IP address of load balancer").
 func (b *builder) promoteLB() {
 	name := b.spec.Metadata.Name
@@ -1037,7 +1037,7 @@ func (b *builder) promoteLB() {
 		created = true
 	}
 	if created {
-		b.warnings = append(b.warnings, "the load balancer is created: GCE may take about 20 minutes to propagate it (the seed), during which the static IP may not route")
+		b.warnings = append(b.warnings, "the load balancer is created: GCE may take about 20 minutes to propagate it (the Kubernetes guide \"Set up High-Availability Kubernetes Masters\"), during which the static IP may not route")
 	}
 	b.lb = true
 }
@@ -1079,7 +1079,7 @@ func (b *builder) lastStepOf(replica string) string {
 }
 
 // demoteLB removes the load balancer when one master is left and puts the
-// static IP back on it (the seed: "after removal of the penultimate master
+// static IP back on it (the HA-masters guide: "after removal of the penultimate master
 // replica, the load balancer will be removed and its IP address will be
 // assigned to the last remaining replica").
 func (b *builder) demoteLB() {
@@ -1112,7 +1112,7 @@ func (b *builder) demoteLB() {
 			Reason: "no load balancer with one master"}, poolGone))
 	}
 	b.lb = false
-	b.warnings = append(b.warnings, "the load balancer is removed: GCE may take about 20 minutes to propagate the change (the seed)")
+	b.warnings = append(b.warnings, "the load balancer is removed: GCE may take about 20 minutes to propagate the change (the Kubernetes guide \"Set up High-Availability Kubernetes Masters\")")
 }
 
 // finish fills in the summary, warnings and memberships.

@@ -14,7 +14,7 @@ import (
 // "gce" holds typical durations of the real API. They are estimates, not
 // measurements of ours: instance creation is documented by Google as taking
 // "a few seconds to a minute"; the Compute Engine operation guides show disk,
-// address and firewall operations completing in seconds; the seed document
+// address and firewall operations completing in seconds; the Kubernetes HA-masters guide
 // ("Set up High-Availability Kubernetes Masters") says load balancer creation
 // and removal "may take some time (~20 minutes) to propagate", which happens
 // after the forwarding-rule operation is DONE, so it is not part of an

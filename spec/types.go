@@ -33,7 +33,7 @@ type Metadata struct {
 type ClusterSpec struct {
 	GCE         GCE         `json:"gce"`
 	Masters     Masters     `json:"masters"`
-	MultiZone   bool        `json:"multiZone,omitempty" doc:"The seed's MULTIZONE. Must be true when masters.zones has more than one entry."`
+	MultiZone   bool        `json:"multiZone,omitempty" doc:"kube-up's MULTIZONE. Must be true when masters.zones has more than one entry."`
 	Etcd        Etcd        `json:"etcd,omitempty"`
 	Remediation Remediation `json:"remediation,omitempty"`
 	PKI         PKI         `json:"pki,omitempty"`
@@ -63,7 +63,7 @@ type Masters struct {
 
 // Etcd configures the clustered etcd that runs on every master.
 type Etcd struct {
-	QuorumRead *bool `json:"quorumRead,omitempty" doc:"The seed's ENABLE_ETCD_QUORUM_READ: reads go through the leader. Default: true."`
+	QuorumRead *bool `json:"quorumRead,omitempty" doc:"kube-up's ENABLE_ETCD_QUORUM_READ: reads go through the leader (always so on current Kubernetes, whose reads are linearizable). Default: true."`
 	ClientPort int   `json:"clientPort,omitempty" validate:"omitempty,min=1,max=65535" doc:"etcd client port. Default: 2379."`
 	PeerPort   int   `json:"peerPort,omitempty" validate:"omitempty,min=1,max=65535" doc:"etcd peer port, opened between masters only. Default: 2380."`
 }

@@ -233,7 +233,7 @@ func zoneProblems(s *ClusterSpec) []Problem {
 		}
 	}
 	if len(seen) > 1 && !s.MultiZone {
-		out = append(out, Problem{Field: "spec.multiZone", Message: fmt.Sprintf("must be true when spec.masters.zones lists %d zones (the seed's MULTIZONE=true): set multiZone: true, or list one zone", len(seen))})
+		out = append(out, Problem{Field: "spec.multiZone", Message: fmt.Sprintf("must be true when spec.masters.zones lists %d zones (kube-up's MULTIZONE=true): set multiZone: true, or list one zone", len(seen))})
 	}
 	return out
 }

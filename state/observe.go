@@ -63,7 +63,7 @@ func Observe(ctx context.Context, src Source, c *spec.Cluster) (*Cluster, error)
 	return out, nil
 }
 
-// masterNameRe matches the seed's and kubeha's master names.
+// masterNameRe matches kube-up's and kubeha's master names.
 func masterNameRe(cluster string) string {
 	return regexp.QuoteMeta(spec.MasterName(cluster)) + `(-[a-z0-9]{3})?`
 }

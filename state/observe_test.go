@@ -243,7 +243,7 @@ func TestObserveClusters(t *testing.T) {
 
 func TestObserveKubeUpMaster(t *testing.T) {
 	f := newFixture(t, 1)
-	// kube-up's master: the seed's name, no kubeha labels or config.
+	// kube-up's master: kube-up's name, no kubeha labels or config.
 	f.do(f.c.Instances.Insert(project, "europe-west1-b", &compute.Instance{Name: "prod-master", MachineType: "n1-standard-2"}).Do())
 	obs, err := state.Observe(context.Background(), state.Source{Compute: f.c, EtcdTimeout: time.Second}, f.sp)
 	if err != nil {

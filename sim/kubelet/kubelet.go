@@ -131,6 +131,19 @@ func (r *Runner) Freeze() {
 	}
 }
 
+// PIDs are the processes of the running containers.
+func (r *Runner) PIDs() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for _, p := range r.pods {
+		if p.pid > 0 && p.status.State == "running" {
+			out = append(out, p.pid)
+		}
+	}
+	return out
+}
+
 // Status lists the pods, by name.
 func (r *Runner) Status() []PodStatus {
 	r.mu.Lock()
@@ -291,16 +304,4 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 		<-exited
 		return errors.New("stopped")
 	}
-}
-
-// pidOf is for tests.
-func (r *Runner) pidOf(name string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.pods {
-		if p.status.Name == name {
-			return p.pid
-		}
-	}
-	return 0
 }

@@ -133,6 +133,17 @@ func (m *Machine) Freeze() {
 	}
 }
 
+// PIDs are the processes of its running containers.
+func (m *Machine) PIDs() []int {
+	m.mu.Lock()
+	k := m.kubelet
+	m.mu.Unlock()
+	if k == nil {
+		return nil
+	}
+	return k.PIDs()
+}
+
 // Pods are the static pods the kubelet stand-in runs.
 func (m *Machine) Pods() []kubelet.PodStatus {
 	m.mu.Lock()

@@ -28,7 +28,7 @@ import (
 
 // binaries finds the control-plane binaries; without them the test is
 // skipped, except in CI, where make test builds them first.
-func binaries(t *testing.T) *kubelet.Binaries {
+func binaries(t testing.TB) *kubelet.Binaries {
 	t.Helper()
 	wd, _ := os.Getwd()
 	b, err := kubelet.FindBinaries(wd, spec.DefaultKubernetesVersion)
@@ -44,14 +44,10 @@ func binaries(t *testing.T) *kubelet.Binaries {
 	return b
 }
 
-// TestMasterBootsAControlPlane boots one master through the boot contract:
-// its metadata served as GCE serves it, the real startup script, and its
-// static pods run as the real binaries of the pinned release. The flags of
-// every rendered manifest must be accepted: etcd serves, kube-apiserver
-// becomes ready and stores objects, and kube-controller-manager and
-// kube-scheduler each take their lease. Halting the machine stops it all.
-func TestMasterBootsAControlPlane(t *testing.T) {
-	bins := binaries(t)
+// newMaster is a master's machine, not yet booted, with a fresh PKI, on a
+// loopback IP of its own.
+func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string) {
+	t.Helper()
 	ip := fmt.Sprintf("127.%d.%d.2", 100+rand.IntN(100), rand.IntN(250))
 	p, err := pki.Ensure(t.TempDir(), "mach")
 	if err != nil {
@@ -76,7 +72,17 @@ func TestMasterBootsAControlPlane(t *testing.T) {
 	for _, it := range items {
 		md[it.Key] = it.Value
 	}
-	m := &Machine{Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins}
+	return &Machine{Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins}, p, ip
+}
+
+// TestMasterBootsAControlPlane boots one master through the boot contract:
+// its metadata served as GCE serves it, the real startup script, and its
+// static pods run as the real binaries of the pinned release. The flags of
+// every rendered manifest must be accepted: etcd serves, kube-apiserver
+// becomes ready and stores objects, and kube-controller-manager and
+// kube-scheduler each take their lease. Halting the machine stops it all.
+func TestMasterBootsAControlPlane(t *testing.T) {
+	m, p, ip := newMaster(t, binaries(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	t0 := time.Now()

@@ -25,7 +25,7 @@ func goldenPlan(t *testing.T) *planner.Plan {
 		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p-test", Region: "europe-west1"}, MultiZone: true,
 			Masters: spec.Masters{Replicas: 3, Zones: []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}}}}
 	spec.SetDefaults(c)
-	cfg := metadata.Config{MachineType: "n1-standard-2", Image: spec.DefaultImage, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true}
+	cfg := metadata.Config{MachineType: "n1-standard-2", Image: spec.DefaultImage, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, KubernetesVersion: spec.DefaultKubernetesVersion}
 	obs := &state.Cluster{Name: "prod", Project: "p-test", Region: "europe-west1",
 		Instances: []*state.Instance{{Name: "prod-master", Zone: "europe-west1-b", Status: "RUNNING", InternalIP: "10.0.0.2", NatIP: "203.0.113.10",
 			MachineType: "n1-standard-2", Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"}, Config: &cfg, HasDataDisk: true}},
