@@ -130,6 +130,9 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 	if !strings.Contains(string(body), `"controlPlane":"Kubernetes `+spec.DefaultKubernetesVersion+`"`) {
 		t.Fatalf("members: %s", body)
 	}
+	if r := c.kubeha("status", "-f", c.spec); !strings.Contains(r.stdout, "Emulated masters run: Kubernetes "+spec.DefaultKubernetesVersion+"\n") {
+		t.Fatalf("status does not say the masters run Kubernetes: %+v", r)
+	}
 	api := c.adminAPI(t)
 	api.serving(s)
 	if code, body := api.call(s.Replicas[0].InternalIP, "POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"kept"},"data":{"at":"1 master"}}`); code != 201 {

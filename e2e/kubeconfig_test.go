@@ -61,6 +61,9 @@ func TestKubeconfig(t *testing.T) {
 	if len(field("client-key-data")) == 0 {
 		t.Fatal("no key")
 	}
+	if r := c.kubeha("status", "-f", c.spec); !strings.Contains(r.stdout, "Emulated masters run: etcd only\n") {
+		t.Errorf("status does not say the masters run etcd only: %+v", r)
+	}
 	if r := c.kubeha("kubeconfig", "-f", c.spec); r.code != 1 || !strings.Contains(r.stderr, "--out FILE is required") {
 		t.Fatalf("kubeconfig without --out: %+v", r)
 	}

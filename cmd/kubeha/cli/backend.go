@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -40,6 +42,38 @@ type backend struct {
 	compute *compute.Service
 	sim     *sim.Server // non-nil with --sim
 	kind    string      // for messages: "GCE", "the emulator at URL", "the embedded emulator"
+	// emulator is the base URL of kubeha's emulator when the backend may
+	// be one (--sim, or an endpoint given): its admin API says what its
+	// masters run.
+	emulator string
+}
+
+// emulatedControlPlane says what the emulator's masters run ("etcd only",
+// "Kubernetes v1.37.2"), or "" when the backend is not kubeha's emulator
+// or it has no master.
+func (b *backend) emulatedControlPlane(ctx context.Context) string {
+	if b.emulator == "" {
+		return ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/members", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var members []sim.MemberStatus
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&members) != nil {
+		return ""
+	}
+	for _, m := range members {
+		if m.ControlPlane != "" {
+			return m.ControlPlane
+		}
+	}
+	return ""
 }
 
 func (b *backend) Close() error {
@@ -84,13 +118,13 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 			srv.Close()
 			return nil, fmt.Errorf("connect to the embedded emulator: %w", err)
 		}
-		return &backend{compute: c, sim: srv, kind: "the embedded emulator (" + o.simDir + ")"}, nil
+		return &backend{compute: c, sim: srv, kind: "the embedded emulator (" + o.simDir + ")", emulator: srv.URL()}, nil
 	case endpoint != "":
 		c, err := compute.NewService(ctx, option.WithEndpoint(normalizeEndpoint(endpoint)), option.WithoutAuthentication())
 		if err != nil {
 			return nil, fmt.Errorf("connect to the Compute API at %s: %w", endpoint, err)
 		}
-		return &backend{compute: c, kind: "the Compute API at " + endpoint}, nil
+		return &backend{compute: c, kind: "the Compute API at " + endpoint, emulator: strings.TrimSuffix(normalizeEndpoint(endpoint), "/compute/v1/")}, nil
 	default:
 		c, err := compute.NewService(ctx, option.WithScopes(compute.ComputeScope))
 		if err != nil {

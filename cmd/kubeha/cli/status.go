@@ -35,10 +35,11 @@ func newStatusCommand(streams IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			emulated := b.emulatedControlPlane(cmd.Context())
 			if o.output == "json" {
-				return renderStatusJSON(streams.Out, obs)
+				return renderStatusJSON(streams.Out, obs, emulated)
 			}
-			return renderStatusText(streams.Out, obs)
+			return renderStatusText(streams.Out, obs, emulated)
 		},
 	}
 	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")

@@ -12,11 +12,14 @@ import (
 
 // statusDoc is `status -o json` (DESIGN.md §5).
 type statusDoc struct {
-	Cluster  string          `json:"cluster"`
-	Project  string          `json:"project"`
-	Region   string          `json:"region"`
-	Replicas []statusReplica `json:"replicas"`
-	StaticIP struct {
+	Cluster string `json:"cluster"`
+	Project string `json:"project"`
+	Region  string `json:"region"`
+	// EmulatedControlPlane is what the emulator's masters run: "etcd only"
+	// or "Kubernetes v1.37.2" (absent on GCE).
+	EmulatedControlPlane string          `json:"emulatedControlPlane,omitempty"`
+	Replicas             []statusReplica `json:"replicas"`
+	StaticIP             struct {
 		Address    string `json:"address"`
 		AttachedTo string `json:"attachedTo"`
 	} `json:"staticIP"`
@@ -103,15 +106,22 @@ func newStatusDoc(c *state.Cluster) *statusDoc {
 	return d
 }
 
-func renderStatusJSON(w io.Writer, c *state.Cluster) error {
+// renderStatusJSON writes the status document; emulated is what the
+// emulator's masters run ("" on GCE).
+func renderStatusJSON(w io.Writer, c *state.Cluster, emulated string) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(newStatusDoc(c))
+	d := newStatusDoc(c)
+	d.EmulatedControlPlane = emulated
+	return enc.Encode(d)
 }
 
-func renderStatusText(w io.Writer, c *state.Cluster) error {
+func renderStatusText(w io.Writer, c *state.Cluster, emulated string) error {
 	d := newStatusDoc(c)
 	fmt.Fprintf(w, "Cluster %s (project %s, region %s)\n", d.Cluster, d.Project, d.Region)
+	if emulated != "" {
+		fmt.Fprintf(w, "Emulated masters run: %s\n", emulated)
+	}
 	switch {
 	case d.StaticIP.Address == "":
 		fmt.Fprintln(w, "Static IP: none")

@@ -151,7 +151,7 @@ func TestStatusViews(t *testing.T) {
 		StaticIP:  &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Users: []string{"prod-master"}},
 		Etcd:      state.Etcd{Reachable: true, ClusterID: 7, Members: []*state.Member{{ID: 0xa1, Name: "prod-master", Instance: "prod-master", Healthy: true, Leader: true}}}}
 	var buf bytes.Buffer
-	if err := renderStatusJSON(&buf, obs); err != nil {
+	if err := renderStatusJSON(&buf, obs, ""); err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
@@ -186,7 +186,7 @@ func TestStatusViews(t *testing.T) {
 		t.Errorf("status JSON: %s", buf.String())
 	}
 	buf.Reset()
-	if err := renderStatusText(&buf, obs); err != nil {
+	if err := renderStatusText(&buf, obs, "etcd only"); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "status.txt", buf.Bytes())

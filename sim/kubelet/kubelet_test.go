@@ -1,0 +1,127 @@
+package kubelet
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kubeha/kubeha/spec"
+)
+
+func testBinaries(t *testing.T) *Binaries {
+	t.Helper()
+	wd, _ := os.Getwd()
+	b, err := FindBinaries(wd, spec.DefaultKubernetesVersion)
+	if err != nil && os.Getenv("CI") == "" {
+		t.Skipf("%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// etcdPod is a static pod of the real etcd, plaintext, on ip.
+func etcdPod(image, ip, dir string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: etcd, namespace: kube-system}
+spec:
+  hostNetwork: true
+  containers:
+  - name: etcd
+    image: %s
+    command:
+    - etcd
+    - --data-dir=%s
+    - --listen-client-urls=http://%s:2379
+    - --advertise-client-urls=http://%s:2379
+    - --listen-peer-urls=http://%s:2380
+    - --initial-advertise-peer-urls=http://%s:2380
+    - --initial-cluster=default=http://%s:2380
+`, image, dir, ip, ip, ip, ip, ip)
+}
+
+func waitState(t *testing.T, r *Runner, want func(PodStatus) bool, what string) PodStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := r.Status()
+		if len(st) == 1 && want(st[0]) {
+			return st[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %+v", what, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRunnerRunsRestartsAndStops: a static pod runs as a process of the
+// real binary of its image; a container that dies is restarted; a pod
+// whose manifest is removed is stopped; an image of another version than
+// the one built is refused, as it would be another binary.
+func TestRunnerRunsRestartsAndStops(t *testing.T) {
+	b := testBinaries(t)
+	dir := t.TempDir()
+	ip := fmt.Sprintf("127.%d.%d.9", 100+rand.IntN(100), rand.IntN(250))
+	r := &Runner{Manifests: filepath.Join(dir, "manifests"), Binaries: b, Address: ip, LogDir: filepath.Join(dir, "logs"), Poll: 100 * time.Millisecond}
+	os.MkdirAll(r.Manifests, 0o755)
+	image := "registry.k8s.io/etcd:" + strings.TrimPrefix(b.Etcd, "v") + "-0"
+	if err := os.WriteFile(filepath.Join(r.Manifests, "etcd.yaml"), []byte(etcdPod(image, ip, filepath.Join(dir, "data"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Start()
+	defer r.Stop()
+	waitState(t, r, func(p PodStatus) bool { return p.State == "running" }, "etcd running")
+	pids := r.PIDs()
+	if len(pids) != 1 {
+		t.Fatalf("pids %v", pids)
+	}
+	syscall.Kill(pids[0], syscall.SIGKILL)
+	waitState(t, r, func(p PodStatus) bool { return p.State == "running" && p.Restarts == 1 }, "etcd restarted after it was killed")
+	if got := r.PIDs(); len(got) != 1 || got[0] == pids[0] {
+		t.Fatalf("after the restart: pids %v (was %v)", got, pids)
+	}
+	pid := r.PIDs()[0]
+	os.Remove(filepath.Join(r.Manifests, "etcd.yaml"))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.Status()) > 0 || syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod of a removed manifest still runs: %+v", r.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Another version of the image: refused, nothing started.
+	if err := os.WriteFile(filepath.Join(r.Manifests, "etcd.yaml"), []byte(etcdPod("registry.k8s.io/etcd:3.5.21-0", ip, filepath.Join(dir, "data"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, r, func(p PodStatus) bool { return p.State == "failed" }, "an image of another version refused")
+	if !strings.Contains(st.Error, "make kube-binaries") || len(r.PIDs()) != 0 {
+		t.Fatalf("refusal: %+v, pids %v", st, r.PIDs())
+	}
+}
+
+// TestResolve maps images to the binaries built, by version.
+func TestResolve(t *testing.T) {
+	b := &Binaries{Dir: "/bin/k", Kubernetes: "v1.37.2", Etcd: "v3.7.3"}
+	for image, want := range map[string]string{
+		"registry.k8s.io/etcd:3.7.3-0":                    "/bin/k/etcd",
+		"registry.k8s.io/kube-apiserver:v1.37.2":          "/bin/k/kube-apiserver",
+		"registry.k8s.io/kube-controller-manager:v1.37.2": "/bin/k/kube-controller-manager",
+		"registry.k8s.io/kube-scheduler:v1.37.2":          "/bin/k/kube-scheduler",
+		"registry.k8s.io/kube-apiserver:v1.33.1":          "",
+		"registry.k8s.io/etcd:3.5.21-0":                   "",
+		"docker.io/library/nginx:1":                       "",
+	} {
+		got, err := b.Resolve(image)
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("Resolve(%s) = %q, %v; want %q", image, got, err, want)
+		}
+	}
+}
