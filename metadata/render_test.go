@@ -121,7 +121,7 @@ func TestStartupScriptRuns(t *testing.T) {
 			"--data-dir=" + root + "/var/etcd/data"},
 		"kube-apiserver.yaml": {"image: registry.k8s.io/kube-apiserver:v1.37.2", "--advertise-address=203.0.113.10", "--secure-port=443",
 			"--etcd-certfile=", "--service-account-issuer=", "--service-account-signing-key-file=" + pki + "/sa.key", "--authorization-mode=Node,RBAC",
-			"--anonymous-auth=false"},
+			"--authentication-config="},
 		"kube-controller-manager.yaml": {"image: registry.k8s.io/kube-controller-manager:v1.37.2", "--leader-elect=true", "--service-account-private-key-file="},
 		"kube-scheduler.yaml":          {"image: registry.k8s.io/kube-scheduler:v1.37.2", "--leader-elect=true", "--kubeconfig="},
 	} {

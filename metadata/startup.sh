@@ -204,10 +204,25 @@ write_etcd_manifest() {
     "--peer-key-file=${PKI_DIR}/etcd-peer.key")"
 }
 
+# Anonymous requests are allowed on the health paths only, so that a load
+# balancer's health check can ask /readyz without credentials; every other
+# path needs them.
+write_authentication_config() {
+  write_secret "${SRV}/authentication-config.yaml" "apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+anonymous:
+  enabled: true
+  conditions:
+  - path: /livez
+  - path: /readyz
+  - path: /healthz"
+}
+
 # kube-apiserver with the flags of current releases. Reads are linearizable
 # by default since Kubernetes 1.9, which is what kube-up's
 # ENABLE_ETCD_QUORUM_READ asked for; there is no flag for it any more.
 write_apiserver_manifest() {
+  write_authentication_config
   write_manifest kube-apiserver "$(pod kube-apiserver "${KUBE_APISERVER_IMAGE}" \
     "--advertise-address=${MASTER_ADVERTISE_ADDRESS}" \
     "--bind-address=0.0.0.0" \
@@ -224,7 +239,7 @@ write_apiserver_manifest() {
     "--service-account-key-file=${PKI_DIR}/sa.pub" \
     "--service-account-signing-key-file=${PKI_DIR}/sa.key" \
     "--authorization-mode=Node,RBAC" \
-    "--anonymous-auth=false" \
+    "--authentication-config=${SRV}/authentication-config.yaml" \
     "--enable-admission-plugins=NodeRestriction" \
     "--allow-privileged=true" \
     "--profiling=false")"

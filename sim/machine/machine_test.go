@@ -159,6 +159,18 @@ func TestMasterBootsAControlPlane(t *testing.T) {
 		}
 		return err
 	})
+	// Anonymous: the health paths only.
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: ip}}}
+	for path, want := range map[string]int{"/readyz": 200, "/livez": 200, "/api/v1/namespaces": 401, "/version": 401} {
+		resp, err := anon.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("anonymous GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
 	code, body, err := call("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"kept"},"data":{"written":"at boot"}}`)
 	if err != nil || code != 201 {
 		t.Fatalf("create a ConfigMap: %d %v %s", code, err, body)
