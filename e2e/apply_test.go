@@ -492,6 +492,7 @@ func (c *cluster) quorumHeld(when string) {
 // unhealthy for longer than unhealthyAfter (30s) is replaced in its zone by
 // a plain apply; before that, apply only reports it.
 func TestRemediationReplacesCrashedMember(t *testing.T) {
+	t.Parallel() // mostly waiting out unhealthyAfter
 	c := newCluster(t, "healing")
 	c.write(3, true)
 	c.apply()

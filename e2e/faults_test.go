@@ -262,6 +262,7 @@ func httpPost(url, body string) (int, error) {
 // another under one deadline spent it on the lowest-ID voter and counted
 // every member after it as down, until the 5-minute gate ended.
 func TestRemediationWithLowestVoterDown(t *testing.T) {
+	t.Parallel() // mostly waiting out unhealthyAfter
 	c := newCluster(t, "remedy")
 	c.write(5, true)
 	c.apply()

@@ -163,6 +163,7 @@ func TestTwoWatchers(t *testing.T) {
 // TestWatchRemediation: with remediation on, a crashed member is replaced
 // by a later resync, in its zone, once unhealthy for unhealthyAfter (30s).
 func TestWatchRemediation(t *testing.T) {
+	t.Parallel() // mostly waiting out unhealthyAfter
 	c := newCluster(t, "resynced")
 	c.write(3, true)
 	c.apply()
