@@ -83,7 +83,7 @@ func (m *Machine) Boot(ctx context.Context) error {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "bash", script)
 	cmd.Env = append(os.Environ(), "KUBEHA_ROOT="+m.Root, "GCE_METADATA_HOST="+mdAddr, "PATH="+m.path("stand-ins")+":"+os.Getenv("PATH"))
-	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out), &out
+	cmd.Stdout, cmd.Stderr = &out, &out // one writer: exec writes it from one goroutine
 	err = cmd.Run()
 	os.WriteFile(m.path("var/log/startup-script.log"), out.Bytes(), 0o644)
 	if err != nil {
