@@ -12,7 +12,8 @@ func TestFingerprintIncludesHealth(t *testing.T) {
 	if c(true).Fingerprint() == c(false).Fingerprint() {
 		t.Fatal("the fingerprint does not change when a member's health does")
 	}
-	if c(true).Fingerprint() != c(true).Fingerprint() {
-		t.Fatal("the fingerprint of one state differs")
+	a, b := c(true), c(true)
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Fatal("the fingerprints of two equal states differ")
 	}
 }
