@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,10 +44,26 @@ func startSimServeWith(t testing.TB, dir, controlPlane string) (*exec.Cmd, strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The emulator's own errors (a panic, a member that cannot start) are
+	// kept, and shown when the test fails.
+	errLog, err := os.Create(dir + ".stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = errLog
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		errLog.Close()
+		if t.Failed() {
+			if data, _ := os.ReadFile(dir + ".stderr"); len(data) > 0 {
+				t.Logf("kubeha sim serve's standard error:\n%s", lastBytes(data, 8<<10))
+			}
+		}
+	})
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -99,4 +116,12 @@ func TestSimServePersists(t *testing.T) {
 	if _, err := c.Firewalls.Get("p-test", "kept").Context(ctx).Do(); err != nil {
 		t.Fatalf("firewall after restart: %v", err)
 	}
+}
+
+// lastBytes is the end of data, at most n bytes.
+func lastBytes(data []byte, n int) []byte {
+	if len(data) > n {
+		return data[len(data)-n:]
+	}
+	return data
 }

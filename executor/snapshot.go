@@ -21,7 +21,7 @@ import (
 // takes one whenever etcd's revision moved since this apply's last
 // snapshot; before a disk deletion (always is set) it always takes one.
 // The snapshot comes from member (the disk's own member) while that member
-// still runs, else from the healthy voter with the newest data. With no
+// still runs, else from the leader (see snapshotSource). With no
 // etcd yet (a bootstrap) there is nothing to save; with an etcd that
 // cannot give a snapshot, the change is refused.
 func (x *executor) backup(ctx context.Context, s *planner.Step, why string, always bool, member string) error {
@@ -29,43 +29,68 @@ func (x *executor) backup(ctx context.Context, s *planner.Step, why string, alwa
 		return nil
 	}
 	refused := "save an etcd snapshot before the change (nothing was changed)"
-	h, err := x.etcd.check(ctx, x.etcd.timeout, 0)
-	if err != nil {
-		return fmt.Errorf("%s: %w", refused, err)
+	// A member can stop under the snapshot (a removal running beside this
+	// step): the source is chosen again and the snapshot taken again.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			if err := sleep(ctx, time.Second); err != nil {
+				return fmt.Errorf("%s: %w", refused, err)
+			}
+		}
+		h, err := x.etcd.check(ctx, x.etcd.timeout, 0)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		src := snapshotSource(h, member)
+		if src == nil {
+			lastErr = fmt.Errorf("no etcd member can give one: %s", h)
+			continue
+		}
+		x.mu.Lock()
+		moved, lastFile := src.Revision != x.lastSnap, x.lastSnapFile
+		x.mu.Unlock()
+		if !always && !moved {
+			x.progress(s, fmt.Sprintf("etcd snapshot at revision %d: unchanged since %s", src.Revision, lastFile))
+			return nil
+		}
+		name := fmt.Sprintf("%s-%s-%s-r%d.db", time.Now().UTC().Format("20060102T150405.000Z"), x.cluster(), why, src.Revision)
+		path, err := x.etcd.snapshot(ctx, src.Endpoint, x.o.BackupDir, name, x.o.Keep)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		x.mu.Lock()
+		x.lastSnap, x.lastSnapFile = src.Revision, path
+		x.mu.Unlock()
+		x.progress(s, fmt.Sprintf("etcd snapshot at revision %d from %s: saved %s", src.Revision, src.Name, path))
+		return nil
 	}
+	return fmt.Errorf("%s: %w", refused, lastErr)
+}
+
+// snapshotSource is the member a snapshot comes from: the named member
+// (a disk's own) while it runs, else the leader, which has every committed
+// change and is never removed before leadership has moved, else the
+// healthy voter with the highest raft index.
+func snapshotSource(h health, member string) *memberHealth {
 	var src *memberHealth
 	for i, m := range h.Members {
 		if !m.Healthy {
 			continue
 		}
 		if member != "" && m.Name == member {
-			src = &h.Members[i]
-			break
+			return &h.Members[i]
 		}
-		if !m.Learner && (src == nil || m.RaftIndex > src.RaftIndex) {
+		if m.Learner {
+			continue
+		}
+		if src == nil || m.ID == m.Leader && src.ID != src.Leader || (m.ID == m.Leader) == (src.ID == src.Leader) && m.RaftIndex > src.RaftIndex {
 			src = &h.Members[i]
 		}
 	}
-	if src == nil {
-		return fmt.Errorf("%s: no etcd member can give one: %s", refused, h)
-	}
-	x.mu.Lock()
-	moved, lastFile := src.Revision != x.lastSnap, x.lastSnapFile
-	x.mu.Unlock()
-	if !always && !moved {
-		x.progress(s, fmt.Sprintf("etcd snapshot at revision %d: unchanged since %s", src.Revision, lastFile))
-		return nil
-	}
-	name := fmt.Sprintf("%s-%s-%s-r%d.db", time.Now().UTC().Format("20060102T150405.000Z"), x.cluster(), why, src.Revision)
-	path, err := x.etcd.snapshot(ctx, src.Endpoint, x.o.BackupDir, name, x.o.Keep)
-	if err != nil {
-		return fmt.Errorf("%s: %w", refused, err)
-	}
-	x.mu.Lock()
-	x.lastSnap, x.lastSnapFile = src.Revision, path
-	x.mu.Unlock()
-	x.progress(s, fmt.Sprintf("etcd snapshot at revision %d from %s: saved %s", src.Revision, src.Name, path))
-	return nil
+	return src
 }
 
 // snapshot saves a snapshot of the member at endpoint to dir and keeps the

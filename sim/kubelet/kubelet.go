@@ -61,7 +61,8 @@ type running struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	status   PodStatus
-	pid      int // the running container's process (group), 0 when none
+	pid      int         // the running container's process, 0 when none
+	proc     *os.Process // its handle: signals through it never reach a reused PID
 }
 
 // maxBackoff caps the restart back-off (the kubelet's is 5 minutes).
@@ -124,8 +125,8 @@ func (r *Runner) Freeze() {
 	defer r.mu.Unlock()
 	r.frozen = true
 	for _, p := range r.pods {
-		if p.pid > 0 {
-			syscall.Kill(-p.pid, syscall.SIGSTOP)
+		if p.proc != nil {
+			_ = p.proc.Signal(syscall.SIGSTOP)
 		}
 		p.status.State = "frozen"
 	}
@@ -183,13 +184,17 @@ func (r *Runner) sync(ctx context.Context) {
 		r.launch(ctx, e.Name(), string(data))
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	var gone []*running
 	for file, p := range r.pods {
 		if !seen[file] {
-			p.cancel()
-			<-p.done
+			gone = append(gone, p)
 			delete(r.pods, file)
 		}
+	}
+	r.mu.Unlock()
+	for _, p := range gone { // without the lock: a pod's loop takes it as it ends
+		p.cancel()
+		<-p.done
 	}
 }
 
@@ -286,13 +291,18 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 	defer log.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // apart from the emulator's signals
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	r.mu.Lock()
-	p.pid = cmd.Process.Pid
+	p.pid, p.proc = cmd.Process.Pid, cmd.Process
 	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		p.pid, p.proc = 0, nil
+		r.mu.Unlock()
+	}()
 	r.set(p, "running", nil)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -300,7 +310,9 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 	case err := <-exited:
 		return err
 	case <-ctx.Done():
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		// Through the process's handle (a pidfd on Linux), so a process
+		// that already exited cannot have its PID, reused, signalled.
+		_ = cmd.Process.Kill()
 		<-exited
 		return errors.New("stopped")
 	}
