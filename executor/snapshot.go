@@ -86,11 +86,21 @@ func snapshotSource(h health, member string) *memberHealth {
 		if m.Learner {
 			continue
 		}
-		if src == nil || m.ID == m.Leader && src.ID != src.Leader || (m.ID == m.Leader) == (src.ID == src.Leader) && m.RaftIndex > src.RaftIndex {
+		if src == nil || better(m, *src) {
 			src = &h.Members[i]
 		}
 	}
 	return src
+}
+
+// better says a is a better snapshot source than b: the leader first,
+// then the higher raft index.
+func better(a, b memberHealth) bool {
+	aLeads, bLeads := a.ID == a.Leader, b.ID == b.Leader
+	if aLeads != bLeads {
+		return aLeads
+	}
+	return a.RaftIndex > b.RaftIndex
 }
 
 // snapshot saves a snapshot of the member at endpoint to dir and keeps the

@@ -153,6 +153,21 @@ func allItems(in *compute.Instance) map[string]string {
 	return out
 }
 
+// booted waits out the VM's boot time; false when the instance stopped
+// meanwhile.
+func (m *member) booted(ctx context.Context) bool {
+	if m.bootDelay <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(m.bootDelay):
+		return true
+	case <-ctx.Done():
+		m.set("stopped", nil)
+		return false
+	}
+}
+
 // runMachine boots a master as a VM does: after its boot time, the
 // startup script runs, and the kubelet stand-in runs its static pods,
 // until the machine is stopped, deleted or crashed (then every process of
@@ -162,13 +177,8 @@ func (m *member) runMachine(ctx context.Context, log interface {
 	Error(string, ...any)
 }) {
 	defer close(m.done)
-	if m.bootDelay > 0 {
-		select {
-		case <-time.After(m.bootDelay):
-		case <-ctx.Done():
-			m.set("stopped", nil)
-			return
-		}
+	if !m.booted(ctx) {
+		return
 	}
 	m.set("starting", nil)
 	if err := os.MkdirAll(m.machine.Root, 0o755); err != nil {
@@ -264,13 +274,8 @@ func (m *member) run(ctx context.Context, log interface {
 	Error(string, ...any)
 }) {
 	defer close(m.done)
-	if m.bootDelay > 0 {
-		select {
-		case <-time.After(m.bootDelay):
-		case <-ctx.Done():
-			m.set("stopped", nil)
-			return
-		}
+	if !m.booted(ctx) {
+		return
 	}
 	backoff := 200 * time.Millisecond
 	for {

@@ -213,7 +213,7 @@ func (r *Runner) launch(ctx context.Context, file, manifest string) {
 			return
 		}
 		r.set(p, "waiting", nil)
-		backoff := 10 * time.Second / 10 // the first restart comes after 1 s here
+		backoff := time.Second // the first restart (the kubelet waits 10 s)
 		for pctx.Err() == nil {
 			started := time.Now()
 			err := r.run(pctx, p, bin, args)

@@ -32,19 +32,11 @@ the file named; nothing secret is printed.`,
 			if o.out == "" || o.out == "-" {
 				return errors.New("--out FILE is required: the kubeconfig holds a private key, so it is written only to a file you name, never to standard output")
 			}
-			c, _, err := loadSpec(streams, o.file)
-			if err != nil {
-				return err
-			}
-			b, err := o.backend.connect(cmd.Context())
+			c, b, obs, err := loadAndObserve(cmd.Context(), streams, o.file, &o.backend)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			obs, err := observe(cmd.Context(), b, c)
-			if err != nil {
-				return err
-			}
 			if obs.StaticIP == nil || obs.StaticIP.Address == "" {
 				return fmt.Errorf("cluster %s has no static IP yet: run kubeha apply -f %s first", c.Metadata.Name, o.file)
 			}

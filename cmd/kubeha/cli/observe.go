@@ -9,6 +9,25 @@ import (
 	"github.com/kubeha/kubeha/state"
 )
 
+// loadAndObserve loads the spec at file, connects the backend and observes
+// the cluster, as the read-only commands do. The caller closes the backend.
+func loadAndObserve(ctx context.Context, streams IOStreams, file string, o *backendOptions) (*spec.Cluster, *backend, *state.Cluster, error) {
+	c, _, err := loadSpec(streams, file)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	b, err := o.connect(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	obs, err := observe(ctx, b, c)
+	if err != nil {
+		b.Close()
+		return nil, nil, nil, err
+	}
+	return c, b, obs, nil
+}
+
 // observe reads the cluster of a spec and records member health (so that
 // remediation.unhealthyAfter spans runs of kubeha).
 func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {

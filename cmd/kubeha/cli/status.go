@@ -22,19 +22,11 @@ func newStatusCommand(streams IOStreams) *cobra.Command {
 			if o.output != "text" && o.output != "json" {
 				return fmt.Errorf("-o %s: choose text or json", o.output)
 			}
-			c, _, err := loadSpec(streams, o.file)
-			if err != nil {
-				return err
-			}
-			b, err := o.backend.connect(cmd.Context())
+			_, b, obs, err := loadAndObserve(cmd.Context(), streams, o.file, &o.backend)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			obs, err := observe(cmd.Context(), b, c)
-			if err != nil {
-				return err
-			}
 			emulated := b.emulatedControlPlane(cmd.Context())
 			if o.output == "json" {
 				return renderStatusJSON(streams.Out, obs, emulated)
