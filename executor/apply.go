@@ -42,6 +42,9 @@ type Options struct {
 	LockWait time.Duration
 	Who      Holder
 	Hooks    Hooks
+	// Downloads are where masters download their kubelet, when the spec
+	// does not say (kubeha's emulator serves its own).
+	Downloads spec.Downloads
 }
 
 // Event is a step starting, waiting or finishing.
@@ -151,6 +154,19 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 	return x.run(ctx)
 }
 
+// CheckDownloads refuses a plan that creates a master which could not
+// verify the kubelet it downloads (no digest known for its version), so
+// that this is found before the first step changes anything.
+func CheckDownloads(p *planner.Plan, c *spec.Cluster, d spec.Downloads) error {
+	for _, s := range p.Steps {
+		if s.Action == planner.CreateInstance {
+			_, _, err := c.Kubelet(c.Spec.Kubernetes.Version, d)
+			return err
+		}
+	}
+	return nil
+}
+
 // newExecutor sets o's defaults and indexes the plan.
 func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 	if o.Parallelism <= 0 {
@@ -173,6 +189,9 @@ func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 	}
 	if o.PKI == nil {
 		return nil, errors.New("apply: no PKI")
+	}
+	if err := CheckDownloads(p, o.Spec, o.Downloads); err != nil {
+		return nil, err
 	}
 	clientTLS, err := o.PKI.ClientTLS()
 	if err != nil {

@@ -47,7 +47,11 @@ func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 		t.Fatal(err)
 	}
 	tlsCfg, _ := p.ClientTLS()
-	return &env{srv: srv, sp: testSpec(replicas), pki: p, src: state.Source{Compute: c, EtcdTLS: tlsCfg}}
+	sp := testSpec(replicas)
+	// The kubelet download the emulator serves.
+	sp.Spec.Kubernetes.ReleaseURL = srv.Release().ReleaseURL
+	sp.Spec.Kubernetes.KubeletSHA512 = srv.Release().KubeletSHA512[sp.Spec.Kubernetes.Version]
+	return &env{srv: srv, sp: sp, pki: p, src: state.Source{Compute: c, EtcdTLS: tlsCfg}}
 }
 
 func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {

@@ -134,7 +134,8 @@ func (x *executor) do(ctx context.Context, s *planner.Step) error {
 		return x.label(ctx, s)
 	case planner.CreateHealthCheck:
 		return g.create(ctx, what, func() (*compute.Operation, error) {
-			return c.HttpHealthChecks.Insert(p, &compute.HttpHealthCheck{Name: s.Target, Port: 8080, RequestPath: "/healthz",
+			return c.HttpHealthChecks.Insert(p, &compute.HttpHealthCheck{Name: s.Target, Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath,
+				CheckIntervalSec: 2, TimeoutSec: 2, HealthyThreshold: 2, UnhealthyThreshold: 3,
 				Description: "kubeha: the API servers of cluster " + x.cluster()}).Context(ctx).Do()
 		}, nil)
 	case planner.CreateTargetPool:
@@ -359,8 +360,12 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	if !ok {
 		return nil, fmt.Errorf("boot %s: Kubernetes %s is not a release this kubeha deploys (%s)", name, cfg.KubernetesVersion, strings.Join(spec.SupportedVersions(), ", "))
 	}
+	kubeletURL, kubeletSum, err := x.o.Spec.Kubelet(cfg.KubernetesVersion, x.o.Downloads)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", name, err)
+	}
 	items, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
-		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, TLS: certs.Metadata()})
+		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: certs.Metadata()})
 	if err != nil {
 		return nil, err
 	}

@@ -4,16 +4,19 @@
 # .kubeha/bin/kubernetes-<version> in the checkout): etcd from kubeha's own
 # go.mod, and one multi-call binary of kube-apiserver,
 # kube-controller-manager and kube-scheduler from k8s.io/kubernetes (the
-# tools module hack/kube, so that kubeha's go.mod never holds Kubernetes).
+# tools module hack/kube, so that kubeha's go.mod never holds Kubernetes),
+# and the stand-in for kOps' kube-apiserver-healthcheck image
+# (hack/apiserver-healthcheck) at the tag the masters run.
 # A build already there, of the same versions, is kept.
 set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/.."
 readonly K8S_VERSION="$(cd hack/kube && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
 readonly ETCD_VERSION="$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
+readonly HEALTHCHECK_VERSION="$(sed -n 's/.*kops\/kube-apiserver-healthcheck:\([0-9.]*\)".*/\1/p' metadata/render.go)"
 readonly OUT="${KUBEHA_KUBE_BINARIES:-$PWD/.kubeha/bin/kubernetes-${K8S_VERSION}}"
 readonly STAMP="${OUT}/VERSIONS"
-want="kubernetes ${K8S_VERSION} etcd ${ETCD_VERSION}"
-if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${want}" && -x "${OUT}/kube" && -x "${OUT}/etcd" ]]; then
+want="kubernetes ${K8S_VERSION} etcd ${ETCD_VERSION} kube-apiserver-healthcheck ${HEALTHCHECK_VERSION}"
+if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${want}" && -x "${OUT}/kube" && -x "${OUT}/etcd" && -x "${OUT}/kube-apiserver-healthcheck" ]]; then
   echo "kube-binaries: ${want} already built in ${OUT}"
   exit 0
 fi
@@ -22,6 +25,7 @@ rm -f "${STAMP}"
 start=$(date +%s)
 # etcd, as etcd's release builds it (CGO off).
 CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcd" ./hack/etcd
+CGO_ENABLED=0 go build -trimpath -o "${OUT}/kube-apiserver-healthcheck" ./hack/apiserver-healthcheck
 # Kubernetes, version-stamped as its release builds are, so that --version
 # prints the release.
 ldflags="-s -w"

@@ -59,6 +59,8 @@ type TLS struct {
 	ControllerManagerKey    string `json:"controllerManagerKey,omitempty"`
 	SchedulerCert           string `json:"schedulerCert,omitempty"`
 	SchedulerKey            string `json:"schedulerKey,omitempty"`
+	HealthcheckCert         string `json:"healthcheckCert,omitempty"`
+	HealthcheckKey          string `json:"healthcheckKey,omitempty"`
 }
 
 // String hides the keys, so a TLS bundle printed by mistake leaks nothing.

@@ -22,13 +22,24 @@ const (
 	APIServerImageRepo         = "registry.k8s.io/kube-apiserver"
 	ControllerManagerImageRepo = "registry.k8s.io/kube-controller-manager"
 	SchedulerImageRepo         = "registry.k8s.io/kube-scheduler"
-	// HealthCheckPort is where the load balancer's HTTP health check probes.
-	HealthCheckPort = 8080
+	// HealthcheckImage serves the load balancer's legacy HTTP health check:
+	// kOps' kube-apiserver-healthcheck, which answers GET /readyz by asking
+	// the local kube-apiserver over HTTPS with a client certificate.
+	HealthcheckImage = "registry.k8s.io/kops/kube-apiserver-healthcheck:1.34.0"
+	// HealthCheckPort is where it listens, and the health check probes.
+	HealthCheckPort = 3990
+	// HealthCheckPath is what the health check asks: the API server's
+	// readiness.
+	HealthCheckPath = "/readyz"
 	// ServiceClusterIPRange is kube-up's default service range.
 	ServiceClusterIPRange = "10.0.0.0/16"
 	// PKIDir is where the startup script writes the certificates.
 	PKIDir = "/etc/srv/kubernetes/pki"
 )
+
+// HealthCheckProbeRanges are where GCE's health checks of a target pool
+// come from.
+var HealthCheckProbeRanges = []string{"35.191.0.0/16", "209.85.152.0/22", "209.85.204.0/22"}
 
 // Boot is everything a master boots with.
 type Boot struct {
@@ -40,6 +51,10 @@ type Boot struct {
 	Config         Config
 	// EtcdVersion is the etcd of Config.KubernetesVersion (v3.7.3).
 	EtcdVersion string
+	// KubeletURL is where the master downloads the kubelet of
+	// Config.KubernetesVersion, and KubeletSHA512 what it must hash to.
+	KubeletURL    string
+	KubeletSHA512 string
 	TLS         *TLS
 }
 
@@ -108,11 +123,14 @@ func KubeEnv(b Boot) string {
 		{"ETCD_MAX_LEARNERS", strconv.Itoa(max(b.Config.MaxLearners, 1))},
 		{"KUBERNETES_VERSION", k8s},
 		{"ETCD_VERSION", b.EtcdVersion},
+		{"KUBELET_URL", b.KubeletURL},
+		{"KUBELET_SHA512", b.KubeletSHA512},
 		{"ETCD_IMAGE", EtcdImage(b.EtcdVersion)},
 		{"KUBE_APISERVER_IMAGE", APIServerImageRepo + ":" + k8s},
 		{"KUBE_CONTROLLER_MANAGER_IMAGE", ControllerManagerImageRepo + ":" + k8s},
 		{"KUBE_SCHEDULER_IMAGE", SchedulerImageRepo + ":" + k8s},
 		{"SERVICE_CLUSTER_IP_RANGE", ServiceClusterIPRange},
+		{"KUBE_APISERVER_HEALTHCHECK_IMAGE", HealthcheckImage},
 		{"HEALTHCHECK_PORT", strconv.Itoa(HealthCheckPort)},
 	}
 	var sb strings.Builder

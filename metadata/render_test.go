@@ -1,6 +1,8 @@
 package metadata
 
 import (
+	"crypto/sha512"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
@@ -28,12 +30,14 @@ func fixtureBoot() Boot {
 		InitialCluster: "prod-master=https://10.0.0.2:2380,prod-master-abc=https://10.0.0.7:2380", ClusterState: StateExisting,
 		Config: Config{MachineType: "n1-standard-2", Image: "projects/cos-cloud/global/images/family/cos-stable", DiskSizeGb: 20,
 			QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, MaxLearners: 6, KubernetesVersion: "v1.37.2"},
-		EtcdVersion: "v3.7.3",
+		EtcdVersion: "v3.7.3", KubeletURL: "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet",
+		KubeletSHA512: strings.Repeat("ab", 64),
 		TLS: &TLS{CA: pem("CERTIFICATE"), PeerCert: pem("CERTIFICATE"), PeerKey: pem("PRIVATE KEY"), ServerCert: pem("CERTIFICATE"),
 			ServerKey: pem("PRIVATE KEY"), ClusterCA: pem("CERTIFICATE"), APIServerCert: pem("CERTIFICATE"), APIServerKey: pem("PRIVATE KEY"),
 			APIServerEtcdClientCert: pem("CERTIFICATE"), APIServerEtcdClientKey: pem("PRIVATE KEY"),
 			ServiceAccountKey: pem("PRIVATE KEY"), ServiceAccountPub: pem("PUBLIC KEY"), ControllerManagerCert: pem("CERTIFICATE"),
-			ControllerManagerKey: pem("PRIVATE KEY"), SchedulerCert: pem("CERTIFICATE"), SchedulerKey: pem("PRIVATE KEY")},
+			ControllerManagerKey: pem("PRIVATE KEY"), SchedulerCert: pem("CERTIFICATE"), SchedulerKey: pem("PRIVATE KEY"),
+			HealthcheckCert: pem("CERTIFICATE"), HealthcheckKey: pem("PRIVATE KEY")},
 	}
 }
 
@@ -92,12 +96,12 @@ func TestStartupScriptShellcheck(t *testing.T) {
 // opened for exactly the master's ports; and that a second run changes
 // nothing.
 func TestStartupScriptRuns(t *testing.T) {
-	root, b := runStartupScript(t, fixtureBoot())
+	root, calls, b := runStartupScript(t, fixtureBoot())
 	pki := filepath.Join(root, "etc/srv/kubernetes/pki")
 	for file, want := range map[string]string{"etcd-ca.crt": b.TLS.CA, "etcd-peer.key": b.TLS.PeerKey, "etcd-server.crt": b.TLS.ServerCert,
 		"apiserver.crt": b.TLS.APIServerCert, "apiserver-etcd-client.key": b.TLS.APIServerEtcdClientKey, "ca.crt": b.TLS.ClusterCA,
 		"sa.key": b.TLS.ServiceAccountKey, "sa.pub": b.TLS.ServiceAccountPub, "scheduler.key": b.TLS.SchedulerKey,
-		"controller-manager.crt": b.TLS.ControllerManagerCert} {
+		"controller-manager.crt": b.TLS.ControllerManagerCert, "kube-apiserver-healthcheck.key": b.TLS.HealthcheckKey} {
 		got, err := os.ReadFile(filepath.Join(pki, file))
 		if err != nil || strings.TrimSpace(string(got)) != strings.TrimSpace(want) {
 			t.Errorf("%s: %v\n got %q\nwant %q", file, err, got, want)
@@ -124,6 +128,8 @@ func TestStartupScriptRuns(t *testing.T) {
 			"--authentication-config="},
 		"kube-controller-manager.yaml": {"image: registry.k8s.io/kube-controller-manager:v1.37.2", "--leader-elect=true", "--service-account-private-key-file="},
 		"kube-scheduler.yaml":          {"image: registry.k8s.io/kube-scheduler:v1.37.2", "--leader-elect=true", "--kubeconfig="},
+		"kube-apiserver-healthcheck.yaml": {"image: " + HealthcheckImage, "    args:\n    - --ca-cert=" + pki + "/ca.crt",
+			"--client-cert=" + pki + "/kube-apiserver-healthcheck.crt", "--client-key=" + pki + "/kube-apiserver-healthcheck.key"},
 	} {
 		got := read(manifests + file)
 		for _, want := range wants {
@@ -139,32 +145,87 @@ func TestStartupScriptRuns(t *testing.T) {
 	if !strings.Contains(kc, "server: https://10.0.0.7:443") || !strings.Contains(kc, "client-key-data: ") {
 		t.Errorf("scheduler kubeconfig:\n%s", kc)
 	}
-	if got := read("calls"); got != "iptables -w -A INPUT -p tcp --dport 443 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 2379 -j ACCEPT\n"+
-		"iptables -w -A INPUT -p tcp --dport 2380 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 8080 -j ACCEPT\n" {
-		t.Errorf("host firewall calls:\n%s", got)
+	if got := read("home/kubernetes/bin/kubelet"); got != kubeletBytes {
+		t.Errorf("installed kubelet %q, want the download", got)
+	}
+	for rel, want := range map[string]string{"etc/containerd/config.toml": "SystemdCgroup = true", "etc/kubernetes/kubelet-config.yaml": "staticPodPath: /etc/kubernetes/manifests",
+		"etc/systemd/system/kubelet.service": "ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml"} {
+		if got := read(rel); !strings.Contains(got, want) {
+			t.Errorf("%s lacks %q:\n%s", rel, want, got)
+		}
+	}
+	// The first run opens the firewall for exactly the master's ports,
+	// configures containerd and starts the kubelet; the second only asks
+	// that the kubelet runs.
+	want := "iptables -w -A INPUT -p tcp --dport 443 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 2379 -j ACCEPT\n" +
+		"iptables -w -A INPUT -p tcp --dport 2380 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 3990 -j ACCEPT\n" +
+		"systemctl restart containerd.service\nsystemctl daemon-reload\nsystemctl enable kubelet.service\nsystemctl restart kubelet.service\n" +
+		"--- second run\nsystemctl enable --now kubelet.service\n"
+	if calls != want {
+		t.Errorf("calls of the host's tools:\n%s\nwant:\n%s", calls, want)
 	}
 }
 
-// runStartupScript renders b's metadata, serves it as GCE's metadata
-// server does (the Metadata-Flavor header required), and runs the real
-// startup script with bash twice, in a root directory of its own, with
-// stand-ins for iptables (which records its calls and keeps the rules)
-// and systemctl. The second run must change no file.
-func runStartupScript(t *testing.T, b Boot) (string, Boot) {
+// TestStartupScriptRefusesWrongKubelet: a download whose digest is not
+// the one kube-env gives stops the boot with one line, before anything
+// is written or started.
+func TestStartupScriptRefusesWrongKubelet(t *testing.T) {
+	b := fixtureBoot()
+	b.KubeletSHA512 = strings.Repeat("0", 128)
+	root, calls, out, err := startupScript(t, &b)
+	if err == nil {
+		t.Fatalf("the boot went on with a kubelet of another digest:\n%s", out)
+	}
+	line := "kubeha: the kubelet downloaded from " + b.KubeletURL + " has SHA-512 " + sha512Hex(kubeletBytes) + ", not " + b.KubeletSHA512 + ": nothing started"
+	if strings.TrimSpace(out) != line {
+		t.Errorf("output %q\nwant the one line %q", out, line)
+	}
+	for _, rel := range []string{"home/kubernetes/bin/kubelet", "home/kubernetes/bin/kubelet.download", "etc/kubernetes/manifests", "etc/srv/kubernetes"} {
+		if _, err := os.Stat(filepath.Join(root, rel)); err == nil {
+			t.Errorf("%s exists after a refused download", rel)
+		}
+	}
+	if calls != "" {
+		t.Errorf("host tools were called:\n%s", calls)
+	}
+}
+
+const kubeletBytes = "#!/bin/sh\n# a kubelet\n"
+
+func sha512Hex(s string) string {
+	sum := sha512.Sum512([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// startupScript renders b's metadata, serves it as GCE's metadata server
+// does (the Metadata-Flavor header required) with the kubelet download
+// beside it (b.KubeletURL is pointed there), and runs the real startup
+// script with bash in a root directory of its own, with stand-ins for
+// iptables (which keeps the rules) and systemctl that record their calls.
+// It returns what the run left.
+func startupScript(t *testing.T, b *Boot) (root, calls, out string, err error) {
+	t.Helper()
+	rerun := startupScriptRunner(t, b)
+	root = t.TempDir()
+	out, err = rerun(root)
+	data, _ := os.ReadFile(root + ".calls")
+	return root, string(data), out, err
+}
+
+// startupScriptRunner serves b's metadata and returns a function that
+// runs the script on the machine of a root directory.
+func startupScriptRunner(t *testing.T, b *Boot) func(root string) (string, error) {
 	t.Helper()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Skip("bash is not installed")
 	}
-	items, err := Render(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := map[string]string{}
-	for _, it := range items {
-		md[it.Key] = it.Value
-	}
+	var md map[string]string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/release/kubelet" {
+			io.WriteString(w, kubeletBytes)
+			return
+		}
 		v, ok := md[strings.TrimPrefix(r.URL.Path, "/computeMetadata/v1/instance/attributes/")]
 		if r.Header.Get("Metadata-Flavor") != "Google" || !ok {
 			http.Error(w, "not found", http.StatusNotFound)
@@ -172,42 +233,70 @@ func runStartupScript(t *testing.T, b Boot) (string, Boot) {
 		}
 		io.WriteString(w, v)
 	}))
-	defer srv.Close()
-	root := t.TempDir()
-	bin := filepath.Join(root, "stand-ins")
-	os.MkdirAll(bin, 0o755)
+	t.Cleanup(srv.Close)
+	b.KubeletURL = srv.URL + "/release/kubelet"
+	if b.KubeletSHA512 == fixtureBoot().KubeletSHA512 {
+		b.KubeletSHA512 = sha512Hex(kubeletBytes)
+	}
+	items, err := Render(*b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md = map[string]string{}
+	for _, it := range items {
+		md[it.Key] = it.Value
+	}
+	bin := t.TempDir()
 	standIns := map[string]string{
-		"iptables": `rules="$KUBEHA_ROOT/iptables-rules"
+		"iptables": `echo "iptables $*" >>"$KUBEHA_ROOT.calls"
+rules="$KUBEHA_ROOT.iptables-rules"
 case "$2" in
--C) shift 2; grep -qxF "$*" "$rules" 2>/dev/null ;;
--A) echo "iptables $*" >>"$KUBEHA_ROOT/calls"; shift 2; echo "$*" >>"$rules" ;;
+-C) echo "iptables $*" >>"$KUBEHA_ROOT.checks"; sed -i '$d' "$KUBEHA_ROOT.calls"; shift 2; grep -qxF "$*" "$rules" 2>/dev/null ;;
+-A) shift 2; echo "$*" >>"$rules" ;;
 esac`,
-		"systemctl": `exit 1`,
+		"systemctl": `echo "systemctl $*" >>"$KUBEHA_ROOT.calls"`,
 	}
 	for name, body := range standIns {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte("#!/bin/bash\n"+body+"\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	script := filepath.Join(root, "startup-script")
+	script := filepath.Join(bin, "startup-script")
 	if err := os.WriteFile(script, []byte(md[KeyStartupScript]), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := func() {
+	return func(root string) (string, error) {
 		cmd := exec.Command(bash, script)
 		cmd.Env = append(os.Environ(), "KUBEHA_ROOT="+root, "GCE_METADATA_HOST="+strings.TrimPrefix(srv.URL, "http://"), "PATH="+bin+":"+os.Getenv("PATH"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("startup script: %v\n%s", err, out)
-		}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
 	}
-	run()
+}
+
+// runStartupScript runs the startup script twice on one machine: the
+// second run must change no file. It returns the root, the calls of the
+// host's tools (the second run's after a "--- second run" line) and the
+// Boot as rendered.
+func runStartupScript(t *testing.T, b Boot) (string, string, Boot) {
+	t.Helper()
+	run := startupScriptRunner(t, &b)
+	root := t.TempDir()
+	if out, err := run(root); err != nil {
+		t.Fatalf("startup script: %v\n%s", err, out)
+	}
 	before := snapshotTree(t, root)
-	run()
+	os.WriteFile(root+".calls", append(must(os.ReadFile(root+".calls")), "--- second run\n"...), 0o644)
+	if out, err := run(root); err != nil {
+		t.Fatalf("startup script, second run: %v\n%s", err, out)
+	}
 	if after := snapshotTree(t, root); after != before {
 		t.Errorf("a second run changed the machine:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	return root, b
+	calls, _ := os.ReadFile(root + ".calls")
+	return root, string(calls), b
 }
+
+func must(data []byte, _ error) []byte { return data }
 
 // snapshotTree lists every file under root with its size, mode and
 // modification time.

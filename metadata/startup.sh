@@ -1,11 +1,14 @@
 #!/bin/bash
 # kubeha master startup: run by the guest environment at every boot of a
 # master VM, as kube-up's configure.sh is. From the instance metadata kubeha
-# sets (kube-env, kubeha-tls) it writes the certificates and kubeconfigs,
+# sets (kube-env, kubeha-tls) it installs the kubelet of the release,
+# checked against its digest, writes the certificates and kubeconfigs,
 # mounts the etcd data disk (master-pd), opens the host firewall for the
 # ports the master serves, and writes the static pods of the control plane:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler (both
-# leader-elected). It is idempotent: a second run changes nothing.
+# leader-elected), and the load balancer's health endpoint; then it
+# configures containerd and starts the kubelet, which runs them. It is
+# idempotent: a second run changes nothing.
 set -o errexit -o nounset -o pipefail
 
 # Every path the script writes is under ROOT: empty on a VM. kubeha's
@@ -78,6 +81,8 @@ controllerManagerCert controller-manager.crt
 controllerManagerKey controller-manager.key
 schedulerCert scheduler.crt
 schedulerKey scheduler.key
+healthcheckCert kube-apiserver-healthcheck.crt
+healthcheckKey kube-apiserver-healthcheck.key
 FILES
 }
 
@@ -101,6 +106,90 @@ contexts:
 - name: local
   context: {cluster: local, user: ${user}}
 current-context: local"
+}
+
+# install_kubelet puts the kubelet of KUBERNETES_VERSION in
+# /home/kubernetes/bin (COS mounts the rest of its root read-only), as
+# kube-up's configure.sh does: downloaded from KUBELET_URL and checked
+# against KUBELET_SHA512 before it is installed. A download with another
+# digest stops the boot before anything starts. An installed kubelet with
+# the right digest is kept.
+install_kubelet() {
+  local bin="${ROOT}/home/kubernetes/bin/kubelet" got
+  mkdir -p "${bin%/*}"
+  if [[ -x "${bin}" ]] && [[ "$(sha512sum <"${bin}" | cut -d' ' -f1)" == "${KUBELET_SHA512}" ]]; then
+    return
+  fi
+  curl --fail --silent --show-error --location --retry 5 --retry-delay 3 -o "${bin}.download" "${KUBELET_URL}"
+  got="$(sha512sum <"${bin}.download" | cut -d' ' -f1)"
+  if [[ "${got}" != "${KUBELET_SHA512}" ]]; then
+    rm -f "${bin}.download"
+    log "the kubelet downloaded from ${KUBELET_URL} has SHA-512 ${got}, not ${KUBELET_SHA512}: nothing started"
+    exit 1
+  fi
+  chmod 0755 "${bin}.download"
+  mv "${bin}.download" "${bin}"
+}
+
+# write_if_changed PATH CONTENT writes a file and says (status 0) whether
+# its content changed.
+write_if_changed() {
+  if [[ -f "$1" ]] && [[ "$(cat "$1")" == "$2" ]]; then
+    return 1
+  fi
+  mkdir -p "${1%/*}"
+  printf '%s\n' "$2" >"$1.tmp"
+  mv "$1.tmp" "$1"
+}
+
+# COS runs containerd: its CRI plugin runs the static pods' containers,
+# with systemd managing their cgroups as it does the kubelet's.
+configure_containerd() {
+  if write_if_changed "${ROOT}/etc/containerd/config.toml" 'version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true'; then
+    systemctl restart containerd.service
+  fi
+}
+
+# The kubelet runs standalone: it registers no node and runs the static
+# pods of MANIFESTS only. Its own API listens on the loopback only.
+write_kubelet_unit() {
+  local changed=1
+  write_if_changed "${ROOT}/etc/kubernetes/kubelet-config.yaml" "apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+staticPodPath: /etc/kubernetes/manifests
+address: 127.0.0.1
+readOnlyPort: 0
+cgroupDriver: systemd
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}" && changed=0
+  write_if_changed "${ROOT}/etc/systemd/system/kubelet.service" "[Unit]
+Description=kubelet: the static pods of the Kubernetes control plane (kubeha)
+After=containerd.service
+Requires=containerd.service
+
+[Service]
+ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --hostname-override=${KUBERNETES_MASTER_NAME}
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target" && changed=0
+  if [[ "${changed}" == 0 ]]; then
+    systemctl daemon-reload
+    systemctl enable kubelet.service
+    systemctl restart kubelet.service
+  else
+    systemctl enable --now kubelet.service
+  fi
 }
 
 # The etcd data lives on master-pd, formatted on first use; a master
@@ -146,7 +235,8 @@ write_manifest() {
 }
 
 # pod NAME IMAGE ARGS...: a static pod of one host-network container whose
-# command is NAME ARGS, with the PKI, the kubeconfigs and etcd's data as
+# command is NAME ARGS (the image's entrypoint with ARGS for the health
+# endpoint), with the PKI, the kubeconfigs and etcd's data as
 # host paths at the same paths.
 pod() {
   local name="$1" image="$2" arg
@@ -162,9 +252,14 @@ spec:
   priorityClassName: system-node-critical
   containers:
   - name: ${name}
-    image: ${image}
-    command:
+    image: ${image}"
+  if [[ "${name}" == kube-apiserver-healthcheck ]]; then
+    # The image's own entrypoint, as kOps runs it.
+    printf '%s\n' "    args:"
+  else
+    printf '%s\n' "    command:
     - ${name}"
+  fi
   for arg in "$@"; do
     printf '    - %s\n' "${arg}"
   done
@@ -204,9 +299,10 @@ write_etcd_manifest() {
     "--peer-key-file=${PKI_DIR}/etcd-peer.key")"
 }
 
-# Anonymous requests are allowed on the health paths only, so that a load
-# balancer's health check can ask /readyz without credentials; every other
-# path needs them.
+# Anonymous requests are allowed on the health paths only (what a
+# kubelet's probe asks without credentials); every other path needs them.
+# The load balancer's health check goes through kube-apiserver-healthcheck,
+# which authenticates with its own client certificate.
 write_authentication_config() {
   write_secret "${SRV}/authentication-config.yaml" "apiVersion: apiserver.config.k8s.io/v1
 kind: AuthenticationConfiguration
@@ -216,6 +312,17 @@ anonymous:
   - path: /livez
   - path: /readyz
   - path: /healthz"
+}
+
+# kube-apiserver-healthcheck (kOps' sidecar): the load balancer's legacy
+# health check speaks plain HTTP only, so this answers it on
+# HEALTHCHECK_PORT with the local API server's /readyz, asked over HTTPS
+# on 127.0.0.1 with a client certificate.
+write_healthcheck_manifest() {
+  write_manifest kube-apiserver-healthcheck "$(pod kube-apiserver-healthcheck "${KUBE_APISERVER_HEALTHCHECK_IMAGE}" \
+    "--ca-cert=${PKI_DIR}/ca.crt" \
+    "--client-cert=${PKI_DIR}/kube-apiserver-healthcheck.crt" \
+    "--client-key=${PKI_DIR}/kube-apiserver-healthcheck.key")"
 }
 
 # kube-apiserver with the flags of current releases. Reads are linearizable
@@ -273,6 +380,7 @@ write_scheduler_manifest() {
 
 main() {
   load_kube_env
+  install_kubelet
   write_certificates
   mount_data_disk
   open_firewall
@@ -280,9 +388,9 @@ main() {
   write_apiserver_manifest
   write_controller_manager_manifest
   write_scheduler_manifest
-  if systemctl list-unit-files kubelet.service >/dev/null 2>&1; then
-    systemctl enable --now kubelet.service
-  fi
+  write_healthcheck_manifest
+  configure_containerd
+  write_kubelet_unit
   log "${KUBERNETES_MASTER_NAME} wrote the static pods of Kubernetes ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} (${INITIAL_ETCD_CLUSTER_STATE} member ${ETCD_NAME})"
 }
 

@@ -286,6 +286,11 @@ type ReplicaCerts struct {
 	ControllerManagerKey  string
 	SchedulerCert         string
 	SchedulerKey          string
+	// The client certificate of the load balancer's health endpoint
+	// (kOps' kube-apiserver-healthcheck), which asks the local API server
+	// for its readiness.
+	HealthcheckCert string
+	HealthcheckKey  string
 }
 
 // String hides the keys.
@@ -298,7 +303,9 @@ func (r ReplicaCerts) GoString() string { return r.String() }
 // replica is valid for (the HA-masters guide: the external IP and the replica's own IP).
 func APIServerSANs(req ReplicaRequest) (dns []string, ips []string) {
 	dns = []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", req.Cluster + "-master", req.Name}
-	ips = []string{FirstServiceIP, req.InternalIP}
+	// 127.0.0.1: the health endpoint asks the API server on the VM's
+	// loopback, as kOps' sidecar does.
+	ips = []string{FirstServiceIP, req.InternalIP, "127.0.0.1"}
 	if req.StaticIP != "" {
 		ips = append([]string{req.StaticIP}, ips...)
 	}
@@ -333,6 +340,9 @@ func (p *PKI) IssueReplica(req ReplicaRequest) (*ReplicaCerts, error) {
 		return nil, err
 	}
 	if out.SchedulerCert, out.SchedulerKey, err = p.issue(p.ClusterCA, "system:kube-scheduler", nil, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if out.HealthcheckCert, out.HealthcheckKey, err = p.issue(p.ClusterCA, "kube-apiserver-healthcheck", nil, nil, nil, client); err != nil {
 		return nil, err
 	}
 	if p.saKey == "" {
@@ -422,5 +432,6 @@ func (c *ReplicaCerts) Metadata() *metadata.TLS {
 		APIServerEtcdClientCert: c.APIServerEtcdClientCert, APIServerEtcdClientKey: c.APIServerEtcdClientKey,
 		ServiceAccountKey: c.ServiceAccountKey, ServiceAccountPub: c.ServiceAccountPub,
 		ControllerManagerCert: c.ControllerManagerCert, ControllerManagerKey: c.ControllerManagerKey,
-		SchedulerCert: c.SchedulerCert, SchedulerKey: c.SchedulerKey}
+		SchedulerCert: c.SchedulerCert, SchedulerKey: c.SchedulerKey,
+		HealthcheckCert: c.HealthcheckCert, HealthcheckKey: c.HealthcheckKey}
 }

@@ -327,6 +327,7 @@ func (b *builder) wantFirewalls() []*FirewallSpec {
 	return []*FirewallSpec{
 		{Name: spec.EtcdFirewallName(name), Ports: []string{strconv.Itoa(b.spec.Spec.Etcd.PeerPort)}, SourceTags: []string{tag}, TargetTags: []string{tag}},
 		{Name: spec.HTTPSFirewallName(name), Ports: []string{"443"}, Sources: []string{"0.0.0.0/0"}, TargetTags: []string{tag}},
+		{Name: spec.HealthFirewallName(name), Ports: []string{strconv.Itoa(metadata.HealthCheckPort)}, Sources: metadata.HealthCheckProbeRanges, TargetTags: []string{tag}},
 	}
 }
 
@@ -363,6 +364,9 @@ func (b *builder) network() {
 func firewallPurpose(f *FirewallSpec) string {
 	if len(f.SourceTags) > 0 {
 		return "etcd peers talk between masters only (tcp " + strings.Join(f.Ports, ",") + ")"
+	}
+	if f.Ports[0] != "443" {
+		return "the load balancer's health checks reach the masters' health endpoint (tcp " + strings.Join(f.Ports, ",") + ")"
 	}
 	return "the API server is reached on tcp 443"
 }

@@ -261,6 +261,7 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		if r.IntN(10) > 0 {
 			obs.Firewalls = []*state.Firewall{
 				{Name: "prod-master-etcd", Ports: []string{"2380"}, SourceTags: []string{"prod-master"}, TargetTags: []string{"prod-master"}},
+				{Name: "prod-master-health", Ports: []string{"3990"}, Sources: metadata.HealthCheckProbeRanges, TargetTags: []string{"prod-master"}},
 				{Name: "prod-master-https", Ports: []string{"443"}, Sources: []string{"0.0.0.0/0"}, TargetTags: []string{"prod-master"}},
 			}
 		}

@@ -234,16 +234,17 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	}
 	etcdFW := &state.Firewall{Name: "prod-master-etcd", Ports: []string{"2380"}, SourceTags: []string{"prod-master"}, TargetTags: []string{"prod-master"}}
 	httpsFW := &state.Firewall{Name: "prod-master-https", Ports: []string{"443"}, Sources: []string{"0.0.0.0/0"}, TargetTags: []string{"prod-master"}}
+	healthFW := &state.Firewall{Name: "prod-master-health", Ports: []string{"3990"}, Sources: metadata.HealthCheckProbeRanges, TargetTags: []string{"prod-master"}}
 	switch firewalls {
 	case "ok":
-		obs.Firewalls = []*state.Firewall{etcdFW, httpsFW}
+		obs.Firewalls = []*state.Firewall{etcdFW, healthFW, httpsFW}
 	case "etcd-drift":
 		etcdFW.Ports = []string{"2379-2380"}
 		etcdFW.SourceTags = nil
 		etcdFW.Sources = []string{"0.0.0.0/0"}
-		obs.Firewalls = []*state.Firewall{etcdFW, httpsFW}
+		obs.Firewalls = []*state.Firewall{etcdFW, healthFW, httpsFW}
 	case "https-missing":
-		obs.Firewalls = []*state.Firewall{etcdFW}
+		obs.Firewalls = []*state.Firewall{etcdFW, healthFW}
 	case "missing":
 	}
 	return sp, obs, opts, want

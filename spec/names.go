@@ -35,6 +35,10 @@ func HealthCheckName(cluster string) string { return cluster + "-master-hc" }
 // HTTPSFirewallName opens tcp:443 to the masters.
 func HTTPSFirewallName(cluster string) string { return cluster + "-master-https" }
 
+// HealthFirewallName admits the load balancer's health-check probes to
+// the masters' health endpoint.
+func HealthFirewallName(cluster string) string { return cluster + "-master-health" }
+
 // EtcdFirewallName opens the etcd peer port between masters only.
 func EtcdFirewallName(cluster string) string { return cluster + "-master-etcd" }
 
@@ -61,6 +65,6 @@ func AllResourceNames(cluster string) []string {
 		DiskName(first), DiskName(replica),
 		InternalAddressName(first), InternalAddressName(replica),
 		StaticIPName(cluster), HealthCheckName(cluster),
-		HTTPSFirewallName(cluster), EtcdFirewallName(cluster),
+		HTTPSFirewallName(cluster), EtcdFirewallName(cluster), HealthFirewallName(cluster),
 	}
 }

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -13,6 +14,52 @@ import (
 type Release struct {
 	Kubernetes string // e.g. v1.37.2
 	Etcd       string // e.g. v3.7.3
+	// KubeletSHA512 is the digest of the release's linux/amd64 kubelet as
+	// the release publishes it; empty when kubeha does not carry it (then
+	// spec.kubernetes.kubeletSHA512 must give it).
+	KubeletSHA512 string
+}
+
+// DefaultReleaseURL is where Kubernetes releases are published.
+const DefaultReleaseURL = "https://dl.k8s.io/release"
+
+// KubeletURL is where a master downloads the kubelet of a version.
+func KubeletURL(releaseURL, version string) string {
+	return strings.TrimRight(releaseURL, "/") + "/" + version + "/bin/linux/amd64/kubelet"
+}
+
+// Downloads are where masters download their kubelet and its digest by
+// version, when the spec does not say: kubeha's emulator serves its own.
+type Downloads struct {
+	ReleaseURL    string
+	KubeletSHA512 map[string]string
+}
+
+// Kubelet returns the URL and digest of the kubelet a master of a
+// Kubernetes version downloads: what the spec says (for its own version),
+// else what d says, else the release's published digest. Without a
+// digest a master would run an unverified binary, so that is an error
+// naming the field to set.
+func (c *Cluster) Kubelet(version string, d Downloads) (kubeletURL, sha512 string, err error) {
+	base := DefaultReleaseURL
+	if d.ReleaseURL != "" {
+		base = d.ReleaseURL
+	}
+	k := c.Spec.Kubernetes
+	if k.ReleaseURL != "" {
+		base = k.ReleaseURL
+	}
+	if version == k.Version && k.KubeletSHA512 != "" {
+		return KubeletURL(base, version), k.KubeletSHA512, nil
+	}
+	if sum := d.KubeletSHA512[version]; sum != "" && k.ReleaseURL == "" {
+		return KubeletURL(base, version), sum, nil
+	}
+	if r, ok := ReleaseOf(version); ok && r.KubeletSHA512 != "" {
+		return KubeletURL(base, version), r.KubeletSHA512, nil
+	}
+	return "", "", fmt.Errorf("spec.kubernetes.kubeletSHA512: kubeha carries no digest of the kubelet of Kubernetes %s: set it to the content of %s.sha512 (a master checks its download against it)",
+		version, KubeletURL(base, version))
 }
 
 // Releases are the Kubernetes releases kubeha supports, the newest first.
@@ -25,7 +72,10 @@ var Releases = []Release{
 // DefaultKubernetesVersion is the release a spec gets when it names none.
 var DefaultKubernetesVersion = Releases[0].Kubernetes
 
-var versionRe = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+var (
+	versionRe = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+$`)
+	sha512Re  = regexp.MustCompile(`^[0-9a-f]{128}$`)
+)
 
 // ReleaseOf returns the supported release of a Kubernetes version.
 func ReleaseOf(version string) (Release, bool) {
@@ -47,6 +97,19 @@ func SupportedVersions() []string {
 }
 
 func kubernetesProblems(k *Kubernetes) []Problem {
+	var out []Problem
+	if k.ReleaseURL != "" {
+		if u, err := url.Parse(k.ReleaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			out = append(out, Problem{Field: "spec.kubernetes.releaseURL", Message: fmt.Sprintf("%q is not an http(s) URL: write it like %s", k.ReleaseURL, DefaultReleaseURL)})
+		}
+	}
+	if k.KubeletSHA512 != "" && !sha512Re.MatchString(k.KubeletSHA512) {
+		out = append(out, Problem{Field: "spec.kubernetes.kubeletSHA512", Message: "is not a SHA-512 digest: 128 lowercase hexadecimal digits, as in the release's kubelet.sha512 file"})
+	}
+	return append(out, versionProblems(k)...)
+}
+
+func versionProblems(k *Kubernetes) []Problem {
 	v := k.Version
 	switch {
 	case !versionRe.MatchString(v):

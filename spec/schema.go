@@ -116,6 +116,9 @@ func schemaFor(t reflect.Type, validate string) schema {
 
 // applySchemaTag applies a jsonschema:"enum=1 3 5 7" or jsonschema:"const=X" tag.
 func applySchemaTag(s schema, tag string) {
+	if v, ok := strings.CutPrefix(tag, "pattern="); ok {
+		s["pattern"] = v
+	}
 	if v, ok := strings.CutPrefix(tag, "const="); ok {
 		s["const"] = v
 	}

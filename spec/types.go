@@ -43,6 +43,10 @@ type ClusterSpec struct {
 // Kubernetes is the control plane every master runs.
 type Kubernetes struct {
 	Version string `json:"version,omitempty" doc:"Kubernetes release of the masters' kube-apiserver, kube-controller-manager and kube-scheduler, e.g. v1.37.2; it fixes the etcd version too. A change replaces the masters one at a time, successor first. Default: the newest release kubeha deploys."`
+	// ReleaseURL and KubeletSHA512 say where a master downloads its
+	// kubelet and what it must be, as kube-up's release download does.
+	ReleaseURL    string `json:"releaseURL,omitempty" jsonschema:"pattern=^https?://" doc:"Base URL of the Kubernetes releases: a master downloads <releaseURL>/<version>/bin/linux/amd64/kubelet at every boot. Default: https://dl.k8s.io/release (with kubeha's emulator: the emulator's own)."`
+	KubeletSHA512 string `json:"kubeletSHA512,omitempty" jsonschema:"pattern=^[0-9a-f]{128}$" doc:"SHA-512 of that kubelet, as the release's kubelet.sha512 file gives it. A master whose download has another digest starts nothing. Default: the digest kubeha carries for the version."`
 }
 
 // GCE locates the cluster.

@@ -77,6 +77,8 @@ func (f *fixture) build(names ...string) {
 		Allowed: []*compute.FirewallAllowed{{IPProtocol: "tcp", Ports: []string{"2380"}}}}).Do())
 	f.do(f.c.Firewalls.Insert(project, &compute.Firewall{Name: "prod-master-https", SourceRanges: []string{"0.0.0.0/0"}, TargetTags: []string{"prod-master"},
 		Allowed: []*compute.FirewallAllowed{{IPProtocol: "tcp", Ports: []string{"443"}}}}).Do())
+	f.do(f.c.Firewalls.Insert(project, &compute.Firewall{Name: "prod-master-health", SourceRanges: metadata.HealthCheckProbeRanges, TargetTags: []string{"prod-master"},
+		Allowed: []*compute.FirewallAllowed{{IPProtocol: "tcp", Ports: []string{"3990"}}}}).Do())
 	f.do(f.c.Addresses.Insert(project, region, &compute.Address{Name: "prod-master-ip"}).Do())
 	static, _ := f.c.Addresses.Get(project, region, "prod-master-ip").Do()
 	ips := map[string]string{}

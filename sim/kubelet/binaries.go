@@ -21,6 +21,9 @@ type Binaries struct {
 	Dir        string
 	Kubernetes string // v1.37.2
 	Etcd       string // v3.7.3
+	// Healthcheck is the tag of kOps' kube-apiserver-healthcheck image
+	// whose stand-in was built (1.34.0).
+	Healthcheck string
 }
 
 // ErrNoBinaries says the control-plane binaries are not built.
@@ -57,7 +60,7 @@ func LoadBinaries(dir string) (*Binaries, error) {
 	b := &Binaries{Dir: dir}
 	sc := bufio.NewScanner(f)
 	if sc.Scan() {
-		// "kubernetes v1.37.2 etcd v3.7.3"
+		// "kubernetes v1.37.2 etcd v3.7.3 kube-apiserver-healthcheck 1.34.0"
 		fields := strings.Fields(sc.Text())
 		for i := 0; i+1 < len(fields); i += 2 {
 			switch fields[i] {
@@ -65,13 +68,15 @@ func LoadBinaries(dir string) (*Binaries, error) {
 				b.Kubernetes = fields[i+1]
 			case "etcd":
 				b.Etcd = fields[i+1]
+			case "kube-apiserver-healthcheck":
+				b.Healthcheck = fields[i+1]
 			}
 		}
 	}
-	if b.Kubernetes == "" || b.Etcd == "" {
-		return nil, fmt.Errorf("%s/VERSIONS does not say which Kubernetes and etcd were built: run make kube-binaries again", dir)
+	if b.Kubernetes == "" || b.Etcd == "" || b.Healthcheck == "" {
+		return nil, fmt.Errorf("%s/VERSIONS does not say which Kubernetes, etcd and kube-apiserver-healthcheck were built: run make kube-binaries again", dir)
 	}
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-apiserver-healthcheck"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return nil, fmt.Errorf("%w (%s lacks %s)", ErrNoBinaries, dir, name)
 		}
@@ -90,11 +95,13 @@ func (b *Binaries) Resolve(image string) (string, error) {
 		want = strings.TrimPrefix(b.Etcd, "v") + "-0"
 	case "kube-apiserver", "kube-controller-manager", "kube-scheduler":
 		want = b.Kubernetes
+	case "kube-apiserver-healthcheck":
+		want = b.Healthcheck
 	default:
-		return "", fmt.Errorf("image %s: the emulator runs only etcd, kube-apiserver, kube-controller-manager and kube-scheduler", image)
+		return "", fmt.Errorf("image %s: the emulator runs only etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kube-apiserver-healthcheck", image)
 	}
 	if tag != want {
-		return "", fmt.Errorf("image %s: the emulator's binaries are Kubernetes %s and etcd %s (%s): build that version with make kube-binaries", image, b.Kubernetes, b.Etcd, b.Dir)
+		return "", fmt.Errorf("image %s: the emulator's binaries are Kubernetes %s, etcd %s and kube-apiserver-healthcheck %s (%s): build them with make kube-binaries", image, b.Kubernetes, b.Etcd, b.Healthcheck, b.Dir)
 	}
 	return filepath.Join(b.Dir, name), nil
 }

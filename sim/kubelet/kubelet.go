@@ -260,14 +260,24 @@ func (r *Runner) container(manifest string) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if len(c.Command) == 0 || filepath.Base(c.Command[0]) != filepath.Base(bin) {
+	// No command runs the image's entrypoint: its binary.
+	if len(c.Command) > 0 && filepath.Base(c.Command[0]) != filepath.Base(bin) {
 		return "", nil, fmt.Errorf("pod %s: its command %v is not the image's binary %s", m.Metadata.Name, c.Command, filepath.Base(bin))
 	}
-	args := append(append([]string{}, c.Command[1:]...), c.Args...)
+	var args []string
+	if len(c.Command) > 0 {
+		args = append(args, c.Command[1:]...)
+	}
+	args = append(args, c.Args...)
 	for i, a := range args {
 		if name, value, ok := strings.Cut(a, "="); ok && strings.HasSuffix(name, "-address") && value == "0.0.0.0" {
 			args[i] = name + "=" + r.Address
 		}
+	}
+	if filepath.Base(bin) == "kube-apiserver-healthcheck" {
+		// A VM's sidecar serves every interface and asks 127.0.0.1; here
+		// both are the machine's own loopback IP.
+		args = append(args, "--listen-address="+r.Address, "--api-server-address="+r.Address)
 	}
 	if filepath.Base(bin) == "etcd" {
 		// Every connection between the machines of one host leaves from

@@ -34,7 +34,9 @@ type Machine struct {
 // standIns are the scripts that stand for a VM's own tools. Each records
 // its arguments; the disk tools treat the disk's directory as the disk.
 var standIns = map[string]string{
-	"systemctl":  `exit 1 # no init here: the kubelet stand-in runs the static pods`,
+	// No init here: asked to start the kubelet, it is recorded, and the
+	// machine starts the kubelet stand-in once the script ends.
+	"systemctl":  `exit 0`,
 	"blkid":      `[ -e "$1/.formatted" ]`,
 	"mkfs.ext4":  `for a; do d="$a"; done; touch "$d/.formatted"`,
 	"mountpoint": `[ -L "$2" ]`,
@@ -92,6 +94,9 @@ func (m *Machine) Boot(ctx context.Context) error {
 	if m.Binaries == nil {
 		return nil
 	}
+	if !m.kubeletStarted() {
+		return fmt.Errorf("the startup script of %s did not start the kubelet (systemctl was not asked to)", m.IP)
+	}
 	k := &kubelet.Runner{Manifests: m.path("etc/kubernetes/manifests"), Binaries: m.Binaries, Address: m.IP, LogDir: m.path("var/log/pods"), Poll: 500 * time.Millisecond}
 	k.Start()
 	m.mu.Lock()
@@ -145,6 +150,17 @@ func (m *Machine) Pods() []kubelet.PodStatus {
 		return nil
 	}
 	return k.Status()
+}
+
+// kubeletStarted says whether the startup script asked init to start the
+// kubelet.
+func (m *Machine) kubeletStarted() bool {
+	for _, c := range m.StandInCalls() {
+		if c == "systemctl enable --now kubelet.service" || c == "systemctl restart kubelet.service" {
+			return true
+		}
+	}
+	return false
 }
 
 // StandInCalls is what the stand-ins were asked, a line each.

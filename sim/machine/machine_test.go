@@ -2,8 +2,10 @@ package machine
 
 import (
 	"context"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,8 +65,14 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 		t.Fatal(err)
 	}
 	rel, _ := spec.ReleaseOf(spec.DefaultKubernetesVersion)
+	// The release download, served as the emulator serves it.
+	kubeletFile := []byte("#!/bin/sh\n# the kubelet stand-in\n")
+	release := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(kubeletFile) }))
+	t.Cleanup(release.Close)
+	sum := sha512.Sum512(kubeletFile)
 	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
 		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(),
+		KubeletURL: release.URL + "/kubelet", KubeletSHA512: hex.EncodeToString(sum[:]),
 		Config: metadata.Config{QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MaxLearners: 6, KubernetesVersion: rel.Kubernetes}})
 	if err != nil {
 		t.Fatal(err)
@@ -171,6 +180,23 @@ func TestMasterBootsAControlPlane(t *testing.T) {
 			t.Errorf("anonymous GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
 	}
+	// The load balancer's health endpoint: plain HTTP, the API server's
+	// readiness asked with its own client certificate; nothing else.
+	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/api/v1/namespaces": 404, "/.kube-apiserver-healthcheck/healthz": 200} {
+		var code int
+		waitFor("the health endpoint answers "+path, time.Minute, func() error {
+			resp, err := http.Get("http://" + net.JoinHostPort(ip, "3990") + path)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			code = resp.StatusCode
+			return nil
+		})
+		if code != want {
+			t.Errorf("health endpoint GET %s: %d, want %d", path, code, want)
+		}
+	}
 	code, body, err := call("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"kept"},"data":{"written":"at boot"}}`)
 	if err != nil || code != 201 {
 		t.Fatalf("create a ConfigMap: %d %v %s", code, err, body)
@@ -202,7 +228,8 @@ func TestMasterBootsAControlPlane(t *testing.T) {
 		}
 	}
 	calls := strings.Join(m.StandInCalls(), "\n")
-	for _, want := range []string{"iptables -w -A INPUT -p tcp --dport 443 -j ACCEPT", "mkfs.ext4 ", "mount -o discard,defaults "} {
+	for _, want := range []string{"iptables -w -A INPUT -p tcp --dport 443 -j ACCEPT", "iptables -w -A INPUT -p tcp --dport 3990 -j ACCEPT", "mkfs.ext4 ",
+		"mount -o discard,defaults ", "systemctl restart containerd.service", "systemctl restart kubelet.service"} {
 		if !strings.Contains(calls, want) {
 			t.Errorf("the stand-ins were not asked %q:\n%s", want, calls)
 		}

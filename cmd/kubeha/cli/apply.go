@@ -121,6 +121,10 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace}); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
+	downloads := b.downloads(ctx)
+	if err := executor.CheckDownloads(plan, c, downloads); err != nil {
+		return fmt.Errorf("apply to cluster %s: %w", c.Metadata.Name, err)
+	}
 	if err := record(); err != nil {
 		return err
 	}
@@ -155,7 +159,7 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: o.parallelism,
 		BackupDir: filepath.Join(c.PKIDir(), "..", "backups"), LockWait: o.lockTimeout,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
-		Hooks: view,
+		Hooks: view, Downloads: downloads,
 	})
 	if errors.Is(err, executor.ErrInterrupted) {
 		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha apply again to finish", err)

@@ -17,6 +17,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/spec"
 )
 
 // backendOptions choose the Compute API kubeha talks to.
@@ -46,6 +47,30 @@ type backend struct {
 	// be one (--sim, or an endpoint given): its admin API says what its
 	// masters run.
 	emulator string
+}
+
+// downloads are where the emulator's masters download their kubelet, and
+// its digests (the emulator serves its own build); none when the backend
+// is not kubeha's emulator.
+func (b *backend) downloads(ctx context.Context) spec.Downloads {
+	var d spec.Downloads
+	if b.emulator == "" {
+		return d
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/release", nil)
+	if err != nil {
+		return d
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return d
+	}
+	defer resp.Body.Close()
+	var r sim.Release
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&r) != nil {
+		return d
+	}
+	return spec.Downloads{ReleaseURL: r.ReleaseURL, KubeletSHA512: r.KubeletSHA512}
 }
 
 // emulatedControlPlane says what the emulator's masters run ("etcd only",

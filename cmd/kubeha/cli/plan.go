@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeha/kubeha/executor"
 	"github.com/kubeha/kubeha/planner"
 )
 
@@ -63,6 +64,9 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 	opts := planner.Options{Replace: o.replace}
 	p, err := planner.ComputeWith(c, obs, opts)
 	if err != nil {
+		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
+	}
+	if err := executor.CheckDownloads(p, c, b.downloads(ctx)); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
 	if err := view.Render(streams.Out, p); err != nil {

@@ -110,6 +110,7 @@ func runWatch(ctx context.Context, streams IOStreams, o watchOptions) error {
 	ready.Store(true)
 	return executor.Watch(ctx, executor.WatchOptions{
 		Compute: b.compute, Path: o.file, Resync: o.resync, Debounce: o.debounce, Logger: log, Metrics: metrics,
-		Who: executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
+		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
+		Apply: executor.Options{Downloads: b.downloads(ctx)},
 	})
 }
