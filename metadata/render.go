@@ -55,7 +55,7 @@ type Boot struct {
 	// Config.KubernetesVersion, and KubeletSHA512 what it must hash to.
 	KubeletURL    string
 	KubeletSHA512 string
-	TLS         *TLS
+	TLS           *TLS
 }
 
 // EtcdImage is the etcd image of a version such as v3.7.3, tagged as
