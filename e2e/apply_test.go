@@ -75,8 +75,8 @@ func (c *cluster) apply(extra ...string) result {
 
 type status struct {
 	Replicas []struct {
-		Name, Zone, InstanceStatus, InternalIP string
-		Etcd                                   struct {
+		Name, Zone, InstanceStatus, InternalIP, ExternalIP string
+		Etcd                                               struct {
 			ID      string `json:"id"`
 			Role    string `json:"role"`
 			Healthy bool   `json:"healthy"`

@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/api/option"
 
 	"github.com/kubeha/kubeha/sim/kubelet"
 	"github.com/kubeha/kubeha/spec"
@@ -44,6 +49,7 @@ type apiClient struct {
 	t      *testing.T
 	client *http.Client
 	ca     *x509.CertPool
+	server string // the kubeconfig's: https://STATIC_IP
 }
 
 func (c *cluster) adminAPI(t *testing.T) *apiClient {
@@ -67,13 +73,33 @@ func (c *cluster) adminAPI(t *testing.T) *apiClient {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(field("certificate-authority-data"))
-	return &apiClient{t: t, ca: roots, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}}
+	server := regexp.MustCompile(`server: (\S+)`).FindSubmatch(data)
+	if server == nil {
+		t.Fatalf("the kubeconfig names no server:\n%s", data)
+	}
+	// A connection per request: a kept connection to a master that hung
+	// hangs too, whatever the load balancer does with new ones.
+	return &apiClient{t: t, ca: roots, server: string(server[1]), client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true, TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}}
 }
 
 // call makes a request to the API of the master at ip.
 func (a *apiClient) call(ip, method, path, body string) (int, string) {
 	req, _ := http.NewRequest(method, "https://"+ip+":443"+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// viaLB makes a request to the kubeconfig's server, the static IP: to the
+// one master that holds it, or through the load balancer.
+func (a *apiClient) viaLB(method, path, body string) (int, string) {
+	req, _ := http.NewRequest(method, a.server+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
@@ -110,12 +136,16 @@ func (a *apiClient) serving(s status) {
 // TestControlPlaneOnEmulator: masters booted through the startup script
 // run the real etcd, kube-apiserver, kube-controller-manager and
 // kube-scheduler of the pinned release. Through 1 -> 3 -> 5 -> 3 -> 1
-// masters, every master's API answers the admin kubeconfig's credentials,
-// an object written at the start is there, and the two leader-elected
+// masters, the admin kubeconfig made at the start reaches the API at the
+// static IP (on the one master, then through the load balancer, then on
+// the one master again), writes and reads objects there, an object written
+// at the start is there on every master, and the two leader-elected
 // components hold their leases. At 3, each master is crashed in turn (its
-// machine hangs): the others keep serving, and both leases are renewed by
-// a live holder. The API server's certificate is valid for the static IP
-// and not for a master's ephemeral IP (the HA-masters guide's note).
+// machine hangs): the load balancer's health check takes it out of
+// rotation within its thresholds, the API stays reachable at the static IP,
+// and both leases are renewed by a live holder. The API server's
+// certificate is valid for the static IP and not for a master's ephemeral
+// IP (the HA-masters guide's note).
 func TestControlPlaneOnEmulator(t *testing.T) {
 	c := newControlPlaneCluster(t, "cp")
 	c.write(1, false)
@@ -134,8 +164,26 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		t.Fatalf("status does not say the masters run Kubernetes: %+v", r)
 	}
 	api := c.adminAPI(t)
+	if api.server != "https://"+s.StaticIP.Address {
+		t.Fatalf("the kubeconfig's server is %s, want https://%s", api.server, s.StaticIP.Address)
+	}
 	api.serving(s)
-	if code, body := api.call(s.Replicas[0].InternalIP, "POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"kept"},"data":{"at":"1 master"}}`); code != 201 {
+	atStaticIP := func(stage string) {
+		t.Helper()
+		waitFor(t, time.Minute, "the API at the static IP with "+stage, func() bool {
+			code, _ := api.viaLB("GET", "/readyz", "")
+			return code == 200
+		})
+		name := "at-" + strings.ReplaceAll(stage, " ", "-")
+		if code, body := api.viaLB("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"`+name+`"},"data":{"stage":"`+stage+`"}}`); code != 201 {
+			t.Fatalf("create a ConfigMap at the static IP with %s: %d %s", stage, code, body)
+		}
+		if code, body := api.viaLB("GET", "/api/v1/namespaces/default/configmaps/"+name, ""); code != 200 || !strings.Contains(body, `"stage":"`+stage+`"`) {
+			t.Fatalf("read it back at the static IP: %d %s", code, body)
+		}
+	}
+	atStaticIP("1 master")
+	if code, body := api.viaLB("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"kept"},"data":{"at":"1 master"}}`); code != 201 {
 		t.Fatalf("create a ConfigMap: %d %s", code, body)
 	}
 
@@ -153,19 +201,30 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 	s = c.converged(3)
 	api.serving(s)
 	kept(s)
+	atStaticIP("3 masters")
+	gce := c.compute(t)
 	for _, victim := range s.Replicas {
+		waitFor(t, time.Minute, victim.Name+" in rotation", func() bool { return c.poolHealth(gce, victim.Zone, victim.Name) == "HEALTHY" })
 		c.admin("/sim/v1/projects/kubeha-e2e/zones/" + victim.Zone + "/instances/" + victim.Name + "/crash")
 		crashed := time.Now()
 		if code, _ := api.call(victim.InternalIP, "GET", "/readyz", ""); code != 0 {
 			t.Errorf("the API of the hung master %s answered %d", victim.Name, code)
 		}
-		for _, r := range s.Replicas {
-			if r.Name != victim.Name {
-				if code, body := api.call(r.InternalIP, "GET", "/api/v1/namespaces/default/configmaps/kept", ""); code != 200 {
-					t.Fatalf("with %s hung, %s answered %d %s", victim.Name, r.Name, code, body)
-				}
+		// The health check (every 2 s, 2 s timeout, unhealthy after 3
+		// failures) takes it out within 3 intervals and a timeout.
+		waitFor(t, 30*time.Second, victim.Name+" out of rotation", func() bool { return c.poolHealth(gce, victim.Zone, victim.Name) == "UNHEALTHY" })
+		out := time.Since(crashed)
+		t.Logf("%s hung: out of the load balancer's rotation after %s", victim.Name, out.Round(100*time.Millisecond))
+		if out > 3*2*time.Second+2*time.Second+balancerSlack {
+			t.Errorf("%s left the rotation after %s, beyond the health check's thresholds", victim.Name, out)
+		}
+		// Now every new connection to the static IP goes to a live master.
+		for i := range 12 {
+			if code, body := api.viaLB("GET", "/api/v1/namespaces/default/configmaps/kept", ""); code != 200 {
+				t.Fatalf("request %d at the static IP with %s hung and out of rotation: %d %s", i, victim.Name, code, body)
 			}
 		}
+		t.Logf("%s hung: the API at the static IP answered 12 of 12 requests", victim.Name)
 		live := s.Replicas[0].InternalIP
 		if live == victim.InternalIP {
 			live = s.Replicas[1].InternalIP
@@ -185,18 +244,22 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		c.admin("/sim/v1/projects/kubeha-e2e/zones/" + victim.Zone + "/instances/" + victim.Name + "/revive")
 		api.serving(s)
 	}
-	// The serving certificate: for the static IP, not for an ephemeral one.
-	conn, err := tls.Dial("tcp", s.Replicas[1].InternalIP+":443", &tls.Config{RootCAs: api.ca, ServerName: s.Replicas[1].InternalIP})
+	// The serving certificate: valid for the static IP, not for a master's
+	// ephemeral IP, which reaches that master's API all the same.
+	s = c.status()
+	eph := s.Replicas[1].ExternalIP
+	if eph == "" || eph == s.StaticIP.Address {
+		t.Fatalf("%s has ephemeral IP %q", s.Replicas[1].Name, eph)
+	}
+	conn, err := tls.Dial("tcp", s.StaticIP.Address+":443", &tls.Config{RootCAs: api.ca, ServerName: s.StaticIP.Address})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("TLS at the static IP: %v", err)
 	}
-	cert := conn.ConnectionState().PeerCertificates[0]
 	conn.Close()
-	if err := cert.VerifyHostname(s.StaticIP.Address); err != nil {
-		t.Errorf("the API certificate is not valid for the static IP: %v", err)
-	}
-	if err := cert.VerifyHostname("198.51.100.77"); err == nil {
-		t.Error("the API certificate is valid for an ephemeral IP")
+	_, err = tls.Dial("tcp", eph+":443", &tls.Config{RootCAs: api.ca, ServerName: eph})
+	var hostErr x509.HostnameError
+	if !errors.As(err, &hostErr) {
+		t.Errorf("TLS at the ephemeral IP %s: %v, want a certificate not valid for it", eph, err)
 	}
 	for _, n := range []int{5, 3, 1} {
 		c.write(n, false)
@@ -204,5 +267,31 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		s = c.converged(n)
 		api.serving(s)
 		kept(s)
+		atStaticIP(fmt.Sprintf("%d masters again", n))
 	}
+}
+
+// balancerSlack is how late the emulated load balancer may act on a probe
+// (it reconciles every 200 ms) plus the test's own polling.
+const balancerSlack = time.Second
+
+// compute is a Compute API client of the cluster's emulator, as any
+// client would use it.
+func (c *cluster) compute(t *testing.T) *compute.Service {
+	t.Helper()
+	svc, err := compute.NewService(context.Background(), option.WithEndpoint(c.endpoint+"/compute/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// poolHealth is what targetPools.getHealth says of a master.
+func (c *cluster) poolHealth(svc *compute.Service, zone, name string) string {
+	h, err := svc.TargetPools.GetHealth("kubeha-e2e", "europe-west1", c.name+"-master",
+		&compute.InstanceReference{Instance: "projects/kubeha-e2e/zones/" + zone + "/instances/" + name}).Do()
+	if err != nil || len(h.HealthStatus) == 0 {
+		return fmt.Sprint(err)
+	}
+	return h.HealthStatus[0].HealthState
 }

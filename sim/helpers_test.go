@@ -38,14 +38,14 @@ func startSim(t *testing.T, opts Options) (*Server, *compute.Service) {
 	return s, c
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // wait waits for an operation with the operations' wait method, as kubeha does.
-func wait(t *testing.T, c *compute.Service, op *compute.Operation) *compute.Operation {
+func wait(t testing.TB, c *compute.Service, op *compute.Operation) *compute.Operation {
 	t.Helper()
 	ctx := ctxT(t)
 	var err error
@@ -67,7 +67,7 @@ func wait(t *testing.T, c *compute.Service, op *compute.Operation) *compute.Oper
 
 // ok returns a function that waits for an operation and fails the test on
 // a call or operation error: ok(t, c)(c.Disks.Insert(...).Do()).
-func ok(t *testing.T, c *compute.Service) func(*compute.Operation, error) *compute.Operation {
+func ok(t testing.TB, c *compute.Service) func(*compute.Operation, error) *compute.Operation {
 	return func(op *compute.Operation, err error) *compute.Operation {
 		t.Helper()
 		if err != nil {

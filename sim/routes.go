@@ -47,6 +47,7 @@ func (s *Server) handler() http.Handler {
 		{"DELETE " + p + "/regions/{region}/targetPools/{name}", "targetPools.delete", s.deleteTargetPool},
 		{"POST " + p + "/regions/{region}/targetPools/{name}/addInstance", "targetPools.addInstance", s.poolAddInstance},
 		{"POST " + p + "/regions/{region}/targetPools/{name}/removeInstance", "targetPools.removeInstance", s.poolRemoveInstance},
+		{"POST " + p + "/regions/{region}/targetPools/{name}/getHealth", "targetPools.getHealth", s.poolGetHealth},
 
 		{"GET " + p + "/global/httpHealthChecks", "httpHealthChecks.list", s.listHealthChecks},
 		{"POST " + p + "/global/httpHealthChecks", "httpHealthChecks.insert", s.insertHealthCheck},

@@ -79,6 +79,7 @@ type Server struct {
 	members  map[string]*member       // instance key -> its etcd member
 	frozen   map[string]*member       // instance key -> its hung machine (crashed)
 	timers   map[string]*time.Timer
+	balancer *balancer // the static IPs' network path
 
 	ln     net.Listener
 	srv    *http.Server
@@ -176,6 +177,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}()
 	s.resume()
+	s.startBalancer()
 	return s, nil
 }
 

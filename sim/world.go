@@ -99,16 +99,26 @@ func (w *world) allocInternal() (string, error) {
 	return "", fmt.Errorf("subnet %s is exhausted", w.Subnet)
 }
 
-// allocExternal returns the next external IP from 203.0.113.0/24 and
-// 198.51.100.0/24 (documentation ranges: nothing ever sends traffic there).
+// allocExternal returns a free external IP. External addresses are
+// loopback addresses of this machine, so that the emulated static IP can be
+// reached here: the top of the emulator's subnet, counting down (internal
+// IPs count up from its bottom). A subnet that is not loopback gets
+// addresses of the documentation range 203.0.113.0/24, which nothing serves.
 func (w *world) allocExternal() string {
-	n := w.NextExternal
-	w.NextExternal++
-	base := netip.MustParseAddr("203.0.113.0")
-	if n >= 254 {
-		base, n = netip.MustParseAddr("198.51.100.0"), n-244
+	prefix, err := netip.ParsePrefix(w.Subnet)
+	if err != nil || !prefix.Addr().IsLoopback() {
+		n := w.NextExternal
+		w.NextExternal++
+		return addToIP(netip.MustParseAddr("203.0.113.0"), n%254+1).String()
 	}
-	return addToIP(base, n).String()
+	size := uint32(1) << (32 - prefix.Bits())
+	for n := uint32(2); n < size/2; n++ {
+		ip := addToIP(prefix.Masked().Addr(), size-n).String()
+		if !w.ipInUse(ip) {
+			return ip
+		}
+	}
+	return addToIP(netip.MustParseAddr("203.0.113.0"), w.NextExternal%254+1).String()
 }
 
 func addToIP(a netip.Addr, n uint32) netip.Addr {
@@ -128,6 +138,11 @@ func (w *world) ipInUse(ip string) bool {
 		for _, ni := range in.NetworkInterfaces {
 			if ni.NetworkIP == ip {
 				return true
+			}
+			for _, ac := range ni.AccessConfigs {
+				if ac.NatIP == ip {
+					return true
+				}
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,8 +271,17 @@ func (r *Runner) container(manifest string) (string, []string, error) {
 	}
 	args = append(args, c.Args...)
 	for i, a := range args {
-		if name, value, ok := strings.Cut(a, "="); ok && strings.HasSuffix(name, "-address") && value == "0.0.0.0" {
+		name, value, ok := strings.Cut(a, "=")
+		switch {
+		case ok && strings.HasSuffix(name, "-address") && value == "0.0.0.0":
 			args[i] = name + "=" + r.Address
+		case ok && name == "--advertise-address" && isLoopback(value):
+			// The emulator's static IPs are loopback addresses (so they can
+			// be reached here), which kube-apiserver refuses to advertise
+			// in the kubernetes Service's endpoints. It advertises the same
+			// address moved into 198.18.0.0/15 (a benchmarking range, never
+			// routed): only in-cluster clients read it, and there are none.
+			args[i] = name + "=" + advertisable(value)
 		}
 	}
 	if filepath.Base(bin) == "kube-apiserver-healthcheck" {
@@ -326,4 +336,15 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 		<-exited
 		return errors.New("stopped")
 	}
+}
+
+func isLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
+}
+
+// advertisable maps a loopback address 127.a.b.c to 198.18.b.c.
+func advertisable(ip string) string {
+	b := netip.MustParseAddr(ip).As4()
+	return netip.AddrFrom4([4]byte{198, 18, b[2], b[3]}).String()
 }

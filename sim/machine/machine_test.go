@@ -59,7 +59,7 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 	// The static IP is advertised, not bound: an address of a
 	// documentation range, as the emulator's static IPs are (kube-apiserver
 	// refuses to advertise a loopback address).
-	const static = "203.0.113.10"
+	const static = "127.55.0.9" // loopback, as the emulator's static IPs are
 	certs, err := p.IssueReplica(pki.ReplicaRequest{Cluster: "mach", Name: "mach-master", InternalIP: ip, StaticIP: static})
 	if err != nil {
 		t.Fatal(err)
