@@ -25,9 +25,9 @@ import (
 )
 
 // newControlPlaneCluster is a cluster on an emulator whose masters run the
-// whole control plane. It needs the binaries (make test builds them) and
-// root (kube-apiserver serves on 443).
-func newControlPlaneCluster(t *testing.T, name string) *cluster {
+// whole control plane. It needs the binaries (make test builds them). As an
+// ordinary user, the emulator serves the API's 443 on 10443.
+func newControlPlaneCluster(t *testing.T, name string, simFlags ...string) *cluster {
 	t.Helper()
 	if _, err := kubelet.FindBinaries(repoRoot, spec.DefaultKubernetesVersion); err != nil {
 		if errors.Is(err, kubelet.ErrNoBinaries) && os.Getenv("CI") == "" {
@@ -35,11 +35,8 @@ func newControlPlaneCluster(t *testing.T, name string) *cluster {
 		}
 		t.Fatal(err)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("kube-apiserver serves on 443 as on a VM: run as root (CI does)")
-	}
 	dir := t.TempDir()
-	_, url := startSimServeWith(t, filepath.Join(dir, "sim"), "kubernetes")
+	_, url := startSimServeWith(t, filepath.Join(dir, "sim"), "kubernetes", simFlags...)
 	return &cluster{t: t, dir: dir, spec: filepath.Join(dir, "cluster.yaml"), endpoint: url, name: name}
 }
 
@@ -50,6 +47,7 @@ type apiClient struct {
 	client *http.Client
 	ca     *x509.CertPool
 	server string // the kubeconfig's: https://STATIC_IP
+	port   string // where the masters serve the API: 443, or 10443 for an ordinary user
 }
 
 func (c *cluster) adminAPI(t *testing.T) *apiClient {
@@ -79,13 +77,24 @@ func (c *cluster) adminAPI(t *testing.T) *apiClient {
 	}
 	// A connection per request: a kept connection to a master that hung
 	// hangs too, whatever the load balancer does with new ones.
-	return &apiClient{t: t, ca: roots, server: string(server[1]), client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	var ports map[string]int
+	resp, err := http.Get(c.endpoint + "/sim/v1/ports")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&ports)
+	resp.Body.Close()
+	port := "443"
+	if ports["443"] != 0 {
+		port = fmt.Sprint(ports["443"])
+	}
+	return &apiClient{t: t, ca: roots, server: string(server[1]), port: port, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true, TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}}
 }
 
 // call makes a request to the API of the master at ip.
 func (a *apiClient) call(ip, method, path, body string) (int, string) {
-	req, _ := http.NewRequest(method, "https://"+ip+":443"+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, "https://"+ip+":"+a.port+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
@@ -164,8 +173,8 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		t.Fatalf("status does not say the masters run Kubernetes: %+v", r)
 	}
 	api := c.adminAPI(t)
-	if api.server != "https://"+s.StaticIP.Address {
-		t.Fatalf("the kubeconfig's server is %s, want https://%s", api.server, s.StaticIP.Address)
+	if want := "https://" + s.StaticIP.Address + strings.TrimSuffix(":"+api.port, ":443"); api.server != want {
+		t.Fatalf("the kubeconfig's server is %s, want %s", api.server, want)
 	}
 	api.serving(s)
 	atStaticIP := func(stage string) {
@@ -251,12 +260,12 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 	if eph == "" || eph == s.StaticIP.Address {
 		t.Fatalf("%s has ephemeral IP %q", s.Replicas[1].Name, eph)
 	}
-	conn, err := tls.Dial("tcp", s.StaticIP.Address+":443", &tls.Config{RootCAs: api.ca, ServerName: s.StaticIP.Address})
+	conn, err := tls.Dial("tcp", s.StaticIP.Address+":"+api.port, &tls.Config{RootCAs: api.ca, ServerName: s.StaticIP.Address})
 	if err != nil {
 		t.Fatalf("TLS at the static IP: %v", err)
 	}
 	conn.Close()
-	_, err = tls.Dial("tcp", eph+":443", &tls.Config{RootCAs: api.ca, ServerName: eph})
+	_, err = tls.Dial("tcp", eph+":"+api.port, &tls.Config{RootCAs: api.ca, ServerName: eph})
 	var hostErr x509.HostnameError
 	if !errors.As(err, &hostErr) {
 		t.Errorf("TLS at the ephemeral IP %s: %v, want a certificate not valid for it", eph, err)
@@ -294,4 +303,36 @@ func (c *cluster) poolHealth(svc *compute.Service, zone, name string) string {
 		return fmt.Sprint(err)
 	}
 	return h.HealthStatus[0].HealthState
+}
+
+// TestControlPlaneWithLowPortsMapped runs the emulator as it runs for an
+// ordinary user, who may not bind 443: the masters' API and the static IP
+// serve on 10443, the admin kubeconfig names that port, and the API is
+// reached there on the one master and through the load balancer.
+func TestControlPlaneWithLowPortsMapped(t *testing.T) {
+	c := newControlPlaneCluster(t, "lp", "--map-low-ports")
+	c.write(1, false)
+	c.apply()
+	s := c.converged(1)
+	api := c.adminAPI(t)
+	if api.port != "10443" || api.server != "https://"+s.StaticIP.Address+":10443" {
+		t.Fatalf("API port %s, kubeconfig server %s: want 10443 on the static IP", api.port, api.server)
+	}
+	api.serving(s)
+	for _, n := range []int{1, 3} {
+		if n == 3 {
+			c.write(3, false)
+			c.apply()
+			s = c.converged(3)
+			api.serving(s)
+		}
+		waitFor(t, time.Minute, fmt.Sprintf("the API at the static IP with %d masters", n), func() bool {
+			code, _ := api.viaLB("GET", "/api/v1/namespaces/default", "")
+			return code == 200
+		})
+	}
+	gce := c.compute(t)
+	for _, r := range s.Replicas {
+		waitFor(t, time.Minute, r.Name+" healthy behind the load balancer", func() bool { return c.poolHealth(gce, r.Zone, r.Name) == "HEALTHY" })
+	}
 }

@@ -37,9 +37,9 @@ func startSimServeTB(t testing.TB, dir string) (*exec.Cmd, string) {
 	return startSimServeWith(t, dir, "etcd")
 }
 
-func startSimServeWith(t testing.TB, dir, controlPlane string) (*exec.Cmd, string) {
+func startSimServeWith(t testing.TB, dir, controlPlane string, flags ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet(), "--control-plane", controlPlane)
+	cmd := exec.Command(kubeha, append([]string{"sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet(), "--control-plane", controlPlane}, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -28,9 +29,10 @@ import (
 //
 // Only the ports the masters serve to clients are forwarded: the forwarding
 // rule's port range, and 443 for an access config. A port below 1024 needs
-// root or CAP_NET_BIND_SERVICE here (or net.ipv4.ip_unprivileged_port_start
-// at most 443): without it the address is not served and the emulator logs
-// why once.
+// root or CAP_NET_BIND_SERVICE (or net.ipv4.ip_unprivileged_port_start at
+// most 443): without them the emulator serves each such port LowPortOffset
+// higher, at the static IPs and at the masters alike (GET /sim/v1/ports
+// says so, and kubeha kubeconfig names the port).
 type balancer struct {
 	s      *Server
 	mu     sync.Mutex
@@ -117,7 +119,8 @@ func (b *balancer) routes() (map[string][]string, map[string][]string, map[strin
 		}
 		for _, ac := range in.NetworkInterfaces[0].AccessConfigs {
 			if listenable(ac.NatIP) {
-				nat[net.JoinHostPort(ac.NatIP, "443")] = []string{net.JoinHostPort(in.NetworkInterfaces[0].NetworkIP, "443")}
+				port := strconv.Itoa(s.port(443))
+				nat[net.JoinHostPort(ac.NatIP, port)] = []string{net.JoinHostPort(in.NetworkInterfaces[0].NetworkIP, port)}
 			}
 		}
 	}
@@ -133,6 +136,7 @@ func (b *balancer) routes() (map[string][]string, map[string][]string, map[strin
 		if port == "" {
 			port = "443"
 		}
+		port = strconv.Itoa(s.port(atoi(port)))
 		var hc *compute.HttpHealthCheck
 		if len(pool.HealthChecks) > 0 {
 			hc = s.w.HealthChecks[relPath("", pool.HealthChecks[0])]
@@ -379,4 +383,34 @@ func (s *Server) poolGetHealth(r *request) (any, error) {
 		st.IpAddress = in.NetworkInterfaces[0].NetworkIP
 	}
 	return &compute.TargetPoolInstanceHealth{Kind: "compute#targetPoolInstanceHealth", HealthStatus: []*compute.HealthStatus{st}}, nil
+}
+
+// port is where the emulator serves a port of a VM or a static IP.
+func (s *Server) port(p int) int {
+	if p > 0 && p < 1024 {
+		return p + s.portOffset
+	}
+	return p
+}
+
+func atoi(v string) int {
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// APIPort is where the emulator serves the API's port 443.
+func (s *Server) APIPort() int { return s.port(443) }
+
+// Ports are the body of GET /sim/v1/ports: each port below 1024 that the
+// emulator serves elsewhere, e.g. {"443": 10443}; empty when it serves
+// them as GCE does.
+type Ports map[string]int
+
+func (s *Server) adminPorts(w http.ResponseWriter, _ *http.Request) {
+	out := Ports{}
+	if s.portOffset != 0 {
+		out["443"] = s.port(443)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
 }

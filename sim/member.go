@@ -117,7 +117,8 @@ func (s *Server) bootLocked(key string) {
 	m.cancel = cancel
 	s.members[key] = m
 	if s.opts.Kubernetes != nil {
-		m.machine = &machine.Machine{Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes}
+		m.machine = &machine.Machine{Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
+			PortOffset: s.portOffset}
 		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
 		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {
 			m.status.Name = cfg.Name

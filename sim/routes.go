@@ -101,6 +101,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("DELETE /sim/v1/requests", s.adminResetRequests)
 	mux.HandleFunc("GET /sim/v1/members", s.adminMembers)
 	mux.HandleFunc("GET /sim/v1/release", s.adminRelease)
+	mux.HandleFunc("GET /sim/v1/ports", s.adminPorts)
 	mux.HandleFunc("GET /release/{version}/bin/linux/amd64/kubelet", s.serveKubelet)
 	return mux
 }

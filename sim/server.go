@@ -59,7 +59,15 @@ type Options struct {
 	// control plane with these binaries (make kube-binaries). Without it a
 	// master runs an embedded etcd member only.
 	Kubernetes *kubelet.Binaries
+	// MapLowPorts serves the ports below 1024 (the API's 443, at the
+	// masters and at the static IPs) LowPortOffset higher, as the emulator
+	// does by itself when it may not bind them (an ordinary user).
+	MapLowPorts bool
 }
+
+// LowPortOffset is how far the emulator moves a port below 1024 when it
+// may not bind it: 443 is served on 10443.
+const LowPortOffset = kubelet.LowPortOffset
 
 // Server is a running emulator.
 type Server struct {
@@ -80,6 +88,8 @@ type Server struct {
 	frozen   map[string]*member       // instance key -> its hung machine (crashed)
 	timers   map[string]*time.Timer
 	balancer *balancer // the static IPs' network path
+	// portOffset moves the ports below 1024 (LowPortOffset or 0).
+	portOffset int
 
 	ln     net.Listener
 	srv    *http.Server
@@ -176,6 +186,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			s.log.Error("emulator serve", "err", err)
 		}
 	}()
+	if opts.MapLowPorts || !kubelet.MayBindLowPorts() {
+		s.portOffset = LowPortOffset
+	}
 	s.resume()
 	s.startBalancer()
 	return s, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +45,11 @@ type Runner struct {
 	Manifests string    // the directory the kubelet watches
 	Binaries  *Binaries // what images resolve to
 	Address   string    // the machine's IP: a 0.0.0.0 bind becomes it
-	LogDir    string    // each container logs to LogDir/<pod>.log
+	// PortOffset moves the ports below 1024 the pods serve on (443) up by
+	// that much, where this process may not bind them (an ordinary user);
+	// 0 keeps them.
+	PortOffset int
+	LogDir     string // each container logs to LogDir/<pod>.log
 	// Poll is how often the manifest directory is read; default 1s.
 	Poll time.Duration
 
@@ -270,30 +273,9 @@ func (r *Runner) container(manifest string) (string, []string, error) {
 		args = append(args, c.Command[1:]...)
 	}
 	args = append(args, c.Args...)
-	for i, a := range args {
-		name, value, ok := strings.Cut(a, "=")
-		switch {
-		case ok && strings.HasSuffix(name, "-address") && value == "0.0.0.0":
-			args[i] = name + "=" + r.Address
-		case ok && name == "--advertise-address" && isLoopback(value):
-			// The emulator's static IPs are loopback addresses (so they can
-			// be reached here), which kube-apiserver refuses to advertise
-			// in the kubernetes Service's endpoints. It advertises the same
-			// address moved into 198.18.0.0/15 (a benchmarking range, never
-			// routed): only in-cluster clients read it, and there are none.
-			args[i] = name + "=" + advertisable(value)
-		}
-	}
-	if filepath.Base(bin) == "kube-apiserver-healthcheck" {
-		// A VM's sidecar serves every interface and asks 127.0.0.1; here
-		// both are the machine's own loopback IP.
-		args = append(args, "--listen-address="+r.Address, "--api-server-address="+r.Address)
-	}
-	if filepath.Base(bin) == "etcd" {
-		// Every connection between the machines of one host leaves from
-		// 127.0.0.1, which no peer certificate names (on GCE a peer
-		// connects from the IP its certificate names).
-		args = append(args, "--peer-skip-client-san-verification=true")
+	args, err = r.mapArgs(filepath.Base(bin), args)
+	if err != nil {
+		return "", nil, fmt.Errorf("pod %s: %w", m.Metadata.Name, err)
 	}
 	return bin, args, nil
 }
@@ -336,15 +318,4 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 		<-exited
 		return errors.New("stopped")
 	}
-}
-
-func isLoopback(ip string) bool {
-	a, err := netip.ParseAddr(ip)
-	return err == nil && a.IsLoopback()
-}
-
-// advertisable maps a loopback address 127.a.b.c to 198.18.b.c.
-func advertisable(ip string) string {
-	b := netip.MustParseAddr(ip).As4()
-	return netip.AddrFrom4([4]byte{198, 18, b[2], b[3]}).String()
 }

@@ -32,7 +32,7 @@ func BenchmarkMasterBoot(b *testing.B) {
 		roots.AddCert(p.ClusterCA.Cert)
 		api := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}
 		get := func(path string) bool {
-			resp, err := api.Get("https://" + ip + ":443" + path)
+			resp, err := api.Get("https://" + ip + ":" + strconv.Itoa(443+m.PortOffset) + path)
 			if err != nil {
 				return false
 			}

@@ -25,6 +25,9 @@ type Machine struct {
 	// DataDisk is the directory of its master-pd disk ("" for none).
 	DataDisk string
 	Binaries *kubelet.Binaries
+	// PortOffset moves the ports below 1024 its pods serve on (see
+	// kubelet.Runner); 0 where this process may bind them.
+	PortOffset int
 
 	mu      sync.Mutex
 	md      *http.Server
@@ -97,7 +100,8 @@ func (m *Machine) Boot(ctx context.Context) error {
 	if !m.kubeletStarted() {
 		return fmt.Errorf("the startup script of %s did not start the kubelet (systemctl was not asked to)", m.IP)
 	}
-	k := &kubelet.Runner{Manifests: m.path("etc/kubernetes/manifests"), Binaries: m.Binaries, Address: m.IP, LogDir: m.path("var/log/pods"), Poll: 500 * time.Millisecond}
+	k := &kubelet.Runner{Manifests: m.path("etc/kubernetes/manifests"), Binaries: m.Binaries, Address: m.IP, LogDir: m.path("var/log/pods"), Poll: 500 * time.Millisecond,
+		PortOffset: m.PortOffset}
 	k.Start()
 	m.mu.Lock()
 	m.kubelet = k

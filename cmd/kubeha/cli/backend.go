@@ -73,6 +73,29 @@ func (b *backend) downloads(ctx context.Context) spec.Downloads {
 	return spec.Downloads{ReleaseURL: r.ReleaseURL, KubeletSHA512: r.KubeletSHA512}
 }
 
+// apiPort is the port a client reaches the API at on the static IP: 443,
+// or where kubeha's emulator serves it when it may not bind 443 (an
+// ordinary user).
+func (b *backend) apiPort(ctx context.Context) int {
+	if b.emulator == "" {
+		return 443
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/ports", nil)
+	if err != nil {
+		return 443
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 443
+	}
+	defer resp.Body.Close()
+	var ports sim.Ports
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ports) != nil || ports["443"] == 0 {
+		return 443
+	}
+	return ports["443"]
+}
+
 // emulatedControlPlane says what the emulator's masters run ("etcd only",
 // "Kubernetes v1.37.2"), or "" when the backend is not kubeha's emulator
 // or it has no master.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -49,6 +50,9 @@ the file named; nothing secret is printed.`,
 				return err
 			}
 			server := "https://" + obs.StaticIP.Address
+			if port := b.apiPort(cmd.Context()); port != 443 {
+				server += ":" + strconv.Itoa(port) // kubeha's emulator, run by an ordinary user
+			}
 			if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, server, p.ClusterCA.CertPEM, cert, key)), 0o600); err != nil {
 				return fmt.Errorf("write the kubeconfig: %w", err)
 			}

@@ -22,6 +22,7 @@ type simServeOptions struct {
 	verbose      bool
 	subnet       string
 	controlPlane string
+	mapLowPorts  bool
 }
 
 func newSimCommand(streams IOStreams) *cobra.Command {
@@ -63,12 +64,16 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 			}
 			srv, err := sim.Start(cmd.Context(), sim.Options{
 				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet, Kubernetes: bins,
+				MapLowPorts: o.mapLowPorts,
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(streams.Out, "sim: listening on %s\n", srv.URL())
 			fmt.Fprintf(streams.Out, "sim: masters run %s\n", controlPlaneWords(bins))
+			if port := srv.APIPort(); port != 443 {
+				fmt.Fprintf(streams.Out, "sim: the API's port 443 is served on %d, at the masters and the static IPs (no permission to bind ports below 1024, or --map-low-ports)\n", port)
+			}
 			fmt.Fprintf(streams.Out, "sim: state in %s; export KUBEHA_GCE_ENDPOINT=%s\n", o.dir, srv.URL())
 			<-cmd.Context().Done()
 			fmt.Fprintln(streams.Out, "sim: stopping")
@@ -84,6 +89,7 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 	cmd.Flags().Float64Var(&o.timeScale, "time-scale", 1, "multiply every latency (0.05 runs the gce profile at 1/20 of real time)")
 	cmd.Flags().StringVar(&o.subnet, "subnet", "", "loopback range of instance IPs for a new --dir (default "+sim.DefaultSubnet+"; kept in the state after)")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log the emulator's own events to standard error")
+	cmd.Flags().BoolVar(&o.mapLowPorts, "map-low-ports", false, fmt.Sprintf("serve the API's 443 on %d, as the emulator does by itself when it may not bind ports below 1024", 443+sim.LowPortOffset))
 	cmd.Flags().StringVar(&o.controlPlane, "control-plane", "auto", "what masters run: auto (the whole Kubernetes control plane when make kube-binaries has built it, else etcd only), kubernetes (it must be built), or etcd")
 	return cmd
 }
