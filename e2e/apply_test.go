@@ -188,6 +188,27 @@ func TestApplyTour(t *testing.T) {
 	c.apply()
 	s = c.converged(3)
 
+	// A health check that probes where nothing serves (as kubeha made it
+	// before the masters ran kube-apiserver-healthcheck) is pointed back.
+	gce := c.compute(t)
+	hcName := c.name + "-master-hc"
+	hc, err := gce.HttpHealthChecks.Get("kubeha-e2e", hcName).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.Port, hc.RequestPath = 8080, "/healthz"
+	if _, err := gce.HttpHealthChecks.Update("kubeha-e2e", hcName, hc).Do(); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.kubeha("plan", "-f", c.spec); r.code != 0 || !strings.Contains(r.stdout, "update-health-check "+hcName) {
+		t.Fatalf("plan with the health check on 8080: %+v", r)
+	}
+	c.apply()
+	s = c.converged(3)
+	if hc, err := gce.HttpHealthChecks.Get("kubeha-e2e", hcName).Do(); err != nil || hc.Port != 3990 || hc.RequestPath != "/readyz" {
+		t.Fatalf("the health check after apply: %+v %v", hc, err)
+	}
+
 	// Crash a member that does not lead, then replace it with --replace.
 	var victim, zone string
 	for _, r := range s.Replicas {

@@ -11,8 +11,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +50,7 @@ type apiClient struct {
 	ca     *x509.CertPool
 	server string // the kubeconfig's: https://STATIC_IP
 	port   string // where the masters serve the API: 443, or 10443 for an ordinary user
+	creds  string // a directory with ca.crt, admin.crt and admin.key for curl
 }
 
 func (c *cluster) adminAPI(t *testing.T) *apiClient {
@@ -64,6 +67,13 @@ func (c *cluster) adminAPI(t *testing.T) *apiClient {
 			t.Fatal(err)
 		}
 		return b
+	}
+	creds := filepath.Join(c.dir, "curl")
+	os.MkdirAll(creds, 0o700)
+	for file, key := range map[string]string{"ca.crt": "certificate-authority-data", "admin.crt": "client-certificate-data", "admin.key": "client-key-data"} {
+		if err := os.WriteFile(filepath.Join(creds, file), field(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	pair, err := tls.X509KeyPair(field("client-certificate-data"), field("client-key-data"))
 	if err != nil {
@@ -88,7 +98,7 @@ func (c *cluster) adminAPI(t *testing.T) *apiClient {
 	if ports["443"] != 0 {
 		port = fmt.Sprint(ports["443"])
 	}
-	return &apiClient{t: t, ca: roots, server: string(server[1]), port: port, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	return &apiClient{t: t, ca: roots, server: string(server[1]), port: port, creds: creds, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true, TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}}
 }
 
@@ -117,6 +127,22 @@ func (a *apiClient) viaLB(method, path, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// curl asks the kubeconfig's server with curl, a client independent of
+// kubeha and of Go, verifying the server's certificate for the static IP.
+func (a *apiClient) curl(path string) (int, string) {
+	a.t.Helper()
+	out, err := exec.Command("curl", "--silent", "--show-error", "--max-time", "5", "--cacert", filepath.Join(a.creds, "ca.crt"),
+		"--cert", filepath.Join(a.creds, "admin.crt"), "--key", filepath.Join(a.creds, "admin.key"),
+		"--write-out", "\n%{http_code}", a.server+path).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Sprintf("%v: %s", err, out)
+	}
+	i := strings.LastIndex(string(out), "\n")
+	body, code := string(out[:i]), string(out[i+1:])
+	n, _ := strconv.Atoi(code)
+	return n, body
 }
 
 // serving waits until every master's API is ready and the controller
@@ -187,8 +213,8 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		if code, body := api.viaLB("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"`+name+`"},"data":{"stage":"`+stage+`"}}`); code != 201 {
 			t.Fatalf("create a ConfigMap at the static IP with %s: %d %s", stage, code, body)
 		}
-		if code, body := api.viaLB("GET", "/api/v1/namespaces/default/configmaps/"+name, ""); code != 200 || !strings.Contains(body, `"stage":"`+stage+`"`) {
-			t.Fatalf("read it back at the static IP: %d %s", code, body)
+		if code, body := api.curl("/api/v1/namespaces/default/configmaps/" + name); code != 200 || !strings.Contains(body, `"stage":"`+stage+`"`) {
+			t.Fatalf("read it back at the static IP with curl: %d %s", code, body)
 		}
 	}
 	atStaticIP("1 master")

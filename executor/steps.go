@@ -133,11 +133,11 @@ func (x *executor) do(ctx context.Context, s *planner.Step) error {
 	case planner.LabelInstance:
 		return x.label(ctx, s)
 	case planner.CreateHealthCheck:
-		return g.create(ctx, what, func() (*compute.Operation, error) {
-			return c.HttpHealthChecks.Insert(p, &compute.HttpHealthCheck{Name: s.Target, Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath,
-				CheckIntervalSec: 2, TimeoutSec: 2, HealthyThreshold: 2, UnhealthyThreshold: 3,
-				Description: "kubeha: the API servers of cluster " + x.cluster()}).Context(ctx).Do()
-		}, nil)
+		return g.create(ctx, what, func() (*compute.Operation, error) { return c.HttpHealthChecks.Insert(p, x.healthCheck(s.Target)).Context(ctx).Do() }, nil)
+	case planner.UpdateHealthCheck:
+		return g.op(ctx, what, func() (*compute.Operation, error) {
+			return c.HttpHealthChecks.Update(p, s.Target, x.healthCheck(s.Target)).Context(ctx).Do()
+		})
 	case planner.CreateTargetPool:
 		var links []string
 		for _, n := range s.PoolMembers {
@@ -342,6 +342,15 @@ func (x *executor) memberByName(ctx context.Context, name string) (uint64, error
 }
 
 // boot renders what a master boots with, issuing its certificates now.
+// healthCheck is the target pool's legacy HTTP health check: the masters'
+// kube-apiserver-healthcheck, asked for the API server's readiness every 2
+// s; out of rotation after 3 failures, back after 2 passes.
+func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
+	return &compute.HttpHealthCheck{Name: name, Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath,
+		CheckIntervalSec: 2, TimeoutSec: 2, HealthyThreshold: 2, UnhealthyThreshold: 3,
+		Description: "kubeha: the API servers of cluster " + x.cluster()}
+}
+
 func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) ([]*compute.MetadataItems, error) {
 	static, err := x.staticIP(ctx)
 	if err != nil {

@@ -1004,6 +1004,10 @@ func (b *builder) promoteLB() {
 		b.hcStep = b.must(b.add(&Step{Action: CreateHealthCheck, Target: spec.HealthCheckName(name), Phase: "load balancer",
 			Reason: "the load balancer's HTTP health check of the masters"}))
 		created = true
+	} else if hc := b.obs.HealthCheck; hc.Port != metadata.HealthCheckPort || hc.Path != metadata.HealthCheckPath {
+		b.hcStep = b.must(b.add(&Step{Action: UpdateHealthCheck, Target: hc.Name, Phase: "load balancer",
+			Reason: fmt.Sprintf("it probes port %d, path %q, where the masters' health endpoint is not: want port %d, path %s",
+				hc.Port, hc.Path, metadata.HealthCheckPort, metadata.HealthCheckPath)}))
 	}
 	if b.obs.TargetPool == nil {
 		var members []string

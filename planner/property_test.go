@@ -136,8 +136,8 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Etcd.Reachable = true
 	case LabelInstance:
 		m.instance(s.Replica).Labels = map[string]string{"kubeha-cluster": m.sp.Metadata.Name, "kubeha-role": "master"}
-	case CreateHealthCheck:
-		c.HealthCheck = &state.HealthCheck{Name: s.Target}
+	case CreateHealthCheck, UpdateHealthCheck:
+		c.HealthCheck = &state.HealthCheck{Name: s.Target, Port: metadata.HealthCheckPort, Path: metadata.HealthCheckPath}
 	case CreateTargetPool:
 		c.TargetPool = &state.TargetPool{Name: s.Target, Instances: append([]string(nil), s.PoolMembers...)}
 	case AddToPool:
@@ -268,7 +268,10 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 	}
 	lb := current >= 2
 	if lb {
-		obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc"}
+		obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, Path: metadata.HealthCheckPath}
+		if r.IntN(5) == 0 { // made by a kubeha that probed 8080
+			obs.HealthCheck.Port, obs.HealthCheck.Path = 8080, "/healthz"
+		}
 		obs.TargetPool = &state.TargetPool{Name: "prod-master"}
 		obs.ForwardingRule = &state.ForwardingRule{Name: "prod-master", IPAddress: "203.0.113.10", Target: "prod-master"}
 		obs.StaticIP.Status = "IN_USE"

@@ -199,7 +199,14 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		case "firewalls":
 			firewalls = f[1]
 		case "healthcheck":
-			obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc"}
+			obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, Path: metadata.HealthCheckPath}
+			switch kv["probes"] {
+			case "8080":
+				obs.HealthCheck.Port, obs.HealthCheck.Path = 8080, "/healthz"
+			case "":
+			default:
+				fail("unknown probes value")
+			}
 		case "pool":
 			if obs.TargetPool == nil {
 				obs.TargetPool = &state.TargetPool{Name: "prod-master", HealthCheck: "prod-master-hc"}

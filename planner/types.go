@@ -54,6 +54,10 @@ const (
 	// voter change runs at a time.
 	PromoteMember     Action = "promote-etcd-member"
 	CreateHealthCheck Action = "create-health-check"
+	// UpdateHealthCheck points the health check at the masters' health
+	// endpoint again (a kubeha before 3990 and /readyz, or a change out of
+	// band).
+	UpdateHealthCheck Action = "update-health-check"
 	CreateTargetPool  Action = "create-target-pool"
 	AddToPool         Action = "add-to-target-pool"
 	RemoveFromPool    Action = "remove-from-target-pool"
@@ -87,7 +91,7 @@ const (
 var change = map[Action]Change{
 	CreateFirewall: Create, UpdateFirewall: Update, ReserveStaticIP: Create, ReserveAddress: Create,
 	CreateDisk: Create, AddLearner: Create, CreateInstance: Create, StartInstance: Update, LabelInstance: Update,
-	PromoteMember: Update, CreateHealthCheck: Create, CreateTargetPool: Create, AddToPool: Update,
+	PromoteMember: Update, CreateHealthCheck: Create, UpdateHealthCheck: Update, CreateTargetPool: Create, AddToPool: Update,
 	RemoveFromPool: Update, DetachStaticIP: Update, CreateForwardingRule: Create, DeleteForwardingRule: Delete,
 	AttachStaticIP: Update, DeleteTargetPool: Delete, DeleteHealthCheck: Delete, MoveLeader: Update,
 	RemoveMember: Delete, DeleteInstance: Delete, DeleteDisk: Delete, ReleaseAddress: Delete, RenewCertificates: Update,

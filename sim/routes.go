@@ -53,6 +53,7 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/global/httpHealthChecks", "httpHealthChecks.insert", s.insertHealthCheck},
 		{"GET " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.get", s.getHealthCheck},
 		{"DELETE " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.delete", s.deleteHealthCheck},
+		{"PUT " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.update", s.updateHealthCheck},
 
 		{"GET " + p + "/regions/{region}/forwardingRules", "forwardingRules.list", s.listForwardingRules},
 		{"POST " + p + "/regions/{region}/forwardingRules", "forwardingRules.insert", s.insertForwardingRule},

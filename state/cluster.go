@@ -87,6 +87,9 @@ type Address struct {
 // HealthCheck is the masters' HTTP health check.
 type HealthCheck struct {
 	Name string `json:"name"`
+	// Port and Path are where it probes each master.
+	Port int64  `json:"port,omitempty"`
+	Path string `json:"path,omitempty"`
 }
 
 // TargetPool is the masters' target pool.

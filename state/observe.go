@@ -206,7 +206,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		out.ForwardingRule = &ForwardingRule{Name: rule.Name, IPAddress: rule.IPAddress, Target: last(rule.Target), PortRange: rule.PortRange}
 	}
 	if hc != nil {
-		out.HealthCheck = &HealthCheck{Name: hc.Name}
+		out.HealthCheck = &HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
 	}
 	for _, f := range firewalls {
 		fw := &Firewall{Name: f.Name, SourceTags: f.SourceTags, TargetTags: f.TargetTags, Sources: f.SourceRanges}

@@ -1,0 +1,101 @@
+package sim
+
+import (
+	compute "google.golang.org/api/compute/v1"
+)
+
+// The legacy HTTP health checks of target pools.
+
+func hcKey(r *request) string { return globalScope(r) + "/httpHealthChecks/" + r.name }
+
+func (s *Server) insertHealthCheck(r *request) (any, error) {
+	var hc compute.HttpHealthCheck
+	if err := r.decode(&hc); err != nil {
+		return nil, err
+	}
+	if err := checkName(hc.Name); err != nil {
+		return nil, err
+	}
+	r.name = hc.Name
+	key := hcKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.HealthChecks[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = "compute#httpHealthCheck", s.w.newID(), link(key), nowStamp()
+	hcDefaults(&hc)
+	s.w.HealthChecks[key] = &hc
+	return s.newOpLocked(globalScope(r), "httpHealthChecks.insert", key, hc.Id, nil), nil
+}
+
+// hcDefaults fills what GCE fills in a legacy HTTP health check.
+func hcDefaults(hc *compute.HttpHealthCheck) {
+	if hc.Port == 0 {
+		hc.Port = 80
+	}
+	hc.RequestPath = firstNonEmpty(hc.RequestPath, "/")
+	if hc.CheckIntervalSec == 0 {
+		hc.CheckIntervalSec = 5
+	}
+	if hc.TimeoutSec == 0 {
+		hc.TimeoutSec = 5
+	}
+	if hc.HealthyThreshold == 0 {
+		hc.HealthyThreshold = 2
+	}
+	if hc.UnhealthyThreshold == 0 {
+		hc.UnhealthyThreshold = 2
+	}
+}
+
+// updateHealthCheck serves httpHealthChecks.update: the whole check is
+// replaced, its name, ID and creation kept.
+func (s *Server) updateHealthCheck(r *request) (any, error) {
+	var hc compute.HttpHealthCheck
+	if err := r.decode(&hc); err != nil {
+		return nil, err
+	}
+	key := hcKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.w.HealthChecks[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	if hc.Name != "" && hc.Name != old.Name {
+		return nil, errInvalid("Invalid value for field 'resource.name': '%s'. The name cannot change.", hc.Name)
+	}
+	hc.Name, hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = old.Name, old.Kind, old.Id, old.SelfLink, old.CreationTimestamp
+	hcDefaults(&hc)
+	s.w.HealthChecks[key] = &hc
+	return s.newOpLocked(globalScope(r), "httpHealthChecks.update", key, hc.Id, nil), nil
+}
+
+func (s *Server) getHealthCheck(r *request) (any, error) {
+	return getRes(s, s.w.HealthChecks, hcKey(r))
+}
+
+func (s *Server) listHealthChecks(r *request) (any, error) {
+	return listRes(s, r, s.w.HealthChecks, globalScope(r)+"/httpHealthChecks/", func(items []*compute.HttpHealthCheck, next string) any {
+		return &compute.HttpHealthCheckList{Kind: "compute#httpHealthCheckList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) deleteHealthCheck(r *request) (any, error) {
+	key := hcKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hc, ok := s.w.HealthChecks[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	for pk, p := range s.w.TargetPools {
+		for _, h := range p.HealthChecks {
+			if relPath(r.project, h) == key {
+				return nil, errInUse(key, link(pk))
+			}
+		}
+	}
+	return s.newOpLocked(globalScope(r), "httpHealthChecks.delete", key, hc.Id, nil, effect{"healthCheck.delete", key}), nil
+}
