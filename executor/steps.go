@@ -133,7 +133,9 @@ func (x *executor) do(ctx context.Context, s *planner.Step) error {
 	case planner.LabelInstance:
 		return x.label(ctx, s)
 	case planner.CreateHealthCheck:
-		return g.create(ctx, what, func() (*compute.Operation, error) { return c.HttpHealthChecks.Insert(p, x.healthCheck(s.Target)).Context(ctx).Do() }, nil)
+		return g.create(ctx, what, func() (*compute.Operation, error) {
+			return c.HttpHealthChecks.Insert(p, x.healthCheck(s.Target)).Context(ctx).Do()
+		}, nil)
 	case planner.UpdateHealthCheck:
 		return g.op(ctx, what, func() (*compute.Operation, error) {
 			return c.HttpHealthChecks.Update(p, s.Target, x.healthCheck(s.Target)).Context(ctx).Do()
