@@ -1,0 +1,105 @@
+package sim
+
+import (
+	"net/netip"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Addresses: regional INTERNAL addresses in the emulator's subnet and
+// EXTERNAL ones (loopback addresses, see balancer.go).
+
+func addrKey(r *request) string { return regionScope(r) + "/addresses/" + r.name }
+
+func (s *Server) insertAddress(r *request) (any, error) {
+	var a compute.Address
+	if err := r.decode(&a); err != nil {
+		return nil, err
+	}
+	if err := checkName(a.Name); err != nil {
+		return nil, err
+	}
+	r.name = a.Name
+	key := addrKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.Addresses[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	a.AddressType = firstNonEmpty(a.AddressType, "EXTERNAL")
+	switch a.AddressType {
+	case "EXTERNAL":
+		if a.Address != "" && s.w.ipInUse(a.Address) {
+			return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already reserved.", a.Address)), nil
+		}
+		if a.Address == "" {
+			a.Address = s.w.allocExternal()
+		}
+		a.NetworkTier = firstNonEmpty(a.NetworkTier, "PREMIUM")
+	case "INTERNAL":
+		if a.Address != "" {
+			ip, err := netip.ParseAddr(a.Address)
+			prefix, _ := netip.ParsePrefix(s.w.Subnet)
+			if err != nil || !prefix.Contains(ip) {
+				return s.newOpLocked(regionScope(r), "addresses.insert", key, 0,
+					opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", a.Address, s.w.Subnet)), nil
+			}
+			if s.w.ipInUse(a.Address) {
+				return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already being used by another resource.", a.Address)), nil
+			}
+		} else {
+			ip, err := s.w.allocInternal()
+			if err != nil {
+				return nil, &apiError{503, "resourceExhausted", err.Error()}
+			}
+			a.Address = ip
+		}
+		a.Subnetwork = link(relPath(r.project, firstNonEmpty(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
+		a.Purpose = firstNonEmpty(a.Purpose, "GCE_ENDPOINT")
+	default:
+		return nil, errInvalid("Invalid value for field 'resource.addressType': '%s'. Must be EXTERNAL or INTERNAL.", a.AddressType)
+	}
+	a.Kind, a.Id, a.SelfLink, a.CreationTimestamp = "compute#address", s.w.newID(), link(key), nowStamp()
+	a.Region = link(regionScope(r))
+	a.Status, a.Users = "RESERVED", nil
+	a.LabelFingerprint = fingerprint(a.Labels)
+	s.w.Addresses[key] = &a
+	return s.newOpLocked(regionScope(r), "addresses.insert", key, a.Id, nil), nil
+}
+
+func (s *Server) getAddress(r *request) (any, error) { return getRes(s, s.w.Addresses, addrKey(r)) }
+
+func (s *Server) listAddresses(r *request) (any, error) {
+	return listRes(s, r, s.w.Addresses, regionScope(r)+"/addresses/", func(items []*compute.Address, next string) any {
+		return &compute.AddressList{Kind: "compute#addressList", Items: items, NextPageToken: next, SelfLink: link(regionScope(r) + "/addresses")}
+	})
+}
+
+func (s *Server) aggregatedAddresses(r *request) (any, error) {
+	return aggRes(s, r, s.w.Addresses, false, func(g map[string][]*compute.Address, next string) any {
+		items := map[string]compute.AddressesScopedList{}
+		for scope, l := range g {
+			sl := compute.AddressesScopedList{Addresses: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.AddressesScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
+		}
+		return &compute.AddressAggregatedList{Kind: "compute#addressAggregatedList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) deleteAddress(r *request) (any, error) {
+	key := addrKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.w.Addresses[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	if a.Status == "IN_USE" && len(a.Users) > 0 {
+		return nil, errInUse(key, a.Users[0])
+	}
+	return s.newOpLocked(regionScope(r), "addresses.delete", key, a.Id, nil, effect{"address.delete", key}), nil
+}

@@ -1,0 +1,79 @@
+package sim
+
+import (
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Disks: zonal persistent disks; a master's master-pd is a directory that
+// moves with the disk.
+
+func diskKey(r *request) string { return zoneScope(r) + "/disks/" + r.name }
+
+func (s *Server) insertDisk(r *request) (any, error) {
+	var d compute.Disk
+	if err := r.decode(&d); err != nil {
+		return nil, err
+	}
+	if err := checkName(d.Name); err != nil {
+		return nil, err
+	}
+	r.name = d.Name
+	key := diskKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.Disks[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	if d.SizeGb == 0 {
+		d.SizeGb = 10
+	}
+	if d.SizeGb < 0 || d.SizeGb > 65536 {
+		return nil, errInvalid("Invalid value for field 'resource.sizeGb': '%d'. Disk size must be between 1 and 65536 GB.", d.SizeGb)
+	}
+	d.Kind, d.Id, d.SelfLink, d.CreationTimestamp = "compute#disk", s.w.newID(), link(key), nowStamp()
+	d.Zone = link(zoneScope(r))
+	d.Status = "READY"
+	d.Type = link(relPath(r.project, firstNonEmpty(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
+	d.LabelFingerprint = fingerprint(d.Labels)
+	d.Users = nil
+	s.w.Disks[key] = &d
+	return s.newOpLocked(zoneScope(r), "disks.insert", key, d.Id, nil), nil
+}
+
+func (s *Server) getDisk(r *request) (any, error) { return getRes(s, s.w.Disks, diskKey(r)) }
+
+func (s *Server) listDisks(r *request) (any, error) {
+	return listRes(s, r, s.w.Disks, zoneScope(r)+"/disks/", func(items []*compute.Disk, next string) any {
+		return &compute.DiskList{Kind: "compute#diskList", Items: items, NextPageToken: next, SelfLink: link(zoneScope(r) + "/disks")}
+	})
+}
+
+func (s *Server) aggregatedDisks(r *request) (any, error) {
+	return aggRes(s, r, s.w.Disks, true, func(g map[string][]*compute.Disk, next string) any {
+		items := map[string]compute.DisksScopedList{}
+		for scope, l := range g {
+			sl := compute.DisksScopedList{Disks: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.DisksScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
+		}
+		return &compute.DiskAggregatedList{Kind: "compute#diskAggregatedList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) deleteDisk(r *request) (any, error) {
+	key := diskKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.w.Disks[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	if len(d.Users) > 0 {
+		return nil, errInUse(key, d.Users[0])
+	}
+	d.Status = "DELETING"
+	return s.newOpLocked(zoneScope(r), "disks.delete", key, d.Id, nil, effect{"disk.delete", key}), nil
+}

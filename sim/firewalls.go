@@ -1,0 +1,103 @@
+package sim
+
+import (
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Firewalls: global rules of the project's networks.
+
+func fwKey(r *request) string { return globalScope(r) + "/firewalls/" + r.name }
+
+func (s *Server) insertFirewall(r *request) (any, error) {
+	var f compute.Firewall
+	if err := r.decode(&f); err != nil {
+		return nil, err
+	}
+	if err := checkName(f.Name); err != nil {
+		return nil, err
+	}
+	r.name = f.Name
+	key := fwKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.Firewalls[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	if oe := s.normalizeFirewall(r, &f); oe != nil {
+		return s.newOpLocked(globalScope(r), "firewalls.insert", key, 0, oe), nil
+	}
+	f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#firewall", s.w.newID(), link(key), nowStamp()
+	s.w.Firewalls[key] = &f
+	return s.newOpLocked(globalScope(r), "firewalls.insert", key, f.Id, nil), nil
+}
+
+func (s *Server) normalizeFirewall(r *request, f *compute.Firewall) *opError {
+	nk := relPath(r.project, firstNonEmpty(f.Network, "global/networks/default"))
+	if nk != "projects/"+r.project+"/global/networks/default" {
+		return opNotFound(nk)
+	}
+	f.Network = link(nk)
+	f.Direction = firstNonEmpty(f.Direction, "INGRESS")
+	if f.Priority == 0 {
+		f.Priority = 1000
+	}
+	return nil
+}
+
+func (s *Server) getFirewall(r *request) (any, error) { return getRes(s, s.w.Firewalls, fwKey(r)) }
+
+func (s *Server) listFirewalls(r *request) (any, error) {
+	return listRes(s, r, s.w.Firewalls, globalScope(r)+"/firewalls/", func(items []*compute.Firewall, next string) any {
+		return &compute.FirewallList{Kind: "compute#firewallList", Items: items, NextPageToken: next, SelfLink: link(globalScope(r) + "/firewalls")}
+	})
+}
+
+// patchFirewall applies a JSON merge patch, as firewalls.patch does.
+func (s *Server) patchFirewall(r *request) (any, error) {
+	var patch map[string]any
+	if err := r.decode(&patch); err != nil {
+		return nil, err
+	}
+	key := fwKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.w.Firewalls[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	cur := map[string]any{}
+	if err := remarshal(f, &cur); err != nil {
+		return nil, err
+	}
+	for k, v := range patch {
+		switch k {
+		case "name", "id", "selfLink", "kind", "creationTimestamp":
+			continue
+		}
+		if v == nil {
+			delete(cur, k)
+		} else {
+			cur[k] = v
+		}
+	}
+	var nf compute.Firewall
+	if err := remarshal(cur, &nf); err != nil {
+		return nil, errInvalid("Invalid firewall patch: %v", err)
+	}
+	if oe := s.normalizeFirewall(r, &nf); oe != nil {
+		return s.newOpLocked(globalScope(r), "firewalls.patch", key, f.Id, oe), nil
+	}
+	s.w.Firewalls[key] = &nf
+	return s.newOpLocked(globalScope(r), "firewalls.patch", key, nf.Id, nil), nil
+}
+
+func (s *Server) deleteFirewall(r *request) (any, error) {
+	key := fwKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.w.Firewalls[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return s.newOpLocked(globalScope(r), "firewalls.delete", key, f.Id, nil, effect{"firewall.delete", key}), nil
+}

@@ -1,0 +1,104 @@
+package sim
+
+import (
+	"net/netip"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Forwarding rules: the static IP on the load balancer.
+
+func ruleKey(r *request) string { return regionScope(r) + "/forwardingRules/" + r.name }
+
+func (s *Server) insertForwardingRule(r *request) (any, error) {
+	var f compute.ForwardingRule
+	if err := r.decode(&f); err != nil {
+		return nil, err
+	}
+	if err := checkName(f.Name); err != nil {
+		return nil, err
+	}
+	r.name = f.Name
+	key := ruleKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.ForwardingRules[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	fail := func(oe *opError) (any, error) {
+		return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, 0, oe), nil
+	}
+	if f.Target != "" {
+		tk := relPath(r.project, f.Target)
+		if _, ok := s.w.TargetPools[tk]; !ok {
+			return fail(opNotFound(tk))
+		}
+		f.Target = link(tk)
+	}
+	var addr *compute.Address
+	if f.IPAddress != "" {
+		if _, err := netip.ParseAddr(f.IPAddress); err != nil {
+			ak := relPath(r.project, f.IPAddress)
+			a, ok := s.w.Addresses[ak]
+			if !ok {
+				return fail(opNotFound(ak))
+			}
+			f.IPAddress, addr = a.Address, a
+		} else {
+			_, addr = s.w.addressByIP(r.project, r.region, f.IPAddress)
+			if addr == nil {
+				return fail(opInvalid("Specified IP address '%s' is not reserved in region %s.", f.IPAddress, r.region))
+			}
+		}
+		if addr.Status == "IN_USE" {
+			return fail(opInUse(relPath(r.project, addr.SelfLink), addr.Users[0]))
+		}
+		addr.Status, addr.Users = "IN_USE", []string{link(key)}
+	} else {
+		f.IPAddress = s.w.allocExternal()
+	}
+	f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#forwardingRule", s.w.newID(), link(key), nowStamp()
+	f.Region = link(regionScope(r))
+	f.IPProtocol = firstNonEmpty(f.IPProtocol, "TCP")
+	f.LoadBalancingScheme = firstNonEmpty(f.LoadBalancingScheme, "EXTERNAL")
+	f.NetworkTier = firstNonEmpty(f.NetworkTier, "PREMIUM")
+	f.LabelFingerprint = fingerprint(f.Labels)
+	s.w.ForwardingRules[key] = &f
+	return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, f.Id, nil), nil
+}
+
+func (s *Server) getForwardingRule(r *request) (any, error) {
+	return getRes(s, s.w.ForwardingRules, ruleKey(r))
+}
+
+func (s *Server) listForwardingRules(r *request) (any, error) {
+	return listRes(s, r, s.w.ForwardingRules, regionScope(r)+"/forwardingRules/", func(items []*compute.ForwardingRule, next string) any {
+		return &compute.ForwardingRuleList{Kind: "compute#forwardingRuleList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) aggregatedForwardingRules(r *request) (any, error) {
+	return aggRes(s, r, s.w.ForwardingRules, false, func(g map[string][]*compute.ForwardingRule, next string) any {
+		items := map[string]compute.ForwardingRulesScopedList{}
+		for scope, l := range g {
+			sl := compute.ForwardingRulesScopedList{ForwardingRules: l}
+			if len(l) == 0 {
+				code, msg := noResults(scope)
+				sl.Warning = &compute.ForwardingRulesScopedListWarning{Code: code, Message: msg}
+			}
+			items[scope] = sl
+		}
+		return &compute.ForwardingRuleAggregatedList{Kind: "compute#forwardingRuleAggregatedList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) deleteForwardingRule(r *request) (any, error) {
+	key := ruleKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.w.ForwardingRules[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return s.newOpLocked(regionScope(r), "forwardingRules.delete", key, f.Id, nil, effect{"forwardingRule.delete", key}), nil
+}

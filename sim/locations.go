@@ -1,0 +1,79 @@
+package sim
+
+import (
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Zones, regions and networks: the locations the emulator knows.
+
+func regionScope(r *request) string { return "projects/" + r.project + "/regions/" + r.region }
+func globalScope(r *request) string { return "projects/" + r.project + "/global" }
+
+func (s *Server) zoneResource(project, zone string) *compute.Zone {
+	region := s.regionOfZone(zone)
+	return &compute.Zone{Kind: "compute#zone", Name: zone, Status: "UP", Id: uint64(len(zone)),
+		Region: link("projects/" + project + "/regions/" + region), SelfLink: link("projects/" + project + "/zones/" + zone),
+		Description: zone, AvailableCpuPlatforms: []string{"Intel Broadwell"}}
+}
+
+func (s *Server) getZone(r *request) (any, error) { return s.zoneResource(r.project, r.zone), nil }
+
+func (s *Server) listZones(r *request) (any, error) {
+	var zones []*compute.Zone
+	for _, region := range sortedRegions(s.opts.Regions) {
+		for _, z := range s.opts.Regions[region] {
+			zones = append(zones, s.zoneResource(r.project, z))
+		}
+	}
+	page, next, err := paginate(r, zones, func(z *compute.Zone) any { return z })
+	if err != nil {
+		return nil, err
+	}
+	return &compute.ZoneList{Kind: "compute#zoneList", Items: page, NextPageToken: next}, nil
+}
+
+func (s *Server) regionResource(project, region string) *compute.Region {
+	var zones []string
+	for _, z := range s.opts.Regions[region] {
+		zones = append(zones, link("projects/"+project+"/zones/"+z))
+	}
+	return &compute.Region{Kind: "compute#region", Name: region, Status: "UP", Zones: zones, Description: region,
+		SelfLink: link("projects/" + project + "/regions/" + region)}
+}
+
+func (s *Server) getRegion(r *request) (any, error) {
+	return s.regionResource(r.project, r.region), nil
+}
+
+func (s *Server) listRegions(r *request) (any, error) {
+	var regions []*compute.Region
+	for _, region := range sortedRegions(s.opts.Regions) {
+		regions = append(regions, s.regionResource(r.project, region))
+	}
+	page, next, err := paginate(r, regions, func(x *compute.Region) any { return x })
+	if err != nil {
+		return nil, err
+	}
+	return &compute.RegionList{Kind: "compute#regionList", Items: page, NextPageToken: next}, nil
+}
+
+func (s *Server) defaultNetwork(project string) *compute.Network {
+	return &compute.Network{Kind: "compute#network", Name: "default", Id: 1, AutoCreateSubnetworks: true,
+		RoutingConfig: &compute.NetworkRoutingConfig{RoutingMode: "REGIONAL"},
+		SelfLink:      link("projects/" + project + "/global/networks/default")}
+}
+
+func (s *Server) getNetwork(r *request) (any, error) {
+	if r.PathValue("network") != "default" {
+		return nil, errNotFound(globalScope(r) + "/networks/" + r.PathValue("network"))
+	}
+	return s.defaultNetwork(r.project), nil
+}
+
+func (s *Server) listNetworks(r *request) (any, error) {
+	page, next, err := paginate(r, []*compute.Network{s.defaultNetwork(r.project)}, func(n *compute.Network) any { return n })
+	if err != nil {
+		return nil, err
+	}
+	return &compute.NetworkList{Kind: "compute#networkList", Items: page, NextPageToken: next}, nil
+}

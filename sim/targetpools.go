@@ -1,0 +1,132 @@
+package sim
+
+import (
+	compute "google.golang.org/api/compute/v1"
+)
+
+// Target pools: the masters behind the load balancer.
+
+func poolKey(r *request) string { return regionScope(r) + "/targetPools/" + r.name }
+
+func (s *Server) insertTargetPool(r *request) (any, error) {
+	var p compute.TargetPool
+	if err := r.decode(&p); err != nil {
+		return nil, err
+	}
+	if err := checkName(p.Name); err != nil {
+		return nil, err
+	}
+	r.name = p.Name
+	key := poolKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.w.TargetPools[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	for i, h := range p.HealthChecks {
+		hk := relPath(r.project, h)
+		if _, ok := s.w.HealthChecks[hk]; !ok {
+			return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(hk)), nil
+		}
+		p.HealthChecks[i] = link(hk)
+	}
+	for i, in := range p.Instances {
+		ik := relPath(r.project, in)
+		if _, ok := s.w.Instances[ik]; !ok {
+			return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(ik)), nil
+		}
+		p.Instances[i] = link(ik)
+	}
+	p.Kind, p.Id, p.SelfLink, p.CreationTimestamp = "compute#targetPool", s.w.newID(), link(key), nowStamp()
+	p.Region = link(regionScope(r))
+	p.SessionAffinity = firstNonEmpty(p.SessionAffinity, "NONE")
+	s.w.TargetPools[key] = &p
+	return s.newOpLocked(regionScope(r), "targetPools.insert", key, p.Id, nil), nil
+}
+
+func (s *Server) getTargetPool(r *request) (any, error) {
+	return getRes(s, s.w.TargetPools, poolKey(r))
+}
+
+func (s *Server) listTargetPools(r *request) (any, error) {
+	return listRes(s, r, s.w.TargetPools, regionScope(r)+"/targetPools/", func(items []*compute.TargetPool, next string) any {
+		return &compute.TargetPoolList{Kind: "compute#targetPoolList", Items: items, NextPageToken: next}
+	})
+}
+
+func (s *Server) deleteTargetPool(r *request) (any, error) {
+	key := poolKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.w.TargetPools[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	for fk, f := range s.w.ForwardingRules {
+		if relPath(r.project, f.Target) == key {
+			return nil, errInUse(key, link(fk))
+		}
+	}
+	return s.newOpLocked(regionScope(r), "targetPools.delete", key, p.Id, nil, effect{"targetPool.delete", key}), nil
+}
+
+func (s *Server) poolAddInstance(r *request) (any, error) {
+	var req compute.TargetPoolsAddInstanceRequest
+	if err := r.decode(&req); err != nil {
+		return nil, err
+	}
+	key := poolKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.w.TargetPools[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	for _, ref := range req.Instances {
+		ik := relPath(r.project, ref.Instance)
+		if _, ok := s.w.Instances[ik]; !ok {
+			return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, opNotFound(ik)), nil
+		}
+	}
+	for _, ref := range req.Instances {
+		l := link(relPath(r.project, ref.Instance))
+		if !contains(p.Instances, l) {
+			p.Instances = append(p.Instances, l)
+		}
+	}
+	return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, nil), nil
+}
+
+func (s *Server) poolRemoveInstance(r *request) (any, error) {
+	var req compute.TargetPoolsRemoveInstanceRequest
+	if err := r.decode(&req); err != nil {
+		return nil, err
+	}
+	key := poolKey(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.w.TargetPools[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	for _, ref := range req.Instances {
+		l := link(relPath(r.project, ref.Instance))
+		var kept []string
+		for _, in := range p.Instances {
+			if in != l {
+				kept = append(kept, in)
+			}
+		}
+		p.Instances = kept
+	}
+	return s.newOpLocked(regionScope(r), "targetPools.removeInstance", key, p.Id, nil), nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
