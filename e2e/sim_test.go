@@ -55,8 +55,16 @@ func startSimServeWith(t testing.TB, dir, controlPlane string, flags ...string) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		// As a user stops it: the emulator stops its machines.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 		errLog.Close()
 		if t.Failed() {
 			if data, _ := os.ReadFile(dir + ".stderr"); len(data) > 0 {

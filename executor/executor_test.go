@@ -121,11 +121,17 @@ func TestApplyStopsAtAFailedStep(t *testing.T) {
 	p, obs := e.plan(t)
 	// Break the plan: the first master's disk is never created.
 	var steps []*planner.Step
+	disk := ""
+	for _, s := range p.Steps {
+		if s.Action == planner.CreateDisk {
+			disk = s.ID
+		}
+	}
 	for _, s := range p.Steps {
 		if s.Action == planner.CreateDisk {
 			continue
 		}
-		s.DependsOn = slicesDelete(s.DependsOn, "5")
+		s.DependsOn = slicesDelete(s.DependsOn, disk)
 		steps = append(steps, s)
 	}
 	p.Steps = steps

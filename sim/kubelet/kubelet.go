@@ -293,7 +293,7 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 	defer log.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // apart from the emulator's signals
+	cmd.SysProcAttr = containerProcAttr()
 	if err := cmd.Start(); err != nil {
 		return err
 	}

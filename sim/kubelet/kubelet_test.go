@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -109,19 +110,78 @@ func TestRunnerRunsRestartsAndStops(t *testing.T) {
 
 // TestResolve maps images to the binaries built, by version.
 func TestResolve(t *testing.T) {
-	b := &Binaries{Dir: "/bin/k", Kubernetes: "v1.37.2", Etcd: "v3.7.3"}
+	b := &Binaries{Dir: "/bin/k", Kubernetes: "v1.37.2", Etcd: "v3.7.3", Healthcheck: "1.34.0"}
 	for image, want := range map[string]string{
-		"registry.k8s.io/etcd:3.7.3-0":                    "/bin/k/etcd",
-		"registry.k8s.io/kube-apiserver:v1.37.2":          "/bin/k/kube-apiserver",
-		"registry.k8s.io/kube-controller-manager:v1.37.2": "/bin/k/kube-controller-manager",
-		"registry.k8s.io/kube-scheduler:v1.37.2":          "/bin/k/kube-scheduler",
-		"registry.k8s.io/kube-apiserver:v1.33.1":          "",
-		"registry.k8s.io/etcd:3.5.21-0":                   "",
-		"docker.io/library/nginx:1":                       "",
+		"registry.k8s.io/etcd:3.7.3-0":                           "/bin/k/etcd",
+		"registry.k8s.io/kube-apiserver:v1.37.2":                 "/bin/k/kube-apiserver",
+		"registry.k8s.io/kube-controller-manager:v1.37.2":        "/bin/k/kube-controller-manager",
+		"registry.k8s.io/kube-scheduler:v1.37.2":                 "/bin/k/kube-scheduler",
+		"registry.k8s.io/kops/kube-apiserver-healthcheck:1.34.0": "/bin/k/kube-apiserver-healthcheck",
+		"registry.k8s.io/kops/kube-apiserver-healthcheck:1.30.0": "",
+		"registry.k8s.io/kube-apiserver:v1.33.1":                 "",
+		"registry.k8s.io/etcd:3.5.21-0":                          "",
+		"docker.io/library/nginx:1":                              "",
 	} {
 		got, err := b.Resolve(image)
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("Resolve(%s) = %q, %v; want %q", image, got, err, want)
 		}
+	}
+}
+
+// TestContainersDieWithTheEmulator: an emulator killed with SIGKILL, which
+// cannot stop its machines, takes their containers with it; otherwise they
+// would hold the machines' ports for the next emulator.
+func TestContainersDieWithTheEmulator(t *testing.T) {
+	if dir := os.Getenv("KUBEHA_TEST_RUNNER_DIR"); dir != "" {
+		// The child: a runner of the etcd pod in dir, until killed.
+		b, err := LoadBinaries(os.Getenv("KUBEHA_TEST_RUNNER_BINARIES"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &Runner{Manifests: filepath.Join(dir, "manifests"), Binaries: b, Address: os.Getenv("KUBEHA_TEST_RUNNER_IP"), LogDir: filepath.Join(dir, "logs"), Poll: 100 * time.Millisecond}
+		r.Start()
+		for {
+			if pids := r.PIDs(); len(pids) == 1 {
+				os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprint(pids[0])), 0o644)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	b := testBinaries(t)
+	dir := t.TempDir()
+	ip := fmt.Sprintf("127.%d.%d.9", 100+rand.IntN(100), rand.IntN(250))
+	os.MkdirAll(filepath.Join(dir, "manifests"), 0o755)
+	image := "registry.k8s.io/etcd:" + strings.TrimPrefix(b.Etcd, "v") + "-0"
+	if err := os.WriteFile(filepath.Join(dir, "manifests", "etcd.yaml"), []byte(etcdPod(image, ip, filepath.Join(dir, "data"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestContainersDieWithTheEmulator$")
+	child.Env = append(os.Environ(), "KUBEHA_TEST_RUNNER_DIR="+dir, "KUBEHA_TEST_RUNNER_BINARIES="+b.Dir, "KUBEHA_TEST_RUNNER_IP="+ip)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	deadline := time.Now().Add(30 * time.Second)
+	for pid == 0 {
+		data, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		fmt.Sscan(string(data), &pid)
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("the child runner did not start etcd")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	child.Process.Kill()
+	child.Wait()
+	for syscall.Kill(pid, 0) == nil {
+		if status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(status), ") Z ") {
+			break // killed, not yet reaped by its new parent
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("etcd (pid %d) outlived the runner killed with SIGKILL", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
