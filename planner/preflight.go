@@ -1,0 +1,59 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// Preflight: what no plan can do safely is refused before any pass runs.
+
+// preflight refuses what no plan can do safely.
+func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) error {
+	n := desired.Spec.Masters.Replicas
+	if n < 1 || n > 7 || n%2 == 0 {
+		return refuse("spec.masters.replicas is %d: kubeha manages 1, 3, 5 or 7 masters (an even count adds no fault tolerance, and two is worse than one)", n)
+	}
+	if len(observed.OtherRegions) > 0 {
+		return refuse("cluster %s has masters or its static IP in %s, but the spec says region %s: kubeha does not move a control plane between regions. Set spec.gce.region back, or create a new cluster in %s and migrate to it",
+			observed.Name, strings.Join(observed.OtherRegions, ", "), desired.Spec.GCE.Region, desired.Spec.GCE.Region)
+	}
+	names := map[string]bool{}
+	var all []string
+	for _, in := range observed.Instances {
+		names[in.Name] = true
+		all = append(all, in.Name)
+	}
+	for _, r := range opts.Replace {
+		if !names[r] {
+			return refuse("--replace %s: there is no master of cluster %s by that name (masters: %s)", r, observed.Name, orNone(all))
+		}
+	}
+	if observed.Etcd.CertError != "" {
+		return refuse("%s", observed.Etcd.CertError)
+	}
+	if observed.LostQuorum() {
+		var bad []string
+		for _, m := range observed.Voters() {
+			if !m.Healthy {
+				bad = append(bad, fmt.Sprintf("%s (%s)", memberLabel(m), m.Error))
+			}
+		}
+		ms := observed.Membership()
+		return refuse("etcd of cluster %s has lost quorum: %d of %d voters are healthy and quorum is %d. Unhealthy: %s. No membership change is safe without quorum: bring the members back, or restore etcd from a snapshot (kubeha saves them in backups/ beside the PKI) into a new cluster",
+			observed.Name, ms.HealthyVoters, ms.Voters, ms.Quorum, strings.Join(bad, ", "))
+	}
+	running := 0
+	for _, in := range observed.Instances {
+		if in.Status == "RUNNING" {
+			running++
+		}
+	}
+	if !observed.Etcd.Reachable && running > 0 {
+		return refuse("etcd of cluster %s does not answer on any running master (%s). If the masters are still booting, plan again in a minute; if etcd has lost its data or quorum, restore it from a snapshot (kubeha saves them in backups/ beside the PKI)",
+			observed.Name, observed.Etcd.Error)
+	}
+	return nil
+}

@@ -1,0 +1,206 @@
+package planner
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kubeha/kubeha/spec"
+)
+
+// Repair: stopped masters, adoption, orphans, leaks, drift, replacements
+// and certificate renewals.
+
+// startStopped plans the start of stopped masters when none runs: etcd
+// cannot be observed until one does, so the plan stops there and the next
+// plan sees the rest.
+func (b *builder) startStopped() bool {
+	running := 0
+	for _, r := range b.replicas {
+		if r.obs.Instance.Status == "RUNNING" {
+			running++
+		}
+	}
+	stopped := false
+	for _, r := range b.replicas {
+		if r.obs.Instance.Status != "TERMINATED" {
+			continue
+		}
+		if running > 0 && (r.member == nil || b.replacing(r)) {
+			continue // it is replaced or cleaned up below instead
+		}
+		b.add(&Step{Action: StartInstance, Target: r.name, Zone: r.zone, Replica: r.name, Phase: "replica " + r.name,
+			Reason: "the master is stopped (TERMINATED): start it so its etcd member runs again"})
+		r.healthy = r.voter
+		stopped = true
+	}
+	if running == 0 && stopped {
+		b.warnings = append(b.warnings, "no master was running, so etcd could not be observed: apply this plan, then plan again to see what else is needed")
+		return true
+	}
+	return false
+}
+
+// adopt labels masters created by kube-up, so that kubeha knows them as its own.
+func (b *builder) adopt() {
+	for _, r := range b.replicas {
+		if r.obs.Instance.Labels[spec.LabelCluster] == "" {
+			b.add(&Step{Action: LabelInstance, Target: r.name, Zone: r.zone, Replica: r.name, Phase: "replica " + r.name,
+				Reason: fmt.Sprintf("adopt a master kubeha did not create: label it %s=%s, %s=%s", spec.LabelCluster, b.spec.Metadata.Name, spec.LabelRole, spec.RoleMaster)})
+		}
+		if r.obs.Instance.Config == nil && r.member != nil {
+			b.warnings = append(b.warnings, fmt.Sprintf("master %s was not created by kubeha, so its settings are unknown: it is kept as it is; run apply --replace %s to recreate it from the spec", r.name, r.name))
+		}
+	}
+}
+
+// orphans removes members with no instance: learners left by an
+// interrupted add, and voters whose VM is gone.
+func (b *builder) orphans() {
+	orphans := b.obs.Orphans().Members
+	sort.SliceStable(orphans, func(i, j int) bool { return orphans[i].IsLearner && !orphans[j].IsLearner })
+	for _, m := range orphans {
+		kind := "voter"
+		if m.IsLearner {
+			kind = "learner"
+		}
+		reason := fmt.Sprintf("orphaned %s: etcd member %s has no master instance", kind, memberLabel(m))
+		if m.IsLearner && !m.Started() {
+			reason = fmt.Sprintf("orphaned learner %x: added for a master that was never created (an interrupted apply)", m.ID)
+		}
+		b.orphanRemovals = append(b.orphanRemovals, b.add(&Step{Action: RemoveMember, Target: memberLabel(m), MemberID: m.ID, Replica: memberKey(m), Phase: "cleanup", Reason: reason}))
+	}
+}
+
+// leaks deletes disks and releases addresses that belong to no master and
+// to no step of this plan.
+func (b *builder) leaks() {
+	orph := b.obs.Orphans()
+	for _, d := range orph.Disks {
+		b.add(&Step{Action: DeleteDisk, Target: d.Name, Zone: d.Zone, Phase: "cleanup",
+			Reason: "leaked: an etcd data disk with no master (left by an interrupted apply or a manual delete)"}, b.orphanRemovals...)
+	}
+	for _, a := range orph.Addresses {
+		b.add(&Step{Action: ReleaseAddress, Target: a.Name, Phase: "cleanup",
+			Reason: "leaked: an internal address with no master"}, b.orphanRemovals...)
+	}
+	if b.obs.TargetPool != nil {
+		for _, l := range b.obs.TargetPool.Dangling {
+			b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), PoolLink: l, Phase: "load balancer",
+				Reason: "the pool names an instance that no longer exists: " + lastSegment(l)})
+		}
+	}
+}
+
+func lastSegment(s string) string { return s[strings.LastIndex(s, "/")+1:] }
+
+// replacing says a replica is to be replaced: named by --replace, or a
+// failed member and remediation is on and it has been unhealthy long enough.
+func (b *builder) replacing(r *replica) bool {
+	for _, n := range b.opts.Replace {
+		if n == r.name {
+			return true
+		}
+	}
+	if r.healthy || !r.voter || !b.spec.Spec.Remediation.ReplaceUnhealthy {
+		return false
+	}
+	return r.member.UnhealthyFor >= b.spec.Spec.Remediation.UnhealthyAfter.Duration ||
+		r.obs.Instance.Status == "TERMINATED"
+}
+
+// drift says why a healthy replica differs from the spec, or "". It
+// has no side effect.
+func (b *builder) drift(r *replica) string {
+	want := b.config()
+	if !inZones(r.zone, b.spec.Spec.Masters.Zones) {
+		return fmt.Sprintf("zone %s is no longer in spec.masters.zones", r.zone)
+	}
+	got := r.obs.Instance.Config
+	if got == nil {
+		return ""
+	}
+	var diffs []string
+	if got.MachineType != want.MachineType || r.obs.Instance.MachineType != "" && r.obs.Instance.MachineType != want.MachineType {
+		diffs = append(diffs, fmt.Sprintf("machine type %s → %s", firstNonEmpty(r.obs.Instance.MachineType, got.MachineType), want.MachineType))
+	}
+	if got.Image != want.Image {
+		diffs = append(diffs, fmt.Sprintf("image %s → %s", got.Image, want.Image))
+	}
+	if got.QuorumRead != want.QuorumRead {
+		diffs = append(diffs, fmt.Sprintf("etcd quorum read %t → %t", got.QuorumRead, want.QuorumRead))
+	}
+	if got.ClientPort != want.ClientPort || got.PeerPort != want.PeerPort {
+		diffs = append(diffs, fmt.Sprintf("etcd ports %d/%d → %d/%d", got.ClientPort, got.PeerPort, want.ClientPort, want.PeerPort))
+	}
+	if got.MultiZone != want.MultiZone {
+		diffs = append(diffs, fmt.Sprintf("multiZone %t → %t", got.MultiZone, want.MultiZone))
+	}
+	if got.KubernetesVersion != want.KubernetesVersion {
+		diffs = append(diffs, fmt.Sprintf("Kubernetes %s → %s", firstNonEmpty(got.KubernetesVersion, "none (etcd only)"), want.KubernetesVersion))
+	}
+	return strings.Join(diffs, ", ")
+}
+
+// diskWarning says when a master's etcd disk is not the size the spec
+// asks: disks are not resized in place, so that is no drift to replace.
+func (b *builder) diskWarning(r *replica) string {
+	got, want := r.obs.Instance.Config, b.spec.Spec.Masters.DiskSizeGb
+	if got == nil || got.DiskSizeGb == int64(want) {
+		return ""
+	}
+	return fmt.Sprintf("master %s has a %d GB etcd disk and the spec says %d GB: disks are not resized in place; run apply --replace %s to recreate it", r.name, got.DiskSizeGb, want, r.name)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// RenewBefore is how long before expiry certificates are renewed.
+const RenewBefore = 30 * 24 * time.Hour
+
+// renewals renews the certificates of masters that keep running when they
+// expire within RenewBefore or no longer name the master's internal IP or
+// the static IP. A renewal restarts the member, so it runs only while the
+// cluster can spare one member (a single master restarts regardless, with a
+// warning: it has no other).
+func (b *builder) renewals() {
+	static := ""
+	if b.obs.StaticIP != nil && b.staticStep == "" {
+		static = b.obs.StaticIP.Address
+	}
+	for _, r := range b.kept() {
+		if r.obs == nil || r.obs.Instance.Certs == nil || !r.voter || !r.healthy {
+			continue
+		}
+		certs := r.obs.Instance.Certs
+		var why []string
+		if !b.obs.ObservedAt.IsZero() && b.obs.ObservedAt.Add(RenewBefore).After(certs.NotAfter) {
+			why = append(why, "they expire "+certs.NotAfter.UTC().Format("2006-01-02"))
+		}
+		if !slices.Contains(certs.PeerIPs, r.obs.Instance.InternalIP) {
+			why = append(why, "the etcd certificate does not name the master's IP "+r.obs.Instance.InternalIP)
+		}
+		if static != "" && !slices.Contains(certs.APIServerIPs, static) {
+			why = append(why, "the API server certificate does not name the static IP "+static)
+		}
+		if len(why) == 0 {
+			continue
+		}
+		m := b.membership()
+		if m.Voters >= 2 && m.HealthyVoters-1 < m.Quorum {
+			b.warnings = append(b.warnings, fmt.Sprintf("the certificates of %s need renewal (%s), but restarting it now would lose quorum: it waits until more members are healthy", r.name, strings.Join(why, "; ")))
+			continue
+		}
+		if m.Voters == 1 {
+			b.warnings = append(b.warnings, fmt.Sprintf("renewing the certificates of the single master %s restarts it: the API is unavailable for about a minute", r.name))
+		}
+		b.add(&Step{Action: RenewCertificates, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), Phase: "replica " + r.name,
+			Reason: "renew its certificates and restart it: " + strings.Join(why, "; ")}, b.lastStepOf(r.name))
+	}
+}

@@ -1,0 +1,268 @@
+package planner
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/spec"
+)
+
+// Scale: every voter change, additions and removals, one at a time.
+
+// membershipChanges plans every voter change: promotions of pending
+// learners, removals of failed and broken replicas, additions, rolling
+// replacements and scale-down, with the static IP promoted to a load
+// balancer before there are two masters and demoted when one is left.
+//
+// Order: failed and broken replicas are removed first (that costs no healthy
+// voter); then masters are added (a failed master's successor in its own
+// zone first); then healthy masters that must be replaced are replaced one
+// at a time, successor first, so fault tolerance never drops below what it
+// is; the healthy surplus of a scale-down goes last.
+func (b *builder) membershipChanges() {
+	n := b.spec.Spec.Masters.Replicas
+	// Pending learners whose instance runs: promote them first (etcd allows
+	// one learner at a time).
+	for _, r := range b.replicas {
+		if r.learner && r.obs.Instance.Status == "RUNNING" && !b.replacing(r) {
+			b.add(&Step{Action: PromoteMember, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: r.member.ID, Phase: "replica " + r.name,
+				Reason: "a learner left by an interrupted apply: promote it once it is in sync"})
+			r.learner, r.voter, r.healthy = false, true, true
+		}
+	}
+	bootstrap := len(b.obs.Etcd.Members) == 0
+	var failed, forced, broken, rolling []*replica
+	for _, r := range b.replicas {
+		switch {
+		case r.member == nil || r.learner:
+			broken = append(broken, r) // no member, or a learner whose VM is not running: start over
+		case b.replacing(r) && r.healthy:
+			forced = append(forced, r)
+		case b.replacing(r):
+			failed = append(failed, r)
+		case !r.healthy:
+			b.warnings = append(b.warnings, fmt.Sprintf("master %s is unhealthy (%s): it counts against fault tolerance; set spec.remediation.replaceUnhealthy, or run apply --replace %s",
+				r.name, firstNonEmpty(r.member.Error, r.obs.Instance.Status), r.name))
+		default:
+			if w := b.diskWarning(r); w != "" {
+				b.warnings = append(b.warnings, w)
+			}
+			if why := b.drift(r); why != "" {
+				r.driftReason = why
+				rolling = append(rolling, r)
+			}
+		}
+	}
+	for _, r := range broken {
+		why := "the master has no etcd member (an interrupted apply): delete it and start over"
+		if r.learner {
+			why = "the master's learner never joined and its VM is not running: delete it and start over"
+		}
+		b.removeReplica(r, why)
+	}
+	for _, r := range failed {
+		why := fmt.Sprintf("failed: etcd member unhealthy (%s)", firstNonEmpty(r.member.Error, r.obs.Instance.Status))
+		if r.member.UnhealthyFor > 0 {
+			why = fmt.Sprintf("failed: etcd member unhealthy for %s (%s)", r.member.UnhealthyFor, firstNonEmpty(r.member.Error, r.obs.Instance.Status))
+		}
+		b.removeReplica(r, why)
+	}
+	// Scale down: pick the surplus in the documented priority order.
+	var victims []*replica
+	for len(b.kept())-len(victims) > n {
+		victims = append(victims, b.pickVictim(victims))
+	}
+	var healthyVictims []*replica
+	for _, v := range victims {
+		if v.healthy {
+			healthyVictims = append(healthyVictims, v)
+		} else {
+			b.removeReplica(v, fmt.Sprintf("scale down to %s: unhealthy masters go first", masters(n)))
+		}
+	}
+	rolling = without(append(forced, rolling...), victims)
+	target := n + len(healthyVictims)
+	peak := max(len(b.kept()), target)
+	if len(rolling) > 0 {
+		peak++
+	}
+	if peak >= 2 {
+		b.promoteLB()
+	} else {
+		b.singleMasterIP()
+	}
+	if bootstrap && len(b.voters) == 0 && len(b.kept()) < target {
+		b.addReplica(b.zoneFor(""), "bootstrap: the first master, with a new etcd cluster", true, peak)
+	}
+	var adds []pendingAdd
+	for _, r := range failed {
+		if len(b.kept())+len(adds) < target {
+			adds = append(adds, pendingAdd{prefer: r.zone, reason: fmt.Sprintf("replaces failed master %s in its zone", r.name)})
+		}
+	}
+	for len(b.kept())+len(adds) < target {
+		adds = append(adds, pendingAdd{reason: fmt.Sprintf("scale up to %s", masters(n))})
+	}
+	b.addReplicas(adds, peak)
+	for _, r := range rolling {
+		reason := firstNonEmpty(r.driftReason, "named by --replace")
+		b.addReplica(b.zoneFor(r.zone), fmt.Sprintf("replaces %s (%s)", r.name, reason), false, peak)
+		b.removeReplica(r, "replaced by a new master: "+reason)
+	}
+	for _, v := range healthyVictims {
+		b.removeReplica(v, fmt.Sprintf("scale down to %s", masters(n)))
+	}
+	b.poolDrift()
+	if len(b.kept()) == 1 && b.lbAny() {
+		b.demoteLB()
+	}
+}
+
+// pendingAdd is a master to add: in zone prefer when it is listed, else
+// where the spread is shortest.
+type pendingAdd struct {
+	prefer, reason string
+}
+
+// addReplica plans one new master (a bootstrap master, or the successor in
+// a rolling replacement): see addReplicas.
+func (b *builder) addReplica(zone, reason string, first bool, peak int) {
+	if first {
+		name := b.newName(zone, true)
+		addr, disk := b.reserve(name, zone)
+		inst := &InstanceSpec{Name: name, Zone: zone, InternalAddress: spec.InternalAddressName(name), Disk: spec.DiskName(name),
+			Config: b.config(), ClusterState: metadata.StateNew, StaticIP: peak < 2}
+		vm := b.add(&Step{Action: CreateInstance, Target: name, Zone: zone, Replica: name, Phase: "replica " + name, Instance: inst, Reason: reason},
+			addr, disk, b.fwEtcd, b.staticStep)
+		b.joined(name, zone, vm, inst.StaticIP)
+		return
+	}
+	b.addReplicas([]pendingAdd{{prefer: zone, reason: reason}}, peak)
+}
+
+// addReplicas plans new masters. For each: reserve its internal address and
+// create its disk (independent GCE work), add its member as a learner, and
+// create the VM, which boots with initial-cluster-state=existing. Then, one
+// at a time, promote each learner once it is in sync and add it to the
+// target pool. Learners do not vote, so up to the cluster's learner limit
+// are added before the first promotion and their VMs boot in parallel;
+// etcd refuses any member add until the voters have been connected for 5s,
+// which a promotion resets, so adding them first saves that wait too.
+func (b *builder) addReplicas(adds []pendingAdd, peak int) {
+	for len(adds) > 0 {
+		n := min(len(adds), max(1, b.learnerLimit()-len(b.learners)))
+		type started struct{ name, zone, disk, learner, vm string }
+		var batch []started
+		for _, a := range adds[:n] {
+			zone := b.zoneFor(a.prefer)
+			name := b.newName(zone, false)
+			addr, disk := b.reserve(name, zone)
+			learner := b.add(&Step{Action: AddLearner, Target: name, Zone: zone, Replica: name, Phase: "replica " + name,
+				Reason: "join etcd as a non-voting learner before the VM boots: " + a.reason}, addr)
+			batch = append(batch, started{name: name, zone: zone, disk: disk, learner: learner})
+			// Counted now, so that zoneFor spreads the rest of the batch.
+			b.replicas = append(b.replicas, &replica{name: name, zone: zone, learner: true})
+		}
+		// The VMs are created once the batch's last learner is in (a VM boots
+		// with the member list of that moment, and etcd refuses a member whose
+		// list differs from the cluster's), and one after another: a joining
+		// member waits up to 10s on every member it cannot reach, so members
+		// started at once would wait on each other. Each create-instance
+		// returns when its member runs.
+		prev := batch[len(batch)-1].learner
+		for i, st := range batch {
+			inst := &InstanceSpec{Name: st.name, Zone: st.zone, InternalAddress: spec.InternalAddressName(st.name), Disk: spec.DiskName(st.name),
+				Config: b.config(), ClusterState: metadata.StateExisting}
+			batch[i].vm = b.add(&Step{Action: CreateInstance, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,
+				Instance: inst, Reason: adds[i].reason}, st.disk, st.learner, prev, b.fwEtcd)
+			prev = batch[i].vm
+		}
+		for _, st := range batch {
+			promote := b.add(&Step{Action: PromoteMember, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,
+				Reason: "make the learner a voter once it is in sync"}, st.vm)
+			b.replicas = slices.DeleteFunc(b.replicas, func(r *replica) bool { return r.name == st.name && r.obs == nil })
+			b.joined(st.name, st.zone, promote, false)
+		}
+		adds = adds[n:]
+	}
+}
+
+// reserve plans a new master's internal address and disk.
+func (b *builder) reserve(name, zone string) (addr, disk string) {
+	phase := "replica " + name
+	addr = b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: phase,
+		Reason: "the internal address etcd peers and certificates name, known before the VM exists"})
+	disk = b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
+		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
+	return addr, disk
+}
+
+// joined records a new voter and puts it behind the load balancer.
+func (b *builder) joined(name, zone, last string, staticIP bool) {
+	r := &replica{name: name, zone: zone, voter: true, healthy: true, staticIP: staticIP}
+	if b.lb {
+		last = b.add(&Step{Action: AddToPool, Target: spec.MasterName(b.spec.Metadata.Name), Replica: name, Zone: zone, Phase: "replica " + name,
+			Reason: "serve the API behind the load balancer"}, last, b.poolStep)
+		r.inPool = true
+	}
+	b.lastAdd = last
+	b.replicas = append(b.replicas, r)
+}
+
+// removeReplica plans a master's removal: move etcd leadership away if it
+// leads, take it out of the target pool, remove its member (after a
+// snapshot), delete the VM, then its disk and internal address.
+func (b *builder) removeReplica(r *replica, reason string) {
+	phase := "replica " + r.name
+	deps := []string{b.lastAdd}
+	if r.voter && b.leader == r.name {
+		to := ""
+		for _, o := range b.kept() {
+			if o != r && o.voter && o.healthy && (to == "" || o.name < to) {
+				to = o.name
+			}
+		}
+		if to != "" {
+			b.add(&Step{Action: MoveLeader, Target: r.name, Zone: r.zone, Replica: r.name, LeaderTo: to, MemberID: memberID(r), Phase: phase,
+				Reason: "the leader is never removed: hand leadership to " + to + " first"})
+		}
+	}
+	if r.inPool {
+		deps = append(deps, b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), Replica: r.name, Zone: r.zone, Phase: phase,
+			Reason: "stop sending API traffic to it: " + reason}, append(deps, b.poolStep)...))
+		r.inPool = false
+	}
+	if r.member != nil || r.obs == nil {
+		deps = []string{b.add(&Step{Action: RemoveMember, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), Phase: phase,
+			Reason: reason}, deps...)}
+	}
+	del := b.add(&Step{Action: DeleteInstance, Target: r.name, Zone: r.zone, Replica: r.name, Phase: phase, Reason: reason}, deps...)
+	if r.obs == nil || r.obs.Disk != nil {
+		b.add(&Step{Action: DeleteDisk, Target: spec.DiskName(r.name), Zone: r.zone, Replica: r.name, Phase: phase,
+			Reason: "its etcd data disk (a snapshot is saved first)"}, del)
+	}
+	if r.obs == nil || r.obs.Address != nil {
+		b.add(&Step{Action: ReleaseAddress, Target: spec.InternalAddressName(r.name), Replica: r.name, Phase: phase,
+			Reason: "its internal address"}, del)
+	}
+	r.removed = true
+}
+
+// learnerLimit is how many learners etcd accepts at once: the smallest
+// --max-learners of the current members (a master whose settings are unknown
+// runs etcd's default, 1), or kubeha's default for a new cluster.
+func (b *builder) learnerLimit() int {
+	limit := metadata.DefaultMaxLearners
+	for _, r := range b.replicas {
+		if r.obs == nil || r.removed || r.member == nil {
+			continue
+		}
+		n := 1
+		if r.obs.Instance.Config != nil && r.obs.Instance.Config.MaxLearners > 0 {
+			n = r.obs.Instance.Config.MaxLearners
+		}
+		limit = min(limit, n)
+	}
+	return limit
+}
