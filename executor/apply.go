@@ -45,6 +45,11 @@ type Options struct {
 	// Downloads are where masters download their kubelet, when the spec
 	// does not say (kubeha's emulator serves its own).
 	Downloads spec.Downloads
+
+	// twice runs every step's handler a second time once it succeeded (the
+	// step's preflight, which checks the membership the step starts from,
+	// is not run again): the test of every handler's idempotency.
+	twice bool
 }
 
 // Event is a step starting, waiting or finishing.
@@ -317,6 +322,11 @@ func (x *executor) run(ctx context.Context) error {
 					x.o.Hooks.StepStarted(ev)
 					t0 := time.Now()
 					err := x.step(stepCtx, s)
+					if err == nil && x.o.twice {
+						if err = x.refusal(stepCtx, x.do(stepCtx, s)); err != nil {
+							err = fmt.Errorf("run again: %w", err)
+						}
+					}
 					ev.Elapsed, ev.Err = time.Since(t0), err
 					// The step is done: its dependents may start while
 					// the membership it left is measured for its report.

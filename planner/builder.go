@@ -183,7 +183,7 @@ func (b *builder) add(s *Step, deps ...string) string {
 		return ""
 	}
 	s.ID = strconv.Itoa(len(b.steps) + 1)
-	s.Change = change[s.Action]
+	s.Change = s.Action.Change()
 	if s.Action.Etcd() && b.lastEtcd != "" {
 		deps = append(deps, b.lastEtcd)
 	}

@@ -3,6 +3,7 @@ package planner
 import (
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/state"
+	"slices"
 )
 
 // FormatVersion is the version of the JSON plan format.
@@ -87,25 +88,70 @@ const (
 	RenewCertificates Action = "renew-certificates"
 )
 
-// change is the Change of each action.
-var change = map[Action]Change{
-	CreateFirewall: Create, UpdateFirewall: Update, ReserveStaticIP: Create, ReserveAddress: Create,
-	CreateDisk: Create, AddLearner: Create, CreateInstance: Create, StartInstance: Update, LabelInstance: Update,
-	PromoteMember: Update, CreateHealthCheck: Create, UpdateHealthCheck: Update, CreateTargetPool: Create, AddToPool: Update,
-	RemoveFromPool: Update, DetachStaticIP: Update, CreateForwardingRule: Create, DeleteForwardingRule: Delete,
-	AttachStaticIP: Update, DeleteTargetPool: Delete, DeleteHealthCheck: Delete, MoveLeader: Update,
-	RemoveMember: Delete, DeleteInstance: Delete, DeleteDisk: Delete, ReleaseAddress: Delete, RenewCertificates: Update,
+// actionInfo is what the planner knows of an action: the change it makes
+// to the cluster (+ ~ -), and whether it changes etcd membership or
+// leadership (such steps run strictly one at a time, each behind a health
+// gate).
+type actionInfo struct {
+	change Change
+	etcd   bool
 }
 
-// Etcd says the action changes etcd membership or leadership; such steps
-// run strictly one at a time, each behind a health gate.
-func (a Action) Etcd() bool {
-	switch a {
-	case AddLearner, PromoteMember, MoveLeader, RemoveMember, RenewCertificates:
-		return true
-	}
-	return false
+// actions is the table of every action. An action is added here, with its
+// handler in the executor's table, its case in the property model
+// (planner/property_test.go) and a scenario in planner/testdata;
+// TestEveryActionIsComplete fails until all four exist.
+var actions = map[Action]actionInfo{
+	CreateFirewall:       {change: Create},
+	UpdateFirewall:       {change: Update},
+	ReserveStaticIP:      {change: Create},
+	ReserveAddress:       {change: Create},
+	CreateDisk:           {change: Create},
+	AddLearner:           {change: Create, etcd: true},
+	CreateInstance:       {change: Create},
+	StartInstance:        {change: Update},
+	LabelInstance:        {change: Update},
+	PromoteMember:        {change: Update, etcd: true},
+	CreateHealthCheck:    {change: Create},
+	UpdateHealthCheck:    {change: Update},
+	CreateTargetPool:     {change: Create},
+	AddToPool:            {change: Update},
+	RemoveFromPool:       {change: Update},
+	DetachStaticIP:       {change: Update},
+	CreateForwardingRule: {change: Create},
+	DeleteForwardingRule: {change: Delete},
+	AttachStaticIP:       {change: Update},
+	DeleteTargetPool:     {change: Delete},
+	DeleteHealthCheck:    {change: Delete},
+	MoveLeader:           {change: Update, etcd: true},
+	RemoveMember:         {change: Delete, etcd: true},
+	DeleteInstance:       {change: Delete},
+	DeleteDisk:           {change: Delete},
+	ReleaseAddress:       {change: Delete},
+	RenewCertificates:    {change: Update, etcd: true},
 }
+
+// Actions lists every action, sorted.
+func Actions() []Action {
+	out := make([]Action, 0, len(actions))
+	for a := range actions {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Known says the action is one this planner makes.
+func (a Action) Known() bool {
+	_, ok := actions[a]
+	return ok
+}
+
+// Change is the change the action makes: Create, Update or Delete.
+func (a Action) Change() Change { return actions[a].change }
+
+// Etcd says the action changes etcd membership or leadership.
+func (a Action) Etcd() bool { return actions[a].etcd }
 
 // Plan is an ordered, quorum-safe set of steps. Its Steps are in an order
 // that respects every dependency; steps whose dependencies are done may run

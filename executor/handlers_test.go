@@ -1,0 +1,151 @@
+package executor
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/state"
+)
+
+// TestEveryActionHasAHandler: the executor's table has a handler for each
+// action of the planner's table, and for nothing else.
+func TestEveryActionHasAHandler(t *testing.T) {
+	for _, a := range planner.Actions() {
+		if handlers[a] == nil {
+			t.Errorf("action %s has no handler in the executor's table (executor/handlers.go)", a)
+		}
+	}
+	for a := range handlers {
+		if !a.Known() {
+			t.Errorf("the executor handles %s, which the planner does not know", a)
+		}
+	}
+}
+
+// actionsSeen records the actions of the steps that ran.
+type actionsSeen struct {
+	NoHooks
+	mu   sync.Mutex
+	seen map[planner.Action]bool
+}
+
+func (a *actionsSeen) StepFinished(e Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e.Err == nil {
+		a.seen[e.Step.Action] = true
+	}
+}
+
+// TestEveryStepKindTwice runs every kind of step against the emulator with
+// each step's handler run a second time right after it succeeded, as an
+// apply that was interrupted and run again would: the second run must
+// succeed and change nothing, so that the cluster still converges. The
+// plans: a bootstrap; the scale-up to 3 masters; drift made out of band (a firewall, the
+// health check, a stopped master, a master without kubeha's labels);
+// certificates due for renewal; a replacement of the etcd leader; and the
+// scale-down to one master.
+func TestEveryStepKindTwice(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 1)
+	seen := &actionsSeen{seen: map[planner.Action]bool{}}
+	ctx := context.Background()
+	apply := func(what string, opts planner.Options, edit func(*state.Cluster)) {
+		t.Helper()
+		obs, err := state.Observe(ctx, e.src, e.sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(obs)
+		}
+		p, err := planner.ComputeWith(e.sp, obs, opts)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir(), Hooks: seen, twice: true}); err != nil {
+			t.Fatalf("%s, every step twice: %v\n%s", what, err, planner.Format(p))
+		}
+		if again, _ := e.plan(t); !again.NoChanges {
+			t.Fatalf("%s did not converge:\n%s", what, planner.Format(again))
+		}
+	}
+	apply("bootstrap of 1 master", planner.Options{}, nil)
+	e.sp.Spec.Masters.Replicas = 3
+	apply("scale up to 3", planner.Options{}, nil)
+
+	c, project := e.src.Compute, e.sp.Spec.GCE.Project
+	wait := func(op *compute.Operation, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for op.Status != "DONE" {
+			if op.Zone != "" {
+				op, err = c.ZoneOperations.Wait(project, lastPart(op.Zone), op.Name).Do()
+			} else if op.Region != "" {
+				op, err = c.RegionOperations.Wait(project, lastPart(op.Region), op.Name).Do()
+			} else {
+				op, err = c.GlobalOperations.Wait(project, op.Name).Do()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fw, _ := c.Firewalls.Get(project, "exe-master-etcd").Do()
+	fw.Allowed[0].Ports = []string{"2379-2380"}
+	wait(c.Firewalls.Patch(project, fw.Name, fw).Do())
+	hc, _ := c.HttpHealthChecks.Get(project, "exe-master-hc").Do()
+	hc.Port, hc.RequestPath = 8080, "/healthz"
+	wait(c.HttpHealthChecks.Update(project, hc.Name, hc).Do())
+	obs, _ := state.Observe(ctx, e.src, e.sp)
+	var leader, other *state.Instance
+	for _, r := range obs.Replicas() {
+		if r.Member != nil && r.Member.Leader {
+			leader = r.Instance
+		} else if other == nil {
+			other = r.Instance
+		}
+	}
+	in, _ := c.Instances.Get(project, other.Zone, other.Name).Do()
+	wait(c.Instances.SetLabels(project, other.Zone, other.Name, &compute.InstancesSetLabelsRequest{Labels: map[string]string{},
+		LabelFingerprint: in.LabelFingerprint}).Do())
+	wait(c.Instances.Stop(project, other.Zone, other.Name).Do())
+	apply("drift made out of band", planner.Options{}, nil)
+
+	// Every certificate due: observed as if a year from now.
+	apply("certificates due", planner.Options{}, func(o *state.Cluster) { o.ObservedAt = time.Now().Add(400 * 24 * time.Hour) })
+	apply("replacement of the leader "+leader.Name, planner.Options{Replace: []string{leader.Name}}, nil)
+	e.sp.Spec.Masters.Replicas = 1
+	apply("scale down to 1", planner.Options{}, nil)
+
+	for _, a := range planner.Actions() {
+		if !seen.seen[a] {
+			t.Errorf("no %s step ran: this test no longer covers every kind of step", a)
+		}
+	}
+	if t.Failed() {
+		var got []string
+		for a := range seen.seen {
+			got = append(got, string(a))
+		}
+		slices.Sort(got)
+		t.Logf("ran: %v", got)
+	}
+}
+
+func lastPart(s string) string {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return s[i+1:]
+		}
+	}
+	return s
+}

@@ -1,0 +1,248 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+)
+
+// Instances: what a master boots from, and the steps that create, label,
+// readdress and restart one.
+
+// instance reads a master instance, retrying transient errors.
+func (x *executor) instance(ctx context.Context, zone, name string) (*compute.Instance, error) {
+	return do(ctx, x.gce, "get instance "+name, func() (*compute.Instance, error) {
+		return x.o.Compute.Instances.Get(x.project(), zone, name).Context(ctx).Do()
+	})
+}
+
+// boot renders what a master boots with, issuing its certificates now.
+// healthCheck is the target pool's legacy HTTP health check: the masters'
+// kube-apiserver-healthcheck, asked for the API server's readiness every 2
+// s; out of rotation after 3 failures, back after 2 passes.
+func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
+	return &compute.HttpHealthCheck{Name: name, Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath,
+		CheckIntervalSec: 2, TimeoutSec: 2, HealthyThreshold: 2, UnhealthyThreshold: 3,
+		Description: "kubeha: the API servers of cluster " + x.cluster()}
+}
+
+func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) ([]*compute.MetadataItems, error) {
+	static, err := x.staticIP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := x.o.PKI.IssueReplica(pki.ReplicaRequest{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.KubernetesVersion == "" {
+		// A master built before kubeha deployed Kubernetes: it boots what
+		// the spec says now.
+		cfg.KubernetesVersion = x.o.Spec.Spec.Kubernetes.Version
+	}
+	rel, ok := spec.ReleaseOf(cfg.KubernetesVersion)
+	if !ok {
+		return nil, fmt.Errorf("boot %s: Kubernetes %s is not a release this kubeha deploys (%s)", name, cfg.KubernetesVersion, strings.Join(spec.SupportedVersions(), ", "))
+	}
+	kubeletURL, kubeletSum, err := x.o.Spec.Kubelet(cfg.KubernetesVersion, x.o.Downloads)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", name, err)
+	}
+	items, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
+		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: certs.Metadata()})
+	if err != nil {
+		return nil, err
+	}
+	var out []*compute.MetadataItems
+	for _, it := range items {
+		v := it.Value
+		out = append(out, &compute.MetadataItems{Key: it.Key, Value: &v})
+	}
+	return out, nil
+}
+
+func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
+	in := s.Instance
+	ip, err := x.addressIP(ctx, in.InternalAddress)
+	if err != nil {
+		return err
+	}
+	initial := in.Name + "=" + x.peerURL(ip)
+	if in.ClusterState == metadata.StateExisting {
+		if initial, err = x.initialCluster(ctx, in.Name, x.peerURL(ip)); err != nil {
+			return err
+		}
+	}
+	items, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
+	if err != nil {
+		return err
+	}
+	p := x.project()
+	ni := &compute.NetworkInterface{Network: "global/networks/" + x.o.Spec.Spec.GCE.Network, NetworkIP: ip,
+		AccessConfigs: []*compute.AccessConfig{{Name: "external-nat", Type: "ONE_TO_ONE_NAT"}}}
+	if in.StaticIP {
+		static, err := x.staticIP(ctx)
+		if err != nil {
+			return err
+		}
+		ni.AccessConfigs[0].NatIP = static
+	}
+	inst := &compute.Instance{
+		Name:        in.Name,
+		MachineType: "zones/" + in.Zone + "/machineTypes/" + in.Config.MachineType,
+		Labels:      map[string]string{spec.LabelCluster: x.cluster(), spec.LabelRole: spec.RoleMaster},
+		Tags:        &compute.Tags{Items: []string{spec.MasterTag(x.cluster())}},
+		Disks: []*compute.AttachedDisk{
+			{Boot: true, AutoDelete: true, InitializeParams: &compute.AttachedDiskInitializeParams{SourceImage: in.Config.Image, DiskSizeGb: 20}},
+			{Source: "projects/" + p + "/zones/" + in.Zone + "/disks/" + in.Disk, DeviceName: spec.DiskDeviceName, AutoDelete: false},
+		},
+		NetworkInterfaces: []*compute.NetworkInterface{ni},
+		Metadata:          &compute.Metadata{Items: items},
+		ServiceAccounts:   []*compute.ServiceAccount{{Email: "default", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
+	}
+	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Insert(p, in.Zone, inst).Context(ctx).Do()
+	}, func() error {
+		got, err := x.o.Compute.Instances.Get(p, in.Zone, in.Name).Context(ctx).Do()
+		if err != nil {
+			return err
+		}
+		if got.Labels[spec.LabelCluster] != x.cluster() {
+			return fmt.Errorf("instance %s is labelled %s=%q", in.Name, spec.LabelCluster, got.Labels[spec.LabelCluster])
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if in.ClusterState == metadata.StateNew {
+		// The bootstrap master: wait for its new etcd, then take the lock
+		// before any other membership change.
+		if _, err := x.etcd.client([]string{x.clientURL(ip)}); err != nil {
+			return err
+		}
+		if err := x.gate(ctx, s, 1, 0); err != nil {
+			return fmt.Errorf("bootstrap master %s: %w", in.Name, err)
+		}
+		return x.takeLock(ctx)
+	}
+	// A joining member: return once it runs (as a learner that has caught
+	// up), so that the next VM of a batch boots when this one no longer joins.
+	return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) })
+}
+
+func (x *executor) label(ctx context.Context, s *planner.Step) error {
+	p := x.project()
+	for attempt := 0; attempt < 5; attempt++ {
+		in, err := x.instance(ctx, s.Zone, s.Target)
+		if err != nil {
+			return err
+		}
+		labels := map[string]string{}
+		for k, v := range in.Labels {
+			labels[k] = v
+		}
+		labels[spec.LabelCluster], labels[spec.LabelRole] = x.cluster(), spec.RoleMaster
+		err = x.gce.op(ctx, "label-instance "+s.Target, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.SetLabels(p, s.Zone, s.Target, &compute.InstancesSetLabelsRequest{Labels: labels, LabelFingerprint: in.LabelFingerprint}).Context(ctx).Do()
+		})
+		if httpCode(err) != http.StatusPreconditionFailed {
+			return err
+		}
+	}
+	return fmt.Errorf("label-instance %s: its labels kept changing", s.Target)
+}
+
+// setAccess puts the static IP on a master (attach) or moves the master to
+// an ephemeral IP (detach). Either is done when the instance already is so.
+func (x *executor) setAccess(ctx context.Context, s *planner.Step, attach bool) error {
+	p := x.project()
+	static, err := x.staticIP(ctx)
+	if err != nil {
+		return err
+	}
+	in, err := x.instance(ctx, s.Zone, s.Target)
+	if err != nil {
+		return err
+	}
+	var cur *compute.AccessConfig
+	if len(in.NetworkInterfaces) > 0 && len(in.NetworkInterfaces[0].AccessConfigs) > 0 {
+		cur = in.NetworkInterfaces[0].AccessConfigs[0]
+	}
+	has := cur != nil && cur.NatIP == static
+	if has == attach && (attach || cur != nil) {
+		return nil
+	}
+	what := string(s.Action) + " " + s.Target
+	if cur != nil {
+		if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.DeleteAccessConfig(p, s.Zone, s.Target, cur.Name, "nic0").Context(ctx).Do()
+		}); err != nil && !errors.Is(err, errNotFound) {
+			return err
+		}
+	}
+	ac := &compute.AccessConfig{Name: "external-nat", Type: "ONE_TO_ONE_NAT"}
+	if attach {
+		ac.NatIP = static
+	}
+	return x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.AddAccessConfig(p, s.Zone, s.Target, "nic0", ac).Context(ctx).Do()
+	})
+}
+
+// renew issues a master new certificates, writes them to its metadata and
+// restarts it, then waits for its member to be healthy again.
+func (x *executor) renew(ctx context.Context, s *planner.Step) error {
+	p := x.project()
+	in, err := x.instance(ctx, s.Zone, s.Target)
+	if err != nil {
+		return err
+	}
+	var etcdDoc, cfgDoc string
+	for _, it := range in.Metadata.Items {
+		if it.Value != nil && it.Key == metadata.KeyEtcd {
+			etcdDoc = *it.Value
+		}
+		if it.Value != nil && it.Key == metadata.KeyConfig {
+			cfgDoc = *it.Value
+		}
+	}
+	boot, err := metadata.ParseEtcd(etcdDoc)
+	if err != nil {
+		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
+	}
+	cfg, err := metadata.ParseConfig(cfgDoc)
+	if err != nil {
+		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
+	}
+	items, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg)
+	if err != nil {
+		return err
+	}
+	what := "renew-certificates " + s.Target
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.SetMetadata(p, s.Zone, s.Target, &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
+	}); err != nil {
+		return err
+	}
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Stop(p, s.Zone, s.Target).Context(ctx).Do()
+	}); err != nil {
+		return err
+	}
+	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do()
+	}); err != nil {
+		return err
+	}
+	return x.gate(ctx, s, s.Etcd.HealthyVoters, 0)
+}
