@@ -13,6 +13,7 @@ import (
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 func testSpec(replicas int) *spec.Cluster {
@@ -27,7 +28,7 @@ type env struct {
 	srv *sim.Server
 	sp  *spec.Cluster
 	pki *pki.PKI
-	src state.Source
+	src observe.Source
 }
 
 func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
@@ -51,12 +52,12 @@ func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 	// The kubelet download the emulator serves.
 	sp.Spec.Kubernetes.ReleaseURL = srv.Release().ReleaseURL
 	sp.Spec.Kubernetes.KubeletSHA512 = srv.Release().KubeletSHA512[sp.Spec.Kubernetes.Version]
-	return &env{srv: srv, sp: sp, pki: p, src: state.Source{Compute: c, EtcdTLS: tlsCfg}}
+	return &env{srv: srv, sp: sp, pki: p, src: observe.Source{Compute: c, EtcdTLS: tlsCfg}}
 }
 
 func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {
 	t.Helper()
-	obs, err := state.Observe(context.Background(), e.src, e.sp)
+	obs, err := observe.Cluster(context.Background(), e.src, e.sp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 // TestEveryActionHasAHandler: the executor's table has a handler for each
@@ -58,7 +59,7 @@ func TestEveryStepKindTwice(t *testing.T) {
 	ctx := context.Background()
 	apply := func(what string, opts planner.Options, edit func(*state.Cluster)) {
 		t.Helper()
-		obs, err := state.Observe(ctx, e.src, e.sp)
+		obs, err := observe.Cluster(ctx, e.src, e.sp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +106,7 @@ func TestEveryStepKindTwice(t *testing.T) {
 	hc, _ := c.HttpHealthChecks.Get(project, "exe-master-hc").Do()
 	hc.Port, hc.RequestPath = 8080, "/healthz"
 	wait(c.HttpHealthChecks.Update(project, hc.Name, hc).Do())
-	obs, _ := state.Observe(ctx, e.src, e.sp)
+	obs, _ := observe.Cluster(ctx, e.src, e.sp)
 	var leader, other *state.Instance
 	for _, r := range obs.Replicas() {
 		if r.Member != nil && r.Member.Leader {

@@ -19,6 +19,7 @@ import (
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 // cluster3 applies a three-master cluster and returns an executor for
@@ -51,7 +52,7 @@ func cluster3(t *testing.T) (*env, *executor) {
 // returns its name: the one a sequential health check asked first.
 func crashLowest(t *testing.T, e *env) string {
 	t.Helper()
-	obs, err := state.Observe(context.Background(), e.src, e.sp)
+	obs, err := observe.Cluster(context.Background(), e.src, e.sp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 // WatchOptions configure Watch.
@@ -307,7 +308,7 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	if err != nil {
 		return "failed", err
 	}
-	obs, err := state.Observe(ctx, state.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg}, c)
+	obs, err := observe.Cluster(ctx, observe.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg}, c)
 	if err != nil {
 		return "failed", err
 	}

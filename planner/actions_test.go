@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,4 +89,19 @@ func modelCases(t *testing.T) map[string]bool {
 		})
 	}
 	return out
+}
+
+// TestPlannerDependsOnNoClient: the planner is a pure function of the spec
+// and the observed model, as raft's core knows no transport: none of its
+// dependencies is a client of GCE, etcd or HTTP.
+func TestPlannerDependsOnNoClient(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.Contains(dep, "etcd/client") || strings.Contains(dep, "api/compute") || dep == "net/http" || strings.Contains(dep, "grpc") {
+			t.Errorf("the planner depends on %s", dep)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 // loadAndObserve loads the spec at file, connects the backend and observes
@@ -20,7 +21,7 @@ func loadAndObserve(ctx context.Context, streams IOStreams, file string, o *back
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	obs, err := observe(ctx, b, c)
+	obs, err := observeAndRecord(ctx, b, c)
 	if err != nil {
 		b.Close()
 		return nil, nil, nil, err
@@ -28,9 +29,9 @@ func loadAndObserve(ctx context.Context, streams IOStreams, file string, o *back
 	return c, b, obs, nil
 }
 
-// observe reads the cluster of a spec and records member health (so that
+// observeAndRecord reads the cluster of a spec and records member health (so that
 // remediation.unhealthyAfter spans runs of kubeha).
-func observe(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
+func observeAndRecord(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
 	obs, record, err := observeOnly(ctx, b, c)
 	if err != nil {
 		return nil, err
@@ -45,7 +46,7 @@ func observeOnly(ctx context.Context, b *backend, c *spec.Cluster) (obs *state.C
 	if err != nil {
 		return nil, nil, err
 	}
-	obs, err = state.Observe(ctx, state.Source{Compute: b.compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, err = observe.Cluster(ctx, observe.Source{Compute: b.compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}

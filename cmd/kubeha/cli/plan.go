@@ -57,7 +57,7 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 		return err
 	}
 	defer b.Close()
-	obs, err := observe(ctx, b, c)
+	obs, err := observeAndRecord(ctx, b, c)
 	if err != nil {
 		return err
 	}

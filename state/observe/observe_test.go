@@ -1,4 +1,4 @@
-package state_test
+package observe_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
+	"github.com/kubeha/kubeha/state/observe"
 )
 
 const project = "p-test"
@@ -108,7 +109,7 @@ func (f *fixture) build(names ...string) {
 		}).Do())
 	}
 	if len(names) > 1 {
-		f.do(f.c.HttpHealthChecks.Insert(project, &compute.HttpHealthCheck{Name: "prod-master-hc"}).Do())
+		f.do(f.c.HttpHealthChecks.Insert(project, &compute.HttpHealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath}).Do())
 		var refs []string
 		for i, n := range names {
 			refs = append(refs, "zones/"+cfg.Masters.Zones[i%3]+"/instances/"+n)
@@ -124,7 +125,7 @@ func (f *fixture) observeHealthy(want int) *state.Cluster {
 	f.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		obs, err := state.Observe(context.Background(), state.Source{Compute: f.c, EtcdTimeout: 2 * time.Second}, f.sp)
+		obs, err := observe.Cluster(context.Background(), observe.Source{Compute: f.c, EtcdTimeout: 2 * time.Second}, f.sp)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -141,15 +142,15 @@ func (f *fixture) observeHealthy(want int) *state.Cluster {
 func TestObserveEmptyProject(t *testing.T) {
 	f := newFixture(t, 3)
 	f.srv.ResetRequests()
-	obs, err := state.Observe(context.Background(), state.Source{Compute: f.c}, f.sp)
+	obs, err := observe.Cluster(context.Background(), observe.Source{Compute: f.c}, f.sp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !obs.Empty() || obs.Etcd.Reachable {
 		t.Fatalf("empty project observed as %+v", obs)
 	}
-	if got := f.srv.Requests().Total; got != state.ComputeRequests {
-		t.Errorf("%d requests, want %d", got, state.ComputeRequests)
+	if got := f.srv.Requests().Total; got != observe.ComputeRequests {
+		t.Errorf("%d requests, want %d", got, observe.ComputeRequests)
 	}
 	p, err := planner.Compute(f.sp, obs)
 	if err != nil || p.NoChanges || p.After.Voters != 3 {
@@ -162,14 +163,14 @@ func TestObserveEmptyProject(t *testing.T) {
 	}
 	resp.Body.Close()
 	for i := 0; i < 5; i++ {
-		if _, err := state.Observe(context.Background(), state.Source{Compute: f.c}, f.sp); err != nil {
+		if _, err := observe.Cluster(context.Background(), observe.Source{Compute: f.c}, f.sp); err != nil {
 			t.Fatalf("observe with 40%% of requests failing transiently: %v", err)
 		}
 	}
 	// A 400 is not retried: it is reported.
 	bad := testSpec(3)
 	bad.Spec.GCE.Region = "mars-north1"
-	if _, err := state.Observe(context.Background(), state.Source{Compute: f.c}, bad); err == nil || !strings.Contains(err.Error(), "Unknown region") {
+	if _, err := observe.Cluster(context.Background(), observe.Source{Compute: f.c}, bad); err == nil || !strings.Contains(err.Error(), "Unknown region") {
 		t.Fatalf("observe of an unknown region: %v", err)
 	}
 }
@@ -192,8 +193,8 @@ func TestObserveClusters(t *testing.T) {
 			f.observeHealthy(n)
 			f.srv.ResetRequests()
 			obs := f.observeHealthy(n)
-			if got := f.srv.Requests().Total; got > 8 || got != state.ComputeRequests {
-				t.Errorf("observe made %d compute requests (%v), want %d and at most 8", got, f.srv.Requests().ByMethod, state.ComputeRequests)
+			if got := f.srv.Requests().Total; got > 8 || got != observe.ComputeRequests {
+				t.Errorf("observe made %d compute requests (%v), want %d and at most 8", got, f.srv.Requests().ByMethod, observe.ComputeRequests)
 			}
 			if len(obs.Instances) != n || len(obs.Replicas()) != n || len(obs.Voters()) != n || obs.Etcd.ClusterID == 0 {
 				t.Fatalf("observed %d instances, %d voters", len(obs.Instances), len(obs.Voters()))
@@ -225,7 +226,7 @@ func TestObserveClusters(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			obs, err = state.Observe(context.Background(), state.Source{Compute: f.c, EtcdTimeout: time.Second}, f.sp)
+			obs, err = observe.Cluster(context.Background(), observe.Source{Compute: f.c, EtcdTimeout: time.Second}, f.sp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +248,7 @@ func TestObserveKubeUpMaster(t *testing.T) {
 	f := newFixture(t, 1)
 	// kube-up's master: kube-up's name, no kubeha labels or config.
 	f.do(f.c.Instances.Insert(project, "europe-west1-b", &compute.Instance{Name: "prod-master", MachineType: "n1-standard-2"}).Do())
-	obs, err := state.Observe(context.Background(), state.Source{Compute: f.c, EtcdTimeout: time.Second}, f.sp)
+	obs, err := observe.Cluster(context.Background(), observe.Source{Compute: f.c, EtcdTimeout: time.Second}, f.sp)
 	if err != nil {
 		t.Fatal(err)
 	}

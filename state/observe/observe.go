@@ -1,4 +1,4 @@
-package state
+package observe
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/kubeha/kubeha/internal/gceretry"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
 )
 
 // Source is where Observe looks.
@@ -50,8 +51,8 @@ const ComputeRequests = 7
 // Observe reads a cluster's GCE resources and etcd membership. An
 // unreachable member, or an etcd that does not answer at all, is data in the
 // result, not an error; errors are GCE calls that failed.
-func Observe(ctx context.Context, src Source, c *spec.Cluster) (*Cluster, error) {
-	out := &Cluster{Name: c.Metadata.Name, Project: c.Spec.GCE.Project, Region: c.Spec.GCE.Region, ObservedAt: time.Now().UTC()}
+func Cluster(ctx context.Context, src Source, c *spec.Cluster) (*state.Cluster, error) {
+	out := &state.Cluster{Name: c.Metadata.Name, Project: c.Spec.GCE.Project, Region: c.Spec.GCE.Region, ObservedAt: time.Now().UTC()}
 	if err := observeGCE(ctx, src.Compute, c, out); err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func masterNameRe(cluster string) string {
 	return regexp.QuoteMeta(spec.MasterName(cluster)) + `(-[a-z0-9]{3})?`
 }
 
-func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out *Cluster) error {
+func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out *state.Cluster) error {
 	project, region, name := c.Spec.GCE.Project, c.Spec.GCE.Region, c.Metadata.Name
 	re := masterNameRe(name)
 	var (
@@ -165,14 +166,14 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		for _, u := range d.Users {
 			users = append(users, last(u))
 		}
-		out.Disks = append(out.Disks, &Disk{Name: d.Name, Zone: last(d.Zone), SizeGb: d.SizeGb, Users: users})
+		out.Disks = append(out.Disks, &state.Disk{Name: d.Name, Zone: last(d.Zone), SizeGb: d.SizeGb, Users: users})
 	}
 	for _, a := range addresses {
 		var users []string
 		for _, u := range a.Users {
 			users = append(users, last(u))
 		}
-		addr := &Address{Name: a.Name, Address: a.Address, Type: a.AddressType, Status: a.Status, Users: users, Region: last(a.Region)}
+		addr := &state.Address{Name: a.Name, Address: a.Address, Type: a.AddressType, Status: a.Status, Users: users, Region: last(a.Region)}
 		if addr.Region != region {
 			regions[addr.Region] = true
 			continue
@@ -188,7 +189,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		known[in.Name] = true
 	}
 	if pool != nil {
-		tp := &TargetPool{Name: pool.Name}
+		tp := &state.TargetPool{Name: pool.Name}
 		for _, l := range pool.Instances {
 			if known[last(l)] {
 				tp.Instances = append(tp.Instances, last(l))
@@ -203,13 +204,13 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		out.TargetPool = tp
 	}
 	if rule != nil {
-		out.ForwardingRule = &ForwardingRule{Name: rule.Name, IPAddress: rule.IPAddress, Target: last(rule.Target), PortRange: rule.PortRange}
+		out.ForwardingRule = &state.ForwardingRule{Name: rule.Name, IPAddress: rule.IPAddress, Target: last(rule.Target), PortRange: rule.PortRange}
 	}
 	if hc != nil {
-		out.HealthCheck = &HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
+		out.HealthCheck = &state.HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
 	}
 	for _, f := range firewalls {
-		fw := &Firewall{Name: f.Name, SourceTags: f.SourceTags, TargetTags: f.TargetTags, Sources: f.SourceRanges}
+		fw := &state.Firewall{Name: f.Name, SourceTags: f.SourceTags, TargetTags: f.TargetTags, Sources: f.SourceRanges}
 		for _, a := range f.Allowed {
 			if strings.EqualFold(a.IPProtocol, "tcp") {
 				fw.Ports = append(fw.Ports, a.Ports...)
@@ -240,8 +241,8 @@ func isMaster(in *compute.Instance, cluster string) bool {
 	return true
 }
 
-func instanceOf(in *compute.Instance) *Instance {
-	out := &Instance{Name: in.Name, Zone: last(in.Zone), ID: in.Id, Status: in.Status, MachineType: last(in.MachineType), Labels: in.Labels}
+func instanceOf(in *compute.Instance) *state.Instance {
+	out := &state.Instance{Name: in.Name, Zone: last(in.Zone), ID: in.Id, Status: in.Status, MachineType: last(in.MachineType), Labels: in.Labels}
 	if len(in.NetworkInterfaces) > 0 {
 		ni := in.NetworkInterfaces[0]
 		out.InternalIP = ni.NetworkIP
@@ -288,7 +289,7 @@ func zoneRegion(zone string) string { return zone[:strings.LastIndex(zone, "-")]
 
 // observeEtcd reads the member list from any master that answers and each
 // member's status in parallel, each call bounded by timeout.
-func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout time.Duration, c *spec.Cluster, out *Cluster) {
+func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout time.Duration, c *spec.Cluster, out *state.Cluster) {
 	scheme := "https"
 	if tlsCfg == nil {
 		scheme = "http"
@@ -328,7 +329,7 @@ func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout
 		names[in.Name] = true
 	}
 	for _, m := range list.Members {
-		mem := &Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+		mem := &state.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
 		switch {
 		case names[m.Name]:
 			mem.Instance = m.Name
@@ -402,12 +403,12 @@ func memberList(ctx context.Context, cli *clientv3.Client, timeout time.Duration
 
 // certInfo reads the expiry and IP SANs of the certificates in a kubeha-tls
 // document. The keys in it are dropped at once and never kept.
-func certInfo(doc string) *CertInfo {
+func certInfo(doc string) *state.CertInfo {
 	t, err := metadata.ParseTLS(doc)
 	if err != nil {
 		return nil
 	}
-	info := &CertInfo{}
+	info := &state.CertInfo{}
 	for i, certPEM := range []string{t.PeerCert, t.ServerCert, t.APIServerCert} {
 		if certPEM == "" {
 			continue
