@@ -108,7 +108,7 @@ func (f *fixture) build(names ...string) {
 		}).Do())
 	}
 	if len(names) > 1 {
-		f.do(f.c.HttpHealthChecks.Insert(project, &compute.HttpHealthCheck{Name: "prod-master-hc"}).Do())
+		f.do(f.c.HttpHealthChecks.Insert(project, &compute.HttpHealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, RequestPath: metadata.HealthCheckPath}).Do())
 		var refs []string
 		for i, n := range names {
 			refs = append(refs, "zones/"+cfg.Masters.Zones[i%3]+"/instances/"+n)
