@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/planner/planfile"
 )
 
 // TestSavedPlanIsCheckedStepByStep: a saved plan is applied only if its
@@ -30,7 +31,7 @@ func TestSavedPlanIsCheckedStepByStep(t *testing.T) {
 	}
 
 	read := func() *planner.Saved {
-		s, err := planner.ReadSaved(planPath)
+		s, err := planfile.Read(planPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +55,7 @@ func TestSavedPlanIsCheckedStepByStep(t *testing.T) {
 		s := read()
 		f(s)
 		path := filepath.Join(c.dir, name+".json")
-		if err := planner.WriteSaved(path, s); err != nil {
+		if err := planfile.Write(path, s); err != nil {
 			t.Fatal(err)
 		}
 		return path

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 
-	"github.com/kubeha/kubeha/internal/atomicfile"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 )
@@ -34,11 +32,9 @@ type Saved struct {
 	Checksum string `json:"checksum"`
 }
 
-// ErrNotIntact says a plan file is not the one kubeha plan wrote.
-var ErrNotIntact = errors.New("plan file not intact")
-
-// checksum is the digest of s with its Checksum empty.
-func (s Saved) checksum() (string, error) {
+// Sum is the digest of s with its Checksum empty, which a plan file
+// carries in Checksum.
+func (s Saved) Sum() (string, error) {
 	s.Checksum = ""
 	data, err := json.Marshal(s)
 	if err != nil {
@@ -148,44 +144,4 @@ func orMissing(v json.RawMessage) string {
 		return "missing"
 	}
 	return string(v)
-}
-
-// WriteSaved writes a saved plan atomically, with its checksum.
-func WriteSaved(path string, s *Saved) error {
-	sum, err := s.checksum()
-	if err != nil {
-		return err
-	}
-	s.Checksum = sum
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode plan: %w", err)
-	}
-	if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("save plan: %w", err)
-	}
-	return nil
-}
-
-// ReadSaved reads a saved plan and checks it is one.
-func ReadSaved(path string) (*Saved, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read plan %s: %w", path, err)
-	}
-	var s Saved
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("read plan %s: not a kubeha plan file (%v): write one with kubeha plan --out", path, err)
-	}
-	if s.FormatVersion != FormatVersion || s.Plan == nil || s.Spec == nil {
-		return nil, fmt.Errorf("read plan %s: not a kubeha plan file of format %s: write one with kubeha plan --out", path, FormatVersion)
-	}
-	if sum, err := s.checksum(); err != nil || sum != s.Checksum {
-		return nil, fmt.Errorf("%w: %s does not match its checksum (it was edited, cut short, or written by an older kubeha): nothing was changed; make a new plan with kubeha plan --out", ErrNotIntact, path)
-	}
-	if s.Plan.Cluster != s.Spec.Metadata.Name || s.Spec.Hash() != s.SpecHash {
-		return nil, fmt.Errorf("%w: in %s the plan, its spec and the spec's hash do not agree: make a new plan with kubeha plan --out", ErrNotIntact, path)
-	}
-	s.Spec.Source = s.SpecPath
-	return &s, nil
 }

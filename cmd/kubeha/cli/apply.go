@@ -16,6 +16,7 @@ import (
 	"github.com/kubeha/kubeha/executor"
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/planner/planfile"
 	"github.com/kubeha/kubeha/spec"
 )
 
@@ -81,7 +82,7 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 		err   error
 	)
 	if savedPath != "" {
-		if saved, err = planner.ReadSaved(savedPath); err != nil {
+		if saved, err = planfile.Read(savedPath); err != nil {
 			return err
 		}
 		c = saved.Spec

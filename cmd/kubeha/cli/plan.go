@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubeha/kubeha/executor"
 	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/planner/planfile"
 )
 
 type planOptions struct {
@@ -73,7 +74,7 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 		return err
 	}
 	if o.out != "" {
-		if err := planner.WriteSaved(o.out, planner.NewSaved(p, c, obs, opts)); err != nil {
+		if err := planfile.Write(o.out, planner.NewSaved(p, c, obs, opts)); err != nil {
 			return err
 		}
 		fmt.Fprintf(streams.ErrOut, "Saved the plan to %s: apply it with kubeha apply %s\n", o.out, o.out)
