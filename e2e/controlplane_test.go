@@ -213,7 +213,11 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 		if code, body := api.viaLB("POST", "/api/v1/namespaces/default/configmaps", `{"metadata":{"name":"`+name+`"},"data":{"stage":"`+stage+`"}}`); code != 201 {
 			t.Fatalf("create a ConfigMap at the static IP with %s: %d %s", stage, code, body)
 		}
-		if code, body := api.curl("/api/v1/namespaces/default/configmaps/" + name); code != 200 || !strings.Contains(body, `"stage":"`+stage+`"`) {
+		code, body := api.curl("/api/v1/namespaces/default/configmaps/" + name)
+		var cm struct {
+			Data map[string]string `json:"data"`
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &cm) != nil || cm.Data["stage"] != stage {
 			t.Fatalf("read it back at the static IP with curl: %d %s", code, body)
 		}
 	}
