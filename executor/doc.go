@@ -9,4 +9,10 @@
 // plan expected fails, and the next apply plans again. It never skips a
 // health gate. Progress reaches the caller through Hooks, never through
 // prints of its own.
+//
+// Its files by concern: apply.go runs the graph; handlers.go is the table
+// of actions and their handlers; instances.go what a master boots from;
+// membership.go, etcd.go and health.go the etcd client, member changes and
+// health gates; snapshot.go the snapshots; lock.go the apply lock; gce.go
+// the Compute API's operations and retries.
 package executor

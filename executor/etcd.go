@@ -18,14 +18,16 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/kubeha/kubeha/internal/strs"
 )
 
-// reconnect is how the client reconnects to a member it could not reach.
+// Reconnect is how kubeha's etcd clients reconnect to a member it could not reach.
 // gRPC's default waits 1s before the first retry and grows to 2 minutes;
 // kubeha watches members come up (the bootstrap master, a restarted one),
 // and every call waits for a connection, so a member that starts listening
 // should be reached within a poll or two, not a backoff later.
-var reconnect = grpc.ConnectParams{
+var Reconnect = grpc.ConnectParams{
 	Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 	MinConnectTimeout: 5 * time.Second,
 }
@@ -49,23 +51,12 @@ type etcd struct {
 // members every poll, so an unchanged list is left alone rather than handed
 // to gRPC's resolver again.
 func (e *etcd) setEndpoints(cli *clientv3.Client, endpoints []string) {
-	if sameSet(cli.Endpoints(), endpoints) {
+	if strs.SameSet(cli.Endpoints(), endpoints) {
 		return
 	}
 	e.eps.Lock()
 	defer e.eps.Unlock()
 	cli.SetEndpoints(endpoints...)
-}
-
-// sameSet says a and b hold the same strings, in any order.
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	a, b = slices.Clone(a), slices.Clone(b)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }
 
 // status asks one member for its status.
@@ -88,7 +79,7 @@ func (e *etcd) client(endpoints []string) (*clientv3.Client, error) {
 		return nil, errors.New("no etcd endpoint is known yet")
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: e.timeout, TLS: e.tls, Logger: zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect)}})
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(Reconnect)}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd at %s: %w", strings.Join(endpoints, ","), err)
 	}

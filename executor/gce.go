@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -71,9 +72,9 @@ func (g *gce) wait(ctx context.Context, what string, o *compute.Operation) error
 		o, err = do(ctx, g, what+": wait", func() (*compute.Operation, error) {
 			switch {
 			case o.Zone != "":
-				return g.svc.ZoneOperations.Wait(g.project, last(o.Zone), o.Name).Context(ctx).Do()
+				return g.svc.ZoneOperations.Wait(g.project, path.Base(o.Zone), o.Name).Context(ctx).Do()
 			case o.Region != "":
-				return g.svc.RegionOperations.Wait(g.project, last(o.Region), o.Name).Context(ctx).Do()
+				return g.svc.RegionOperations.Wait(g.project, path.Base(o.Region), o.Name).Context(ctx).Do()
 			}
 			return g.svc.GlobalOperations.Wait(g.project, o.Name).Context(ctx).Do()
 		})
@@ -118,5 +119,3 @@ func (g *gce) remove(ctx context.Context, what string, call func() (*compute.Ope
 	}
 	return err
 }
-
-func last(link string) string { return link[strings.LastIndex(link, "/")+1:] }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"path"
 	"slices"
 	"sync"
 	"testing"
@@ -89,9 +90,9 @@ func TestEveryStepKindTwice(t *testing.T) {
 		}
 		for op.Status != "DONE" {
 			if op.Zone != "" {
-				op, err = c.ZoneOperations.Wait(project, lastPart(op.Zone), op.Name).Do()
+				op, err = c.ZoneOperations.Wait(project, path.Base(op.Zone), op.Name).Do()
 			} else if op.Region != "" {
-				op, err = c.RegionOperations.Wait(project, lastPart(op.Region), op.Name).Do()
+				op, err = c.RegionOperations.Wait(project, path.Base(op.Region), op.Name).Do()
 			} else {
 				op, err = c.GlobalOperations.Wait(project, op.Name).Do()
 			}
@@ -140,13 +141,4 @@ func TestEveryStepKindTwice(t *testing.T) {
 		slices.Sort(got)
 		t.Logf("ran: %v", got)
 	}
-}
-
-func lastPart(s string) string {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return s[i+1:]
-		}
-	}
-	return s
 }

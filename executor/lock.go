@@ -67,7 +67,10 @@ type lock struct {
 	mutex   *concurrency.Mutex
 }
 
-const lockTTL = 5 // seconds; keep-alives go every TTL/3
+// LockTTL is the lease of the apply lock and of the watchers' election, in
+// seconds: it ends by itself 5 s after its holder died (keep-alives go
+// every TTL/3).
+const LockTTL = 5
 
 func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 
@@ -76,14 +79,14 @@ func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 // machine (same host, boot ID and PID namespace, and no such process) cannot
 // come back: its lease is revoked rather than waited out. Any other holder
 // of this host name that looks dead (another container, say) is waited out
-// (lockTTL): its lease ends by itself if it is dead.
+// (LockTTL): its lease ends by itself if it is dead.
 func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time.Duration) (*lock, error) {
 	cli, err := e.client(nil)
 	if err != nil {
 		return nil, err
 	}
 	me.Boot, me.PIDNS = bootID(), pidNamespace()
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL),
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(LockTTL),
 		// The lease lives until release, not until the step that took it.
 		concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
@@ -99,7 +102,7 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 					err = m.TryLock(ctx)
 				}
 			case h.Host == me.Host:
-				wait = max(wait, (lockTTL+5)*time.Second)
+				wait = max(wait, (LockTTL+5)*time.Second)
 			}
 		}
 	}

@@ -122,7 +122,7 @@ func TestLockOfADeadHolder(t *testing.T) {
 				if err != nil {
 					t.Fatalf("the lock of a dead holder was not taken: %v", err)
 				}
-				if d := time.Since(t0); d > lockTTL*time.Second {
+				if d := time.Since(t0); d > LockTTL*time.Second {
 					t.Errorf("took %s: the dead holder's lease was waited out, not revoked", d)
 				}
 				got, _ := e.holder(ctx, "exe")

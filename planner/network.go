@@ -2,10 +2,10 @@ package planner
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/kubeha/kubeha/internal/strs"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -36,8 +36,8 @@ func (b *builder) network() {
 		case got == nil:
 			id = b.add(&Step{Action: CreateFirewall, Target: want.Name, Phase: "network", Firewall: want,
 				Reason: "missing: " + firewallPurpose(want)})
-		case !sameSet(got.Ports, want.Ports) || !sameSet(got.SourceTags, want.SourceTags) || !sameSet(got.TargetTags, want.TargetTags) ||
-			(len(want.Sources) > 0 && !sameSet(got.Sources, want.Sources)):
+		case !strs.SameSet(got.Ports, want.Ports) || !strs.SameSet(got.SourceTags, want.SourceTags) || !strs.SameSet(got.TargetTags, want.TargetTags) ||
+			(len(want.Sources) > 0 && !strs.SameSet(got.Sources, want.Sources)):
 			id = b.add(&Step{Action: UpdateFirewall, Target: want.Name, Phase: "network", Firewall: want,
 				Reason: fmt.Sprintf("changed out of band: allows tcp %s from %s to %s; want tcp %s from %s to %s",
 					strings.Join(got.Ports, ","), orNone(append(got.SourceTags, got.Sources...)), orNone(got.TargetTags),
@@ -61,20 +61,4 @@ func firewallPurpose(f *FirewallSpec) string {
 		return "the load balancer's health checks reach the masters' health endpoint (tcp " + strings.Join(f.Ports, ",") + ")"
 	}
 	return "the API server is reached on tcp 443"
-}
-
-func sameSet(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	x := append([]string(nil), a...)
-	y := append([]string(nil), b...)
-	sort.Strings(x)
-	sort.Strings(y)
-	for i := range x {
-		if x[i] != y[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -1,7 +1,9 @@
 package planner
 
 import (
+	"cmp"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -89,12 +91,10 @@ func (b *builder) leaks() {
 	if b.obs.TargetPool != nil {
 		for _, l := range b.obs.TargetPool.Dangling {
 			b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), PoolLink: l, Phase: "load balancer",
-				Reason: "the pool names an instance that no longer exists: " + lastSegment(l)})
+				Reason: "the pool names an instance that no longer exists: " + path.Base(l)})
 		}
 	}
 }
-
-func lastSegment(s string) string { return s[strings.LastIndex(s, "/")+1:] }
 
 // replacing says a replica is to be replaced: named by --replace, or a
 // failed member and remediation is on and it has been unhealthy long enough.
@@ -124,7 +124,7 @@ func (b *builder) drift(r *replica) string {
 	}
 	var diffs []string
 	if got.MachineType != want.MachineType || r.obs.Instance.MachineType != "" && r.obs.Instance.MachineType != want.MachineType {
-		diffs = append(diffs, fmt.Sprintf("machine type %s → %s", firstNonEmpty(r.obs.Instance.MachineType, got.MachineType), want.MachineType))
+		diffs = append(diffs, fmt.Sprintf("machine type %s → %s", cmp.Or(r.obs.Instance.MachineType, got.MachineType), want.MachineType))
 	}
 	if got.Image != want.Image {
 		diffs = append(diffs, fmt.Sprintf("image %s → %s", got.Image, want.Image))
@@ -139,7 +139,7 @@ func (b *builder) drift(r *replica) string {
 		diffs = append(diffs, fmt.Sprintf("multiZone %t → %t", got.MultiZone, want.MultiZone))
 	}
 	if got.KubernetesVersion != want.KubernetesVersion {
-		diffs = append(diffs, fmt.Sprintf("Kubernetes %s → %s", firstNonEmpty(got.KubernetesVersion, "none (etcd only)"), want.KubernetesVersion))
+		diffs = append(diffs, fmt.Sprintf("Kubernetes %s → %s", cmp.Or(got.KubernetesVersion, "none (etcd only)"), want.KubernetesVersion))
 	}
 	return strings.Join(diffs, ", ")
 }
@@ -152,13 +152,6 @@ func (b *builder) diskWarning(r *replica) string {
 		return ""
 	}
 	return fmt.Sprintf("master %s has a %d GB etcd disk and the spec says %d GB: disks are not resized in place; run apply --replace %s to recreate it", r.name, got.DiskSizeGb, want, r.name)
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // RenewBefore is how long before expiry certificates are renewed.

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -43,7 +44,7 @@ func (b *builder) membershipChanges() {
 			failed = append(failed, r)
 		case !r.healthy:
 			b.warnings = append(b.warnings, fmt.Sprintf("master %s is unhealthy (%s): it counts against fault tolerance; set spec.remediation.replaceUnhealthy, or run apply --replace %s",
-				r.name, firstNonEmpty(r.member.Error, r.obs.Instance.Status), r.name))
+				r.name, cmp.Or(r.member.Error, r.obs.Instance.Status), r.name))
 		default:
 			if w := b.diskWarning(r); w != "" {
 				b.warnings = append(b.warnings, w)
@@ -62,9 +63,9 @@ func (b *builder) membershipChanges() {
 		b.removeReplica(r, why)
 	}
 	for _, r := range failed {
-		why := fmt.Sprintf("failed: etcd member unhealthy (%s)", firstNonEmpty(r.member.Error, r.obs.Instance.Status))
+		why := fmt.Sprintf("failed: etcd member unhealthy (%s)", cmp.Or(r.member.Error, r.obs.Instance.Status))
 		if r.member.UnhealthyFor > 0 {
-			why = fmt.Sprintf("failed: etcd member unhealthy for %s (%s)", r.member.UnhealthyFor, firstNonEmpty(r.member.Error, r.obs.Instance.Status))
+			why = fmt.Sprintf("failed: etcd member unhealthy for %s (%s)", r.member.UnhealthyFor, cmp.Or(r.member.Error, r.obs.Instance.Status))
 		}
 		b.removeReplica(r, why)
 	}
@@ -106,7 +107,7 @@ func (b *builder) membershipChanges() {
 	}
 	b.addReplicas(adds, peak)
 	for _, r := range rolling {
-		reason := firstNonEmpty(r.driftReason, "named by --replace")
+		reason := cmp.Or(r.driftReason, "named by --replace")
 		b.addReplica(b.zoneFor(r.zone), fmt.Sprintf("replaces %s (%s)", r.name, reason), false, peak)
 		b.removeReplica(r, "replaced by a new master: "+reason)
 	}

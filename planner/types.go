@@ -1,9 +1,10 @@
 package planner
 
 import (
+	"slices"
+
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/state"
-	"slices"
 )
 
 // FormatVersion is the version of the JSON plan format.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"net/netip"
 
 	compute "google.golang.org/api/compute/v1"
@@ -26,7 +27,7 @@ func (s *Server) insertAddress(r *request) (any, error) {
 	if _, ok := s.w.Addresses[key]; ok {
 		return nil, errAlreadyExists(key)
 	}
-	a.AddressType = firstNonEmpty(a.AddressType, "EXTERNAL")
+	a.AddressType = cmp.Or(a.AddressType, "EXTERNAL")
 	switch a.AddressType {
 	case "EXTERNAL":
 		if a.Address != "" && s.w.ipInUse(a.Address) {
@@ -35,7 +36,7 @@ func (s *Server) insertAddress(r *request) (any, error) {
 		if a.Address == "" {
 			a.Address = s.w.allocExternal()
 		}
-		a.NetworkTier = firstNonEmpty(a.NetworkTier, "PREMIUM")
+		a.NetworkTier = cmp.Or(a.NetworkTier, "PREMIUM")
 	case "INTERNAL":
 		if a.Address != "" {
 			ip, err := netip.ParseAddr(a.Address)
@@ -54,8 +55,8 @@ func (s *Server) insertAddress(r *request) (any, error) {
 			}
 			a.Address = ip
 		}
-		a.Subnetwork = link(relPath(r.project, firstNonEmpty(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
-		a.Purpose = firstNonEmpty(a.Purpose, "GCE_ENDPOINT")
+		a.Subnetwork = link(relPath(r.project, cmp.Or(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
+		a.Purpose = cmp.Or(a.Purpose, "GCE_ENDPOINT")
 	default:
 		return nil, errInvalid("Invalid value for field 'resource.addressType': '%s'. Must be EXTERNAL or INTERNAL.", a.AddressType)
 	}

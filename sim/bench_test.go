@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func BenchmarkRequestLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 		for op.Status != "DONE" {
-			if op, err = c.ZoneOperations.Wait(project, lastSegment(op.Zone), op.Name).Do(); err != nil {
+			if op, err = c.ZoneOperations.Wait(project, path.Base(op.Zone), op.Name).Do(); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -113,9 +114,9 @@ func waitB(b *testing.B, c *compute.Service, op *compute.Operation, err error) {
 	for err == nil && op.Status != "DONE" {
 		switch {
 		case op.Zone != "":
-			op, err = c.ZoneOperations.Wait(project, lastSegment(op.Zone), op.Name).Do()
+			op, err = c.ZoneOperations.Wait(project, path.Base(op.Zone), op.Name).Do()
 		default:
-			op, err = c.RegionOperations.Wait(project, lastSegment(op.Region), op.Name).Do()
+			op, err = c.RegionOperations.Wait(project, path.Base(op.Region), op.Name).Do()
 		}
 	}
 	if err != nil || op.Error != nil {

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+
 	compute "google.golang.org/api/compute/v1"
 )
 
@@ -33,7 +35,7 @@ func (s *Server) insertDisk(r *request) (any, error) {
 	d.Kind, d.Id, d.SelfLink, d.CreationTimestamp = "compute#disk", s.w.newID(), link(key), nowStamp()
 	d.Zone = link(zoneScope(r))
 	d.Status = "READY"
-	d.Type = link(relPath(r.project, firstNonEmpty(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
+	d.Type = link(relPath(r.project, cmp.Or(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
 	d.LabelFingerprint = fingerprint(d.Labels)
 	d.Users = nil
 	s.w.Disks[key] = &d

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+
 	compute "google.golang.org/api/compute/v1"
 )
 
@@ -32,12 +34,12 @@ func (s *Server) insertFirewall(r *request) (any, error) {
 }
 
 func (s *Server) normalizeFirewall(r *request, f *compute.Firewall) *opError {
-	nk := relPath(r.project, firstNonEmpty(f.Network, "global/networks/default"))
+	nk := relPath(r.project, cmp.Or(f.Network, "global/networks/default"))
 	if nk != "projects/"+r.project+"/global/networks/default" {
 		return opNotFound(nk)
 	}
 	f.Network = link(nk)
-	f.Direction = firstNonEmpty(f.Direction, "INGRESS")
+	f.Direction = cmp.Or(f.Direction, "INGRESS")
 	if f.Priority == 0 {
 		f.Priority = 1000
 	}

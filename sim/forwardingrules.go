@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"net/netip"
 
 	compute "google.golang.org/api/compute/v1"
@@ -59,9 +60,9 @@ func (s *Server) insertForwardingRule(r *request) (any, error) {
 	}
 	f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#forwardingRule", s.w.newID(), link(key), nowStamp()
 	f.Region = link(regionScope(r))
-	f.IPProtocol = firstNonEmpty(f.IPProtocol, "TCP")
-	f.LoadBalancingScheme = firstNonEmpty(f.LoadBalancingScheme, "EXTERNAL")
-	f.NetworkTier = firstNonEmpty(f.NetworkTier, "PREMIUM")
+	f.IPProtocol = cmp.Or(f.IPProtocol, "TCP")
+	f.LoadBalancingScheme = cmp.Or(f.LoadBalancingScheme, "EXTERNAL")
+	f.NetworkTier = cmp.Or(f.NetworkTier, "PREMIUM")
 	f.LabelFingerprint = fingerprint(f.Labels)
 	s.w.ForwardingRules[key] = &f
 	return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, f.Id, nil), nil

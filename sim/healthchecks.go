@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+
 	compute "google.golang.org/api/compute/v1"
 )
 
@@ -34,7 +36,7 @@ func hcDefaults(hc *compute.HttpHealthCheck) {
 	if hc.Port == 0 {
 		hc.Port = 80
 	}
-	hc.RequestPath = firstNonEmpty(hc.RequestPath, "/")
+	hc.RequestPath = cmp.Or(hc.RequestPath, "/")
 	if hc.CheckIntervalSec == 0 {
 		hc.CheckIntervalSec = 5
 	}

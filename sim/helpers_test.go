@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +53,9 @@ func wait(t testing.TB, c *compute.Service, op *compute.Operation) *compute.Oper
 	for op.Status != "DONE" {
 		switch {
 		case op.Zone != "":
-			op, err = c.ZoneOperations.Wait(project, lastSegment(op.Zone), op.Name).Context(ctx).Do()
+			op, err = c.ZoneOperations.Wait(project, path.Base(op.Zone), op.Name).Context(ctx).Do()
 		case op.Region != "":
-			op, err = c.RegionOperations.Wait(project, lastSegment(op.Region), op.Name).Context(ctx).Do()
+			op, err = c.RegionOperations.Wait(project, path.Base(op.Region), op.Name).Context(ctx).Do()
 		default:
 			op, err = c.GlobalOperations.Wait(project, op.Name).Context(ctx).Do()
 		}

@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"cmp"
 	"net/netip"
+	"path"
 
 	compute "google.golang.org/api/compute/v1"
 )
@@ -60,7 +62,7 @@ func (s *Server) insertInstance(r *request) (any, error) {
 	ni := in.NetworkInterfaces[0]
 	ni.Kind = "compute#networkInterface"
 	ni.Name = "nic0"
-	ni.Network = link(relPath(r.project, firstNonEmpty(ni.Network, "global/networks/default")))
+	ni.Network = link(relPath(r.project, cmp.Or(ni.Network, "global/networks/default")))
 	ni.Subnetwork = link("projects/" + r.project + "/regions/" + region + "/subnetworks/default")
 	if ni.NetworkIP == "" {
 		ip, err := s.w.allocInternal()
@@ -78,10 +80,10 @@ func (s *Server) insertInstance(r *request) (any, error) {
 	for i, d := range in.Disks {
 		d.Kind = "compute#attachedDisk"
 		d.Index = int64(i)
-		d.Type = firstNonEmpty(d.Type, "PERSISTENT")
-		d.Mode = firstNonEmpty(d.Mode, "READ_WRITE")
+		d.Type = cmp.Or(d.Type, "PERSISTENT")
+		d.Mode = cmp.Or(d.Mode, "READ_WRITE")
 		if d.Boot && d.InitializeParams != nil && d.Source == "" {
-			name := firstNonEmpty(d.InitializeParams.DiskName, in.Name)
+			name := cmp.Or(d.InitializeParams.DiskName, in.Name)
 			dk := "projects/" + r.project + "/zones/" + r.zone + "/disks/" + name
 			size := d.InitializeParams.DiskSizeGb
 			if size == 0 {
@@ -92,13 +94,13 @@ func (s *Server) insertInstance(r *request) (any, error) {
 				SourceImage: d.InitializeParams.SourceImage, Type: link(zoneScope(r) + "/diskTypes/pd-standard"),
 				Users: []string{link(key)}, LabelFingerprint: fingerprint(nil)}
 			d.Source = link(dk)
-			d.DeviceName = firstNonEmpty(d.DeviceName, "persistent-disk-0")
+			d.DeviceName = cmp.Or(d.DeviceName, "persistent-disk-0")
 			d.InitializeParams = nil
 			continue
 		}
 		dk := relPath(r.project, d.Source)
 		d.Source = link(dk)
-		d.DeviceName = firstNonEmpty(d.DeviceName, lastSegment(dk))
+		d.DeviceName = cmp.Or(d.DeviceName, path.Base(dk))
 		disk := s.w.Disks[dk]
 		disk.Users = append(disk.Users, link(key))
 	}
@@ -127,7 +129,7 @@ func containsSlash(s string) bool {
 func (s *Server) checkInstanceRefsLocked(r *request, key, region string, in *compute.Instance) *opError {
 	for _, d := range in.Disks {
 		if d.Boot && d.InitializeParams != nil && d.Source == "" {
-			name := firstNonEmpty(d.InitializeParams.DiskName, in.Name)
+			name := cmp.Or(d.InitializeParams.DiskName, in.Name)
 			dk := "projects/" + r.project + "/zones/" + r.zone + "/disks/" + name
 			if _, ok := s.w.Disks[dk]; ok {
 				return &opError{"RESOURCE_ALREADY_EXISTS", "The resource '" + dk + "' already exists", 409}
@@ -197,9 +199,9 @@ func (s *Server) checkNatIPLocked(project, region, natIP string) *opError {
 
 func (s *Server) attachAccessConfigLocked(project, region, instKey string, ac *compute.AccessConfig) {
 	ac.Kind = "compute#accessConfig"
-	ac.Type = firstNonEmpty(ac.Type, "ONE_TO_ONE_NAT")
-	ac.Name = firstNonEmpty(ac.Name, "external-nat")
-	ac.NetworkTier = firstNonEmpty(ac.NetworkTier, "PREMIUM")
+	ac.Type = cmp.Or(ac.Type, "ONE_TO_ONE_NAT")
+	ac.Name = cmp.Or(ac.Name, "external-nat")
+	ac.NetworkTier = cmp.Or(ac.NetworkTier, "PREMIUM")
 	if ac.NatIP == "" {
 		ac.NatIP = s.w.allocExternal()
 		return

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -114,13 +115,13 @@ func (f filter) match(v any) bool {
 		var hit bool
 		switch c.op {
 		case "=":
-			hit = ok && (got == c.value || lastSegment(got) == c.value)
+			hit = ok && (got == c.value || path.Base(got) == c.value)
 		case "!=":
-			hit = !ok || (got != c.value && lastSegment(got) != c.value)
+			hit = !ok || (got != c.value && path.Base(got) != c.value)
 		case "eq":
-			hit = ok && (c.re.MatchString(got) || c.re.MatchString(lastSegment(got)))
+			hit = ok && (c.re.MatchString(got) || c.re.MatchString(path.Base(got)))
 		case "ne":
-			hit = !ok || !(c.re.MatchString(got) || c.re.MatchString(lastSegment(got)))
+			hit = !ok || !(c.re.MatchString(got) || c.re.MatchString(path.Base(got)))
 		}
 		if !hit {
 			return false

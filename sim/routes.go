@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -125,7 +126,7 @@ func (s *Server) applyLocked(e effect) []func() {
 			return nil
 		}
 		in.Status = "TERMINATED"
-		region := s.regionOfZone(lastSegment(in.Zone))
+		region := s.regionOfZone(path.Base(in.Zone))
 		for _, ni := range in.NetworkInterfaces {
 			for _, ac := range ni.AccessConfigs {
 				if _, a := s.w.addressByIP(project, region, ac.NatIP); a == nil {
@@ -140,7 +141,7 @@ func (s *Server) applyLocked(e effect) []func() {
 			return nil
 		}
 		stop := s.haltLocked(e.Key)
-		region := s.regionOfZone(lastSegment(in.Zone))
+		region := s.regionOfZone(path.Base(in.Zone))
 		for _, ni := range in.NetworkInterfaces {
 			s.releaseIPLocked(project, region, ni.NetworkIP)
 			for _, ac := range ni.AccessConfigs {
@@ -187,7 +188,7 @@ func (s *Server) applyLocked(e effect) []func() {
 		delete(s.w.Firewalls, e.Key)
 	case "forwardingRule.delete":
 		if f, ok := s.w.ForwardingRules[e.Key]; ok {
-			s.releaseIPLocked(project, lastSegment(f.Region), f.IPAddress)
+			s.releaseIPLocked(project, path.Base(f.Region), f.IPAddress)
 			delete(s.w.ForwardingRules, e.Key)
 		}
 	}

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,7 +158,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		w, err := loadWorld(opts.Dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			s.w = newWorld(firstNonEmpty(opts.Subnet, DefaultSubnet))
+			s.w = newWorld(cmp.Or(opts.Subnet, DefaultSubnet))
 		case err != nil:
 			return nil, err
 		default:
@@ -169,7 +170,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("create emulator temp dir: %w", err)
 		}
 		s.root, s.tmpRoot = dir, true
-		s.w = newWorld(firstNonEmpty(opts.Subnet, DefaultSubnet))
+		s.w = newWorld(cmp.Or(opts.Subnet, DefaultSubnet))
 	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
@@ -192,13 +193,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.resume()
 	s.startBalancer()
 	return s, nil
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // resume finishes operations left unfinished by an earlier run and boots the
@@ -344,7 +338,7 @@ func (s *Server) api(method string, h handlerFunc) http.HandlerFunc {
 			return
 		}
 		r := &request{Request: hr, project: hr.PathValue("project"), zone: hr.PathValue("zone"), region: hr.PathValue("region")}
-		r.name = firstNonEmpty(hr.PathValue("name"), hr.PathValue("operation"))
+		r.name = cmp.Or(hr.PathValue("name"), hr.PathValue("operation"))
 		if r.zone != "" && !s.knownZone(r.zone) {
 			errInvalid("Invalid value for field 'zone': '%s'. Unknown zone.", r.zone).write(w)
 			return

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"cmp"
+
 	compute "google.golang.org/api/compute/v1"
 )
 
@@ -39,7 +41,7 @@ func (s *Server) insertTargetPool(r *request) (any, error) {
 	}
 	p.Kind, p.Id, p.SelfLink, p.CreationTimestamp = "compute#targetPool", s.w.newID(), link(key), nowStamp()
 	p.Region = link(regionScope(r))
-	p.SessionAffinity = firstNonEmpty(p.SessionAffinity, "NONE")
+	p.SessionAffinity = cmp.Or(p.SessionAffinity, "NONE")
 	s.w.TargetPools[key] = &p
 	return s.newOpLocked(regionScope(r), "targetPools.insert", key, p.Id, nil), nil
 }

@@ -204,7 +204,6 @@ func relPath(project, ref string) string {
 }
 
 // lastSegment is the name at the end of a path or URL.
-func lastSegment(p string) string { return p[strings.LastIndex(p, "/")+1:] }
 
 // kindOfPath is the singular resource kind of a relative path, for messages.
 func kindOfPath(p string) string {

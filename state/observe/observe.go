@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"sort"
 	"strconv"
@@ -155,7 +156,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		if !isMaster(in, name) {
 			continue // named like a master, but another cluster's or role's: never ours
 		}
-		zone := last(in.Zone)
+		zone := path.Base(in.Zone)
 		if !strings.HasPrefix(zone, region+"-") {
 			regions[zoneRegion(zone)] = true
 		}
@@ -164,16 +165,16 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 	for _, d := range disks {
 		var users []string
 		for _, u := range d.Users {
-			users = append(users, last(u))
+			users = append(users, path.Base(u))
 		}
-		out.Disks = append(out.Disks, &state.Disk{Name: d.Name, Zone: last(d.Zone), SizeGb: d.SizeGb, Users: users})
+		out.Disks = append(out.Disks, &state.Disk{Name: d.Name, Zone: path.Base(d.Zone), SizeGb: d.SizeGb, Users: users})
 	}
 	for _, a := range addresses {
 		var users []string
 		for _, u := range a.Users {
-			users = append(users, last(u))
+			users = append(users, path.Base(u))
 		}
-		addr := &state.Address{Name: a.Name, Address: a.Address, Type: a.AddressType, Status: a.Status, Users: users, Region: last(a.Region)}
+		addr := &state.Address{Name: a.Name, Address: a.Address, Type: a.AddressType, Status: a.Status, Users: users, Region: path.Base(a.Region)}
 		if addr.Region != region {
 			regions[addr.Region] = true
 			continue
@@ -191,20 +192,20 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 	if pool != nil {
 		tp := &state.TargetPool{Name: pool.Name}
 		for _, l := range pool.Instances {
-			if known[last(l)] {
-				tp.Instances = append(tp.Instances, last(l))
+			if known[path.Base(l)] {
+				tp.Instances = append(tp.Instances, path.Base(l))
 			} else {
 				tp.Dangling = append(tp.Dangling, l)
 			}
 		}
 		if len(pool.HealthChecks) > 0 {
-			tp.HealthCheck = last(pool.HealthChecks[0])
+			tp.HealthCheck = path.Base(pool.HealthChecks[0])
 		}
 		sort.Strings(tp.Instances)
 		out.TargetPool = tp
 	}
 	if rule != nil {
-		out.ForwardingRule = &state.ForwardingRule{Name: rule.Name, IPAddress: rule.IPAddress, Target: last(rule.Target), PortRange: rule.PortRange}
+		out.ForwardingRule = &state.ForwardingRule{Name: rule.Name, IPAddress: rule.IPAddress, Target: path.Base(rule.Target), PortRange: rule.PortRange}
 	}
 	if hc != nil {
 		out.HealthCheck = &state.HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
@@ -242,7 +243,7 @@ func isMaster(in *compute.Instance, cluster string) bool {
 }
 
 func instanceOf(in *compute.Instance) *state.Instance {
-	out := &state.Instance{Name: in.Name, Zone: last(in.Zone), ID: in.Id, Status: in.Status, MachineType: last(in.MachineType), Labels: in.Labels}
+	out := &state.Instance{Name: in.Name, Zone: path.Base(in.Zone), ID: in.Id, Status: in.Status, MachineType: path.Base(in.MachineType), Labels: in.Labels}
 	if len(in.NetworkInterfaces) > 0 {
 		ni := in.NetworkInterfaces[0]
 		out.InternalIP = ni.NetworkIP
@@ -282,8 +283,6 @@ func ignoreNotFound[T any](v *T, err error) (*T, error) {
 	}
 	return v, err
 }
-
-func last(link string) string { return link[strings.LastIndex(link, "/")+1:] }
 
 func zoneRegion(zone string) string { return zone[:strings.LastIndex(zone, "-")] }
 

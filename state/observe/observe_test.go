@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -54,9 +55,9 @@ func (f *fixture) do(op *compute.Operation, err error) {
 	for err == nil && op.Status != "DONE" {
 		switch {
 		case op.Zone != "":
-			op, err = f.c.ZoneOperations.Wait(project, last(op.Zone), op.Name).Do()
+			op, err = f.c.ZoneOperations.Wait(project, path.Base(op.Zone), op.Name).Do()
 		case op.Region != "":
-			op, err = f.c.RegionOperations.Wait(project, last(op.Region), op.Name).Do()
+			op, err = f.c.RegionOperations.Wait(project, path.Base(op.Region), op.Name).Do()
 		default:
 			op, err = f.c.GlobalOperations.Wait(project, op.Name).Do()
 		}
@@ -65,8 +66,6 @@ func (f *fixture) do(op *compute.Operation, err error) {
 		f.t.Fatalf("operation: %v %+v", err, op)
 	}
 }
-
-func last(s string) string { return s[strings.LastIndex(s, "/")+1:] }
 
 // build creates a cluster as kubeha's plan would leave it: firewalls, the
 // static IP (on the master, or on a load balancer), and names masters that

@@ -46,20 +46,9 @@ func observeOnly(ctx context.Context, b *backend, c *spec.Cluster) (obs *state.C
 	if err != nil {
 		return nil, nil, err
 	}
-	obs, err = observe.Cluster(ctx, observe.Source{Compute: b.compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, record, err = observe.WithHealth(ctx, observe.Source{Compute: b.compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}
-	healthPath := state.HealthPath(c.PKIDir(), c.Metadata.Name)
-	h, err := state.LoadHealth(healthPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	h.Apply(obs)
-	return obs, func() error {
-		if obs.Empty() {
-			return nil
-		}
-		return h.Save(healthPath)
-	}, nil
+	return obs, record, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubeha/kubeha/executor"
+	"github.com/kubeha/kubeha/watch"
 )
 
 type watchOptions struct {
@@ -76,7 +77,7 @@ func runWatch(ctx context.Context, streams IOStreams, o watchOptions) error {
 	defer b.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := executor.NewMetrics(reg)
+	metrics := watch.NewMetrics(reg)
 	var ready atomic.Bool
 	if o.listen != "" {
 		ln, err := net.Listen("tcp", o.listen)
@@ -108,7 +109,7 @@ func runWatch(ctx context.Context, streams IOStreams, o watchOptions) error {
 	}
 	host, _ := os.Hostname()
 	ready.Store(true)
-	return executor.Watch(ctx, executor.WatchOptions{
+	return watch.Run(ctx, watch.Options{
 		Compute: b.compute, Path: o.file, Resync: o.resync, Debounce: o.debounce, Logger: log, Metrics: metrics,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
 		Apply: executor.Options{Downloads: b.downloads(ctx)},

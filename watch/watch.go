@@ -1,4 +1,4 @@
-package executor
+package watch
 
 import (
 	"context"
@@ -22,6 +22,8 @@ import (
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/grpc"
 
+	"github.com/kubeha/kubeha/executor"
+	"github.com/kubeha/kubeha/internal/strs"
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
@@ -29,8 +31,8 @@ import (
 	"github.com/kubeha/kubeha/state/observe"
 )
 
-// WatchOptions configure Watch.
-type WatchOptions struct {
+// Options configure Run.
+type Options struct {
 	Compute *compute.Service
 	// Path is a cluster spec file, or a directory whose every *.yaml is one.
 	Path string
@@ -41,10 +43,10 @@ type WatchOptions struct {
 	Debounce time.Duration
 	Logger   *slog.Logger
 	Metrics  *Metrics
-	Who      Holder
+	Who      executor.Holder
 	// Apply tunes each apply (Compute, Spec, Observed, PKI and Hooks are set
 	// by the watcher).
-	Apply Options
+	Apply executor.Options
 }
 
 // Metrics are the watcher's Prometheus metrics.
@@ -78,11 +80,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// Watch reconciles every cluster spec at Path until ctx is cancelled: on
+// Run reconciles every cluster spec at Path until ctx is cancelled: on
 // every saved change of a file (renames and symlink swaps included, as
 // editors and ConfigMaps do), and every Resync. It returns once the applies
 // in flight have stopped at a safe point and leadership is released.
-func Watch(ctx context.Context, o WatchOptions) error {
+func Run(ctx context.Context, o Options) error {
 	if o.Resync <= 0 {
 		o.Resync = 5 * time.Minute
 	}
@@ -178,7 +180,7 @@ func kickAfter(timers map[string]*time.Timer, name string, d time.Duration, l *c
 
 // clusterLoop reconciles one spec file.
 type clusterLoop struct {
-	o    WatchOptions
+	o    Options
 	path string
 	kick chan struct{}
 	log  *slog.Logger
@@ -308,16 +310,12 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	if err != nil {
 		return "failed", err
 	}
-	obs, err := observe.Cluster(ctx, observe.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg}, c)
+	obs, record, err := observe.WithHealth(ctx, observe.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
 	if err != nil {
 		return "failed", err
 	}
-	healthPath := state.HealthPath(c.PKIDir(), c.Metadata.Name)
-	if h, err := state.LoadHealth(healthPath); err == nil {
-		h.Apply(obs)
-		if !obs.Empty() {
-			_ = h.Save(healthPath)
-		}
+	if err := record(); err != nil {
+		return "failed", err
 	}
 	ms := obs.Membership()
 	m.Voters.WithLabelValues(name).Set(float64(ms.Voters))
@@ -349,7 +347,7 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	o.BackupDir = filepath.Join(c.PKIDir(), "..", "backups")
 	hooks := &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}
 	o.Hooks = hooks
-	if err := Apply(ctx, plan, o); err != nil {
+	if err := executor.Apply(ctx, plan, o); err != nil {
 		return "failed", err
 	}
 	m.PendingSteps.WithLabelValues(name).Set(0)
@@ -374,14 +372,14 @@ type logHooks struct {
 	measured *state.Membership
 }
 
-func (h *logHooks) StepStarted(e Event) {}
+func (h *logHooks) StepStarted(e executor.Event) {}
 
 // StepWaiting logs what a step waits for, each time that changes.
-func (h *logHooks) StepWaiting(e Event) {
+func (h *logHooks) StepWaiting(e executor.Event) {
 	h.log.Info("step waiting", "step", e.Label(), "waiting", e.Waiting)
 }
 
-func (h *logHooks) StepFinished(e Event) {
+func (h *logHooks) StepFinished(e executor.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if e.Err != nil {
@@ -403,7 +401,7 @@ func (h *logHooks) StepFinished(e Event) {
 type leadership struct {
 	cluster string
 	tls     *tls.Config
-	who     Holder
+	who     executor.Holder
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -413,7 +411,7 @@ type leadership struct {
 	cancel  context.CancelFunc
 }
 
-func newLeadership(cluster string, tlsCfg *tls.Config, who Holder, log *slog.Logger) *leadership {
+func newLeadership(cluster string, tlsCfg *tls.Config, who executor.Holder, log *slog.Logger) *leadership {
 	return &leadership{cluster: cluster, tls: tlsCfg, who: who, log: log}
 }
 
@@ -435,7 +433,7 @@ func (l *leadership) leads(ctx context.Context, obs *state.Cluster) bool {
 		default:
 			// Follow the members: the session's keep-alives must reach the
 			// cluster when the masters it knew are replaced.
-			if have := l.cli.Endpoints(); len(eps) > 0 && !sameSet(have, eps) {
+			if have := l.cli.Endpoints(); len(eps) > 0 && !strs.SameSet(have, eps) {
 				l.cli.SetEndpoints(eps...)
 			}
 			return l.leader
@@ -445,12 +443,12 @@ func (l *leadership) leads(ctx context.Context, obs *state.Cluster) bool {
 	// reconciles too (an apply replacing every master takes longer than the
 	// lease lives).
 	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: l.tls, Logger: zap.NewNop(),
-		AutoSyncInterval: time.Second, DialOptions: []grpc.DialOption{grpc.WithConnectParams(reconnect)}})
+		AutoSyncInterval: time.Second, DialOptions: []grpc.DialOption{grpc.WithConnectParams(executor.Reconnect)}})
 	if err != nil {
 		l.log.Error("watch leadership: connect to etcd", "err", err)
 		return false
 	}
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(lockTTL))
+	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(executor.LockTTL))
 	if err != nil {
 		cli.Close()
 		l.log.Error("watch leadership: session", "err", err)
