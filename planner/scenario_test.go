@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,7 @@ import (
 	"github.com/kubeha/kubeha/state"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of planner/testdata scenarios (only commit what you understand)")
+var update = flag.Bool("update", false, "rewrite the expected output of planner/testdata scenarios (only commit what you understand)")
 
 // scenarioNow is when every scenario's state is observed.
 var scenarioNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -28,14 +29,61 @@ const (
 	tCluster = "prod"
 )
 
-// scenario is one testdata file: comment lines, a spec line, lines that
+// scenario is one testdata file: comment lines (#), a spec line, lines that
 // describe what exists, then "----" and the expected plan (or "error: ...").
+// An unknown line, key, flag or value fails the test:
 //
-//	spec replicas=3 zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=false] [replace=N,...]
-//	instance NAME ZONE [status=S] [config=none|machineType=T|image=I] [labels=none|other] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
-//	member NAME voter|learner [unhealthy] [leader] [for=10m] [unstarted] [id=N]   (NAME without an instance is an orphan)
-//	disk NAME ZONE | address NAME | static-ip [missing] | firewalls [missing|etcd-drift|https-missing]
-//	healthcheck | pool [NAME,...] [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R
+//	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R]
+//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N]
+//	         [certs=expiring|wrong-ip|old-static-ip] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
+//	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
+//	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
+//	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R
+var scenarioSyntax = map[string]struct {
+	args        int
+	keys, flags []string
+	values      map[string][]string // the values a key may take ("" any)
+}{
+	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region"},
+		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat"}, flags: []string{"pool", "nodisk", "noaddr"},
+		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
+	"member":       {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
+	"disk":         {args: 2},
+	"address":      {args: 1},
+	"static-ip":    {flags: []string{"missing"}},
+	"firewalls":    {args: 1},
+	"healthcheck":  {keys: []string{"probes"}, values: map[string][]string{"probes": {"8080"}}},
+	"pool":         {keys: []string{"dangling"}},
+	"rule":         {keys: []string{"ip"}},
+	"etcd":         {args: 1},
+	"other-region": {args: 1},
+}
+
+// checkSyntax fails a scenario line that scenarioSyntax does not allow.
+func checkSyntax(f []string, fail func(string)) {
+	syn, ok := scenarioSyntax[f[0]]
+	if !ok {
+		fail("unknown line")
+		return
+	}
+	if len(f) < 1+syn.args {
+		fail(fmt.Sprintf("%s takes %d arguments", f[0], syn.args))
+		return
+	}
+	for _, a := range f[1+syn.args:] {
+		k, v, isKey := strings.Cut(a, "=")
+		switch {
+		case isKey && !slices.Contains(syn.keys, k):
+			fail("unknown key " + k)
+		case isKey && syn.values[k] != nil && !slices.Contains(syn.values[k], v):
+			fail(fmt.Sprintf("%s=%s: want one of %v", k, v, syn.values[k]))
+		case !isKey && !slices.Contains(syn.flags, a):
+			fail("unknown flag " + a)
+		}
+	}
+}
+
 func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Options, string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -76,6 +124,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			}
 		}
 		fail := func(msg string) { t.Fatalf("%s:%d: %s: %q", path, n+1, msg, line) }
+		checkSyntax(f, fail)
 		switch f[0] {
 		case "spec":
 			sp.Spec.Masters.Replicas, _ = strconv.Atoi(kv["replicas"])
@@ -129,6 +178,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Config.KubernetesVersion = strings.TrimPrefix(v, "kubernetesVersion:")
 			case strings.HasPrefix(v, "diskSizeGb:"):
 				in.Config.DiskSizeGb, _ = strconv.ParseInt(strings.TrimPrefix(v, "diskSizeGb:"), 10, 64)
+			case v == "":
+			default:
+				fail("unknown config " + v)
 			}
 			switch kv["certs"] {
 			case "expiring":
@@ -140,15 +192,14 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			case "":
 				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}}
 			}
-			switch kv["labels"] {
-			case "none":
+			if kv["labels"] == "none" {
 				in.Labels = nil
 			}
 			switch kv["nat"] {
 			case "static":
 				in.NatIP = "203.0.113.10"
 			case "none":
-			default:
+			default: // ephemeral
 				in.NatIP = fmt.Sprintf("198.51.100.%d", nextIP)
 			}
 			obs.Instances = append(obs.Instances, in)
@@ -165,6 +216,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				obs.TargetPool.Instances = append(obs.TargetPool.Instances, in.Name)
 			}
 		case "member":
+			if f[2] != "voter" && f[2] != "learner" {
+				fail("a member is a voter or a learner")
+			}
 			m := &state.Member{ID: nextID, Name: f[1], IsLearner: f[2] == "learner", Healthy: !flags["unhealthy"], Leader: flags["leader"]}
 			nextID++
 			if v, ok := kv["id"]; ok {
@@ -197,6 +251,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		case "static-ip":
 			staticIP = !flags["missing"]
 		case "firewalls":
+			if !slices.Contains([]string{"missing", "etcd-drift", "https-missing"}, f[1]) {
+				fail("firewalls missing|etcd-drift|https-missing")
+			}
 			firewalls = f[1]
 		case "healthcheck":
 			obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, Path: metadata.HealthCheckPath}
@@ -220,6 +277,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				obs.ForwardingRule.IPAddress = v
 			}
 		case "etcd":
+			if f[1] != "unreachable" {
+				fail("etcd unreachable")
+			}
 			obs.Etcd = state.Etcd{Reachable: false, Error: "connect to etcd: context deadline exceeded"}
 		case "other-region":
 			obs.OtherRegions = append(obs.OtherRegions, f[1])
@@ -289,7 +349,7 @@ func TestScenarios(t *testing.T) {
 				}
 				checkPlan(t, p)
 			}
-			if *rewrite {
+			if *update {
 				data, _ := os.ReadFile(path)
 				input, _, _ := strings.Cut(string(data), "\n----\n")
 				if err := os.WriteFile(path, []byte(input+"\n----\n"+got), 0o644); err != nil {
@@ -298,7 +358,7 @@ func TestScenarios(t *testing.T) {
 				return
 			}
 			if got != want {
-				t.Errorf("plan differs (run go test ./planner -rewrite and review the diff):\n--- got\n%s--- want\n%s", got, want)
+				t.Errorf("plan differs (run go test ./planner -update and review the diff):\n--- got\n%s--- want\n%s", got, want)
 			}
 		})
 	}
@@ -326,7 +386,7 @@ func checkPlan(t *testing.T, p *Plan) {
 		if s.Etcd.Voters > 0 && s.Etcd.HealthyVoters < s.Etcd.Quorum {
 			t.Errorf("step %s leaves %d healthy voters of %d (quorum %d)", s.ID, s.Etcd.HealthyVoters, s.Etcd.Voters, s.Etcd.Quorum)
 		}
-		if !strings.HasPrefix(s.Target, tCluster+"-master") && s.Phase != "cleanup" {
+		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") {
 			t.Errorf("step %s targets %s, not a master resource of %s", s.ID, s.Target, tCluster)
 		}
 	}
@@ -355,4 +415,28 @@ func dependsOn(p *Plan, s *Step, id string) bool {
 		return false
 	}
 	return walk(s)
+}
+
+// TestScenarioSyntaxIsStrict: a scenario line with an unknown kind, key,
+// flag or value fails, instead of being read as something else.
+func TestScenarioSyntaxIsStrict(t *testing.T) {
+	for _, line := range []string{
+		"instance prod-master b labels=other",
+		"instance prod-master b nat=elastic",
+		"instance prod-master b poool",
+		"member prod-master voter lead",
+		"healthcheck probes=80",
+		"spec replicas=3 zone=b",
+		"node prod-master",
+		"disk prod-master-pd",
+	} {
+		failed := ""
+		checkSyntax(strings.Fields(line), func(msg string) { failed = msg })
+		if failed == "" {
+			t.Errorf("%q was accepted", line)
+		}
+	}
+	for _, line := range []string{"instance prod-master b nat=static labels=none config=none pool", "member prod-master voter leader for=10m", "static-ip missing"} {
+		checkSyntax(strings.Fields(line), func(msg string) { t.Errorf("%q: %s", line, msg) })
+	}
 }
