@@ -1,8 +1,8 @@
 package planner
 
 import (
-	"flag"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
