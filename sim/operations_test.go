@@ -1,0 +1,106 @@
+package sim
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+)
+
+func TestOperationsLatencyAndWait(t *testing.T) {
+	s, c := startSim(t, Options{WaitTimeout: 100 * time.Millisecond})
+	ctx := ctxT(t)
+	postAdmin(t, s, "/sim/v1/latency", `{"disks.insert":"600ms"}`)
+	op, err := c.Disks.Insert(project, zoneB, &compute.Disk{Name: "slow"}).Context(ctx).Do()
+	if err != nil || op.Status != "PENDING" {
+		t.Fatalf("insert: %v %v", op, err)
+	}
+	seen := map[string]bool{}
+	// The wait times out while the operation is still RUNNING, as GCE's may.
+	waited, err := c.ZoneOperations.Wait(project, zoneB, op.Name).Context(ctx).Do()
+	if err != nil || waited.Status != "RUNNING" {
+		t.Fatalf("first wait: %v %v", waited.Status, err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		got, err := c.ZoneOperations.Get(project, zoneB, op.Name).Context(ctx).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[got.Status] = true
+		if got.Status == "DONE" {
+			if got.Progress != 100 || got.EndTime == "" || got.Error != nil {
+				t.Errorf("done op %+v", got)
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !seen["RUNNING"] || !seen["DONE"] {
+		t.Errorf("statuses seen %v", seen)
+	}
+	ops, err := c.ZoneOperations.List(project, zoneB).Context(ctx).Do()
+	if err != nil || len(ops.Items) != 1 {
+		t.Fatalf("operations list: %v %v", ops, err)
+	}
+	postAdmin(t, s, "/sim/v1/latency", `{"default":"0s","disks.insert":"0s"}`)
+	op, err = c.Disks.Insert(project, zoneB, &compute.Disk{Name: "fast"}).Context(ctx).Do()
+	if err != nil || op.Status != "DONE" {
+		t.Fatalf("zero-latency insert: %v %v", op, err)
+	}
+}
+
+func TestFaultsAndRequestCounts(t *testing.T) {
+	s, c := startSim(t, Options{})
+	ctx := ctxT(t)
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":1,"codes":[429],"retryAfter":"2s"}`)
+	_, err := c.Firewalls.List(project).Context(ctx).Do()
+	apiErr(t, err, 429, "rateLimitExceeded")
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":1,"codes":[503]}`)
+	_, err = c.Firewalls.List(project).Context(ctx).Do()
+	apiErr(t, err, 503, "backendError")
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":0}`)
+	if _, err := c.Firewalls.List(project).Context(ctx).Do(); err != nil {
+		t.Fatal(err)
+	}
+	// A faulted insert changes nothing.
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":1,"codes":[503],"methods":["firewalls.insert"]}`)
+	_, err = c.Firewalls.Insert(project, &compute.Firewall{Name: "x"}).Context(ctx).Do()
+	apiErr(t, err, 503, "backendError")
+	if l, _ := c.Firewalls.List(project).Context(ctx).Do(); len(l.Items) != 0 {
+		t.Error("a faulted insert created a firewall")
+	}
+	resp, err := http.Get(s.URL() + "/sim/v1/requests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts RequestCounts
+	if err := json.NewDecoder(resp.Body).Decode(&counts); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if counts.Total != 5 || counts.ByMethod["GET firewalls.list"] != 4 || counts.ByMethod["POST firewalls.insert"] != 1 {
+		t.Errorf("counts %+v", counts)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, s.URL()+"/sim/v1/requests", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	if s.Requests().Total != 0 {
+		t.Error("reset did not zero the counts")
+	}
+	for _, bad := range []string{`{"rate":2}`, `{"rate":0.5,"codes":[200]}`, `nope`} {
+		resp, err := http.Post(s.URL()+"/sim/v1/faults", "application/json", strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("faults %s: %s", bad, resp.Status)
+		}
+	}
+}
