@@ -194,16 +194,6 @@ func (c *Cluster) Replicas() []*Replica {
 	return out
 }
 
-// Replica returns the replica of an instance name, or nil.
-func (c *Cluster) Replica(name string) *Replica {
-	for _, r := range c.Replicas() {
-		if r.Name() == name {
-			return r
-		}
-	}
-	return nil
-}
-
 // MemberOf is the etcd member running on an instance, or nil.
 func (c *Cluster) MemberOf(instance string) *Member {
 	for _, m := range c.Etcd.Members {
