@@ -56,41 +56,33 @@ func (s *Server) listFirewalls(r *request) (any, error) {
 
 // patchFirewall applies a JSON merge patch, as firewalls.patch does.
 func (s *Server) patchFirewall(r *request) (any, error) {
-	var patch map[string]any
-	if err := r.decode(&patch); err != nil {
-		return nil, err
-	}
 	key := fwKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.w.Firewalls[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	cur := map[string]any{}
-	if err := remarshal(f, &cur); err != nil {
-		return nil, err
-	}
-	for k, v := range patch {
-		switch k {
-		case "name", "id", "selfLink", "kind", "creationTimestamp":
-			continue
+	return update(s, r, s.w.Firewalls, key, func(patch *map[string]any, f *compute.Firewall) (any, error) {
+		cur := map[string]any{}
+		if err := remarshal(f, &cur); err != nil {
+			return nil, err
 		}
-		if v == nil {
-			delete(cur, k)
-		} else {
-			cur[k] = v
+		for k, v := range *patch {
+			switch k {
+			case "name", "id", "selfLink", "kind", "creationTimestamp":
+				continue
+			}
+			if v == nil {
+				delete(cur, k)
+			} else {
+				cur[k] = v
+			}
 		}
-	}
-	var nf compute.Firewall
-	if err := remarshal(cur, &nf); err != nil {
-		return nil, errInvalid("Invalid firewall patch: %v", err)
-	}
-	if oe := s.normalizeFirewall(r, &nf); oe != nil {
-		return s.newOpLocked(globalScope(r), "firewalls.patch", key, f.Id, oe), nil
-	}
-	s.w.Firewalls[key] = &nf
-	return s.newOpLocked(globalScope(r), "firewalls.patch", key, nf.Id, nil), nil
+		var nf compute.Firewall
+		if err := remarshal(cur, &nf); err != nil {
+			return nil, errInvalid("Invalid firewall patch: %v", err)
+		}
+		if oe := s.normalizeFirewall(r, &nf); oe != nil {
+			return s.newOpLocked(globalScope(r), "firewalls.patch", key, f.Id, oe), nil
+		}
+		s.w.Firewalls[key] = &nf
+		return s.newOpLocked(globalScope(r), "firewalls.patch", key, nf.Id, nil), nil
+	})
 }
 
 func (s *Server) deleteFirewall(r *request) (any, error) {

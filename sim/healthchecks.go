@@ -54,24 +54,16 @@ func hcDefaults(hc *compute.HttpHealthCheck) {
 // updateHealthCheck serves httpHealthChecks.update: the whole check is
 // replaced, its name, ID and creation kept.
 func (s *Server) updateHealthCheck(r *request) (any, error) {
-	var hc compute.HttpHealthCheck
-	if err := r.decode(&hc); err != nil {
-		return nil, err
-	}
 	key := hcKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, ok := s.w.HealthChecks[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	if hc.Name != "" && hc.Name != old.Name {
-		return nil, errInvalid("Invalid value for field 'resource.name': '%s'. The name cannot change.", hc.Name)
-	}
-	hc.Name, hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = old.Name, old.Kind, old.Id, old.SelfLink, old.CreationTimestamp
-	hcDefaults(&hc)
-	s.w.HealthChecks[key] = &hc
-	return s.newOpLocked(globalScope(r), "httpHealthChecks.update", key, hc.Id, nil), nil
+	return update(s, r, s.w.HealthChecks, key, func(hc *compute.HttpHealthCheck, old *compute.HttpHealthCheck) (any, error) {
+		if hc.Name != "" && hc.Name != old.Name {
+			return nil, errInvalid("Invalid value for field 'resource.name': '%s'. The name cannot change.", hc.Name)
+		}
+		hc.Name, hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = old.Name, old.Kind, old.Id, old.SelfLink, old.CreationTimestamp
+		hcDefaults(hc)
+		s.w.HealthChecks[key] = hc
+		return s.newOpLocked(globalScope(r), "httpHealthChecks.update", key, hc.Id, nil), nil
+	})
 }
 
 func (s *Server) getHealthCheck(r *request) (any, error) {

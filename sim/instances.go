@@ -301,71 +301,47 @@ func (s *Server) startInstance(r *request) (any, error) {
 }
 
 func (s *Server) setMetadata(r *request) (any, error) {
-	var md compute.Metadata
-	if err := r.decode(&md); err != nil {
-		return nil, err
-	}
 	key := instKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, err := s.instanceLocked(key)
-	if err != nil {
-		return nil, err
-	}
-	if md.Fingerprint != in.Metadata.Fingerprint {
-		return nil, errFingerprint("metadata")
-	}
-	in.Metadata = &compute.Metadata{Kind: "compute#metadata", Items: md.Items, Fingerprint: fingerprint(md.Items)}
-	return s.newOpLocked(zoneScope(r), "instances.setMetadata", key, in.Id, nil), nil
+	return update(s, r, s.w.Instances, key, func(md *compute.Metadata, in *compute.Instance) (any, error) {
+		if md.Fingerprint != in.Metadata.Fingerprint {
+			return nil, errFingerprint("metadata")
+		}
+		in.Metadata = &compute.Metadata{Kind: "compute#metadata", Items: md.Items, Fingerprint: fingerprint(md.Items)}
+		return s.newOpLocked(zoneScope(r), "instances.setMetadata", key, in.Id, nil), nil
+	})
 }
 
 func (s *Server) setLabels(r *request) (any, error) {
-	var req compute.InstancesSetLabelsRequest
-	if err := r.decode(&req); err != nil {
-		return nil, err
-	}
 	key := instKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, err := s.instanceLocked(key)
-	if err != nil {
-		return nil, err
-	}
-	if req.LabelFingerprint != in.LabelFingerprint {
-		return nil, errFingerprint("label")
-	}
-	in.Labels = req.Labels
-	in.LabelFingerprint = fingerprint(req.Labels)
-	return s.newOpLocked(zoneScope(r), "instances.setLabels", key, in.Id, nil), nil
+	return update(s, r, s.w.Instances, key, func(req *compute.InstancesSetLabelsRequest, in *compute.Instance) (any, error) {
+		if req.LabelFingerprint != in.LabelFingerprint {
+			return nil, errFingerprint("label")
+		}
+		in.Labels = req.Labels
+		in.LabelFingerprint = fingerprint(req.Labels)
+		return s.newOpLocked(zoneScope(r), "instances.setLabels", key, in.Id, nil), nil
+	})
 }
 
 func (s *Server) addAccessConfig(r *request) (any, error) {
-	var ac compute.AccessConfig
-	if err := r.decode(&ac); err != nil {
-		return nil, err
-	}
 	key := instKey(r)
 	region := s.regionOfZone(r.zone)
 	nic := r.URL.Query().Get("networkInterface")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, err := s.instanceLocked(key)
-	if err != nil {
-		return nil, err
-	}
-	if nic != "nic0" || len(in.NetworkInterfaces) == 0 {
-		return nil, errInvalid("Invalid value for field 'networkInterface': '%s'. No such network interface.", nic)
-	}
-	ni := in.NetworkInterfaces[0]
-	if len(ni.AccessConfigs) > 0 {
-		return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, opInvalid("At most one access config currently supported.")), nil
-	}
-	if oe := s.checkNatIPLocked(r.project, region, ac.NatIP); oe != nil {
-		return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, oe), nil
-	}
-	s.attachAccessConfigLocked(r.project, region, key, &ac)
-	ni.AccessConfigs = []*compute.AccessConfig{&ac}
-	return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, nil), nil
+	return update(s, r, s.w.Instances, key, func(ac *compute.AccessConfig, in *compute.Instance) (any, error) {
+		if nic != "nic0" || len(in.NetworkInterfaces) == 0 {
+			return nil, errInvalid("Invalid value for field 'networkInterface': '%s'. No such network interface.", nic)
+		}
+		ni := in.NetworkInterfaces[0]
+		if len(ni.AccessConfigs) > 0 {
+			return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, opInvalid("At most one access config currently supported.")), nil
+		}
+		if oe := s.checkNatIPLocked(r.project, region, ac.NatIP); oe != nil {
+			return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, oe), nil
+		}
+		s.attachAccessConfigLocked(r.project, region, key, ac)
+		ni.AccessConfigs = []*compute.AccessConfig{ac}
+		return s.newOpLocked(zoneScope(r), "instances.addAccessConfig", key, in.Id, nil), nil
+	})
 }
 
 func (s *Server) deleteAccessConfig(r *request) (any, error) {

@@ -102,3 +102,21 @@ func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, wrap func
 func noResults(scope string) (code, message string) {
 	return "NO_RESULTS_ON_PAGE", "There are no results for scope '" + scope + "' on this page."
 }
+
+// update is the shape of every method that changes one resource (setLabels,
+// addInstance, ...): it decodes the request's body into a B and, under the
+// lock, hands it and the resource at key to change; a missing resource is
+// 404.
+func update[B, T any](s *Server, r *request, resources map[string]*T, key string, change func(body *B, res *T) (any, error)) (any, error) {
+	var body B
+	if err := r.decode(&body); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := resources[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return change(&body, res)
+}

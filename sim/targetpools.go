@@ -2,6 +2,7 @@ package sim
 
 import (
 	"cmp"
+	"slices"
 
 	compute "google.golang.org/api/compute/v1"
 )
@@ -73,55 +74,32 @@ func (s *Server) deleteTargetPool(r *request) (any, error) {
 }
 
 func (s *Server) poolAddInstance(r *request) (any, error) {
-	var req compute.TargetPoolsAddInstanceRequest
-	if err := r.decode(&req); err != nil {
-		return nil, err
-	}
 	key := poolKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.w.TargetPools[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	for _, ref := range req.Instances {
-		ik := relPath(r.project, ref.Instance)
-		if _, ok := s.w.Instances[ik]; !ok {
-			return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, opNotFound(ik)), nil
+	return update(s, r, s.w.TargetPools, key, func(req *compute.TargetPoolsAddInstanceRequest, p *compute.TargetPool) (any, error) {
+		for _, ref := range req.Instances {
+			ik := relPath(r.project, ref.Instance)
+			if _, ok := s.w.Instances[ik]; !ok {
+				return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, opNotFound(ik)), nil
+			}
 		}
-	}
-	for _, ref := range req.Instances {
-		l := link(relPath(r.project, ref.Instance))
-		if !contains(p.Instances, l) {
-			p.Instances = append(p.Instances, l)
+		for _, ref := range req.Instances {
+			if l := link(relPath(r.project, ref.Instance)); !contains(p.Instances, l) {
+				p.Instances = append(p.Instances, l)
+			}
 		}
-	}
-	return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, nil), nil
+		return s.newOpLocked(regionScope(r), "targetPools.addInstance", key, p.Id, nil), nil
+	})
 }
 
 func (s *Server) poolRemoveInstance(r *request) (any, error) {
-	var req compute.TargetPoolsRemoveInstanceRequest
-	if err := r.decode(&req); err != nil {
-		return nil, err
-	}
 	key := poolKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.w.TargetPools[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	for _, ref := range req.Instances {
-		l := link(relPath(r.project, ref.Instance))
-		var kept []string
-		for _, in := range p.Instances {
-			if in != l {
-				kept = append(kept, in)
-			}
+	return update(s, r, s.w.TargetPools, key, func(req *compute.TargetPoolsRemoveInstanceRequest, p *compute.TargetPool) (any, error) {
+		for _, ref := range req.Instances {
+			l := link(relPath(r.project, ref.Instance))
+			p.Instances = slices.DeleteFunc(p.Instances, func(in string) bool { return in == l })
 		}
-		p.Instances = kept
-	}
-	return s.newOpLocked(regionScope(r), "targetPools.removeInstance", key, p.Id, nil), nil
+		return s.newOpLocked(regionScope(r), "targetPools.removeInstance", key, p.Id, nil), nil
+	})
 }
 
 func contains(list []string, v string) bool {
