@@ -8,4 +8,13 @@
 // It refuses, with an error saying what to do, rather than return a plan
 // that could lose etcd quorum: every step records the etcd membership it
 // leaves behind, and no step leaves fewer healthy voters than quorum.
+//
+// build (plan.go) lists the passes in the order they run, one file per
+// concern: preflight.go refuses what no plan can do; builder.go holds the
+// steps and the membership model every step is checked against; then
+// network.go, repair.go (stopped masters, adoption, orphans, leaks, drift,
+// renewals), scale.go (every voter change), loadbalancer.go and
+// selection.go (which master goes, where a new one goes, its name). Every
+// action is a line of the table in types.go. Plan files are read and
+// written by planner/planfile: the planner does no I/O.
 package planner
