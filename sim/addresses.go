@@ -13,59 +13,47 @@ import (
 func addrKey(r *request) string { return regionScope(r) + "/addresses/" + r.name }
 
 func (s *Server) insertAddress(r *request) (any, error) {
-	var a compute.Address
-	if err := r.decode(&a); err != nil {
-		return nil, err
-	}
-	if err := checkName(a.Name); err != nil {
-		return nil, err
-	}
-	r.name = a.Name
-	key := addrKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.Addresses[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	a.AddressType = cmp.Or(a.AddressType, "EXTERNAL")
-	switch a.AddressType {
-	case "EXTERNAL":
-		if a.Address != "" && s.w.ipInUse(a.Address) {
-			return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already reserved.", a.Address)), nil
-		}
-		if a.Address == "" {
-			a.Address = s.w.allocExternal()
-		}
-		a.NetworkTier = cmp.Or(a.NetworkTier, "PREMIUM")
-	case "INTERNAL":
-		if a.Address != "" {
-			ip, err := netip.ParseAddr(a.Address)
-			prefix, _ := netip.ParsePrefix(s.w.Subnet)
-			if err != nil || !prefix.Contains(ip) {
-				return s.newOpLocked(regionScope(r), "addresses.insert", key, 0,
-					opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", a.Address, s.w.Subnet)), nil
+	return create(s, r, s.w.Addresses, addrKey, func(a *compute.Address) string { return a.Name }, func(key string, a *compute.Address) (any, error) {
+		a.AddressType = cmp.Or(a.AddressType, "EXTERNAL")
+		switch a.AddressType {
+		case "EXTERNAL":
+			if a.Address != "" && s.w.ipInUse(a.Address) {
+				return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already reserved.", a.Address)), nil
 			}
-			if s.w.ipInUse(a.Address) {
-				return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already being used by another resource.", a.Address)), nil
+			if a.Address == "" {
+				a.Address = s.w.allocExternal()
 			}
-		} else {
-			ip, err := s.w.allocInternal()
-			if err != nil {
-				return nil, &apiError{503, "resourceExhausted", err.Error()}
+			a.NetworkTier = cmp.Or(a.NetworkTier, "PREMIUM")
+		case "INTERNAL":
+			if a.Address != "" {
+				ip, err := netip.ParseAddr(a.Address)
+				prefix, _ := netip.ParsePrefix(s.w.Subnet)
+				if err != nil || !prefix.Contains(ip) {
+					return s.newOpLocked(regionScope(r), "addresses.insert", key, 0,
+						opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", a.Address, s.w.Subnet)), nil
+				}
+				if s.w.ipInUse(a.Address) {
+					return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already being used by another resource.", a.Address)), nil
+				}
+			} else {
+				ip, err := s.w.allocInternal()
+				if err != nil {
+					return nil, &apiError{503, "resourceExhausted", err.Error()}
+				}
+				a.Address = ip
 			}
-			a.Address = ip
+			a.Subnetwork = link(relPath(r.project, cmp.Or(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
+			a.Purpose = cmp.Or(a.Purpose, "GCE_ENDPOINT")
+		default:
+			return nil, errInvalid("Invalid value for field 'resource.addressType': '%s'. Must be EXTERNAL or INTERNAL.", a.AddressType)
 		}
-		a.Subnetwork = link(relPath(r.project, cmp.Or(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
-		a.Purpose = cmp.Or(a.Purpose, "GCE_ENDPOINT")
-	default:
-		return nil, errInvalid("Invalid value for field 'resource.addressType': '%s'. Must be EXTERNAL or INTERNAL.", a.AddressType)
-	}
-	a.Kind, a.Id, a.SelfLink, a.CreationTimestamp = "compute#address", s.w.newID(), link(key), nowStamp()
-	a.Region = link(regionScope(r))
-	a.Status, a.Users = "RESERVED", nil
-	a.LabelFingerprint = fingerprint(a.Labels)
-	s.w.Addresses[key] = &a
-	return s.newOpLocked(regionScope(r), "addresses.insert", key, a.Id, nil), nil
+		a.Kind, a.Id, a.SelfLink, a.CreationTimestamp = "compute#address", s.w.newID(), link(key), nowStamp()
+		a.Region = link(regionScope(r))
+		a.Status, a.Users = "RESERVED", nil
+		a.LabelFingerprint = fingerprint(a.Labels)
+		s.w.Addresses[key] = a
+		return s.newOpLocked(regionScope(r), "addresses.insert", key, a.Id, nil), nil
+	})
 }
 
 func (s *Server) getAddress(r *request) (any, error) { return getRes(s, s.w.Addresses, addrKey(r)) }

@@ -12,34 +12,22 @@ import (
 func diskKey(r *request) string { return zoneScope(r) + "/disks/" + r.name }
 
 func (s *Server) insertDisk(r *request) (any, error) {
-	var d compute.Disk
-	if err := r.decode(&d); err != nil {
-		return nil, err
-	}
-	if err := checkName(d.Name); err != nil {
-		return nil, err
-	}
-	r.name = d.Name
-	key := diskKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.Disks[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	if d.SizeGb == 0 {
-		d.SizeGb = 10
-	}
-	if d.SizeGb < 0 || d.SizeGb > 65536 {
-		return nil, errInvalid("Invalid value for field 'resource.sizeGb': '%d'. Disk size must be between 1 and 65536 GB.", d.SizeGb)
-	}
-	d.Kind, d.Id, d.SelfLink, d.CreationTimestamp = "compute#disk", s.w.newID(), link(key), nowStamp()
-	d.Zone = link(zoneScope(r))
-	d.Status = "READY"
-	d.Type = link(relPath(r.project, cmp.Or(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
-	d.LabelFingerprint = fingerprint(d.Labels)
-	d.Users = nil
-	s.w.Disks[key] = &d
-	return s.newOpLocked(zoneScope(r), "disks.insert", key, d.Id, nil), nil
+	return create(s, r, s.w.Disks, diskKey, func(d *compute.Disk) string { return d.Name }, func(key string, d *compute.Disk) (any, error) {
+		if d.SizeGb == 0 {
+			d.SizeGb = 10
+		}
+		if d.SizeGb < 0 || d.SizeGb > 65536 {
+			return nil, errInvalid("Invalid value for field 'resource.sizeGb': '%d'. Disk size must be between 1 and 65536 GB.", d.SizeGb)
+		}
+		d.Kind, d.Id, d.SelfLink, d.CreationTimestamp = "compute#disk", s.w.newID(), link(key), nowStamp()
+		d.Zone = link(zoneScope(r))
+		d.Status = "READY"
+		d.Type = link(relPath(r.project, cmp.Or(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
+		d.LabelFingerprint = fingerprint(d.Labels)
+		d.Users = nil
+		s.w.Disks[key] = d
+		return s.newOpLocked(zoneScope(r), "disks.insert", key, d.Id, nil), nil
+	})
 }
 
 func (s *Server) getDisk(r *request) (any, error) { return getRes(s, s.w.Disks, diskKey(r)) }

@@ -11,26 +11,14 @@ import (
 func fwKey(r *request) string { return globalScope(r) + "/firewalls/" + r.name }
 
 func (s *Server) insertFirewall(r *request) (any, error) {
-	var f compute.Firewall
-	if err := r.decode(&f); err != nil {
-		return nil, err
-	}
-	if err := checkName(f.Name); err != nil {
-		return nil, err
-	}
-	r.name = f.Name
-	key := fwKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.Firewalls[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	if oe := s.normalizeFirewall(r, &f); oe != nil {
-		return s.newOpLocked(globalScope(r), "firewalls.insert", key, 0, oe), nil
-	}
-	f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#firewall", s.w.newID(), link(key), nowStamp()
-	s.w.Firewalls[key] = &f
-	return s.newOpLocked(globalScope(r), "firewalls.insert", key, f.Id, nil), nil
+	return create(s, r, s.w.Firewalls, fwKey, func(f *compute.Firewall) string { return f.Name }, func(key string, f *compute.Firewall) (any, error) {
+		if oe := s.normalizeFirewall(r, f); oe != nil {
+			return s.newOpLocked(globalScope(r), "firewalls.insert", key, 0, oe), nil
+		}
+		f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#firewall", s.w.newID(), link(key), nowStamp()
+		s.w.Firewalls[key] = f
+		return s.newOpLocked(globalScope(r), "firewalls.insert", key, f.Id, nil), nil
+	})
 }
 
 func (s *Server) normalizeFirewall(r *request, f *compute.Firewall) *opError {

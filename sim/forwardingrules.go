@@ -12,60 +12,48 @@ import (
 func ruleKey(r *request) string { return regionScope(r) + "/forwardingRules/" + r.name }
 
 func (s *Server) insertForwardingRule(r *request) (any, error) {
-	var f compute.ForwardingRule
-	if err := r.decode(&f); err != nil {
-		return nil, err
-	}
-	if err := checkName(f.Name); err != nil {
-		return nil, err
-	}
-	r.name = f.Name
-	key := ruleKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.ForwardingRules[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	fail := func(oe *opError) (any, error) {
-		return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, 0, oe), nil
-	}
-	if f.Target != "" {
-		tk := relPath(r.project, f.Target)
-		if _, ok := s.w.TargetPools[tk]; !ok {
-			return fail(opNotFound(tk))
+	return create(s, r, s.w.ForwardingRules, ruleKey, func(f *compute.ForwardingRule) string { return f.Name }, func(key string, f *compute.ForwardingRule) (any, error) {
+		fail := func(oe *opError) (any, error) {
+			return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, 0, oe), nil
 		}
-		f.Target = link(tk)
-	}
-	var addr *compute.Address
-	if f.IPAddress != "" {
-		if _, err := netip.ParseAddr(f.IPAddress); err != nil {
-			ak := relPath(r.project, f.IPAddress)
-			a, ok := s.w.Addresses[ak]
-			if !ok {
-				return fail(opNotFound(ak))
+		if f.Target != "" {
+			tk := relPath(r.project, f.Target)
+			if _, ok := s.w.TargetPools[tk]; !ok {
+				return fail(opNotFound(tk))
 			}
-			f.IPAddress, addr = a.Address, a
+			f.Target = link(tk)
+		}
+		var addr *compute.Address
+		if f.IPAddress != "" {
+			if _, err := netip.ParseAddr(f.IPAddress); err != nil {
+				ak := relPath(r.project, f.IPAddress)
+				a, ok := s.w.Addresses[ak]
+				if !ok {
+					return fail(opNotFound(ak))
+				}
+				f.IPAddress, addr = a.Address, a
+			} else {
+				_, addr = s.w.addressByIP(r.project, r.region, f.IPAddress)
+				if addr == nil {
+					return fail(opInvalid("Specified IP address '%s' is not reserved in region %s.", f.IPAddress, r.region))
+				}
+			}
+			if addr.Status == "IN_USE" {
+				return fail(opInUse(relPath(r.project, addr.SelfLink), addr.Users[0]))
+			}
+			addr.Status, addr.Users = "IN_USE", []string{link(key)}
 		} else {
-			_, addr = s.w.addressByIP(r.project, r.region, f.IPAddress)
-			if addr == nil {
-				return fail(opInvalid("Specified IP address '%s' is not reserved in region %s.", f.IPAddress, r.region))
-			}
+			f.IPAddress = s.w.allocExternal()
 		}
-		if addr.Status == "IN_USE" {
-			return fail(opInUse(relPath(r.project, addr.SelfLink), addr.Users[0]))
-		}
-		addr.Status, addr.Users = "IN_USE", []string{link(key)}
-	} else {
-		f.IPAddress = s.w.allocExternal()
-	}
-	f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#forwardingRule", s.w.newID(), link(key), nowStamp()
-	f.Region = link(regionScope(r))
-	f.IPProtocol = cmp.Or(f.IPProtocol, "TCP")
-	f.LoadBalancingScheme = cmp.Or(f.LoadBalancingScheme, "EXTERNAL")
-	f.NetworkTier = cmp.Or(f.NetworkTier, "PREMIUM")
-	f.LabelFingerprint = fingerprint(f.Labels)
-	s.w.ForwardingRules[key] = &f
-	return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, f.Id, nil), nil
+		f.Kind, f.Id, f.SelfLink, f.CreationTimestamp = "compute#forwardingRule", s.w.newID(), link(key), nowStamp()
+		f.Region = link(regionScope(r))
+		f.IPProtocol = cmp.Or(f.IPProtocol, "TCP")
+		f.LoadBalancingScheme = cmp.Or(f.LoadBalancingScheme, "EXTERNAL")
+		f.NetworkTier = cmp.Or(f.NetworkTier, "PREMIUM")
+		f.LabelFingerprint = fingerprint(f.Labels)
+		s.w.ForwardingRules[key] = f
+		return s.newOpLocked(regionScope(r), "forwardingRules.insert", key, f.Id, nil), nil
+	})
 }
 
 func (s *Server) getForwardingRule(r *request) (any, error) {

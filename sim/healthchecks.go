@@ -11,24 +11,12 @@ import (
 func hcKey(r *request) string { return globalScope(r) + "/httpHealthChecks/" + r.name }
 
 func (s *Server) insertHealthCheck(r *request) (any, error) {
-	var hc compute.HttpHealthCheck
-	if err := r.decode(&hc); err != nil {
-		return nil, err
-	}
-	if err := checkName(hc.Name); err != nil {
-		return nil, err
-	}
-	r.name = hc.Name
-	key := hcKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.HealthChecks[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = "compute#httpHealthCheck", s.w.newID(), link(key), nowStamp()
-	hcDefaults(&hc)
-	s.w.HealthChecks[key] = &hc
-	return s.newOpLocked(globalScope(r), "httpHealthChecks.insert", key, hc.Id, nil), nil
+	return create(s, r, s.w.HealthChecks, hcKey, func(hc *compute.HttpHealthCheck) string { return hc.Name }, func(key string, hc *compute.HttpHealthCheck) (any, error) {
+		hc.Kind, hc.Id, hc.SelfLink, hc.CreationTimestamp = "compute#httpHealthCheck", s.w.newID(), link(key), nowStamp()
+		hcDefaults(hc)
+		s.w.HealthChecks[key] = hc
+		return s.newOpLocked(globalScope(r), "httpHealthChecks.insert", key, hc.Id, nil), nil
+	})
 }
 
 // hcDefaults fills what GCE fills in a legacy HTTP health check.

@@ -120,3 +120,24 @@ func update[B, T any](s *Server, r *request, resources map[string]*T, key string
 	}
 	return change(&body, res)
 }
+
+// create is the shape of every insert: it decodes the new resource, checks
+// its name, and under the lock refuses a name that is taken (409) before
+// fill checks, completes and stores it.
+func create[T any](s *Server, r *request, resources map[string]*T, keyOf func(*request) string, name func(*T) string, fill func(key string, res *T) (any, error)) (any, error) {
+	var res T
+	if err := r.decode(&res); err != nil {
+		return nil, err
+	}
+	if err := checkName(name(&res)); err != nil {
+		return nil, err
+	}
+	r.name = name(&res)
+	key := keyOf(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := resources[key]; ok {
+		return nil, errAlreadyExists(key)
+	}
+	return fill(key, &res)
+}

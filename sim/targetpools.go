@@ -12,39 +12,27 @@ import (
 func poolKey(r *request) string { return regionScope(r) + "/targetPools/" + r.name }
 
 func (s *Server) insertTargetPool(r *request) (any, error) {
-	var p compute.TargetPool
-	if err := r.decode(&p); err != nil {
-		return nil, err
-	}
-	if err := checkName(p.Name); err != nil {
-		return nil, err
-	}
-	r.name = p.Name
-	key := poolKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.w.TargetPools[key]; ok {
-		return nil, errAlreadyExists(key)
-	}
-	for i, h := range p.HealthChecks {
-		hk := relPath(r.project, h)
-		if _, ok := s.w.HealthChecks[hk]; !ok {
-			return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(hk)), nil
+	return create(s, r, s.w.TargetPools, poolKey, func(p *compute.TargetPool) string { return p.Name }, func(key string, p *compute.TargetPool) (any, error) {
+		for i, h := range p.HealthChecks {
+			hk := relPath(r.project, h)
+			if _, ok := s.w.HealthChecks[hk]; !ok {
+				return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(hk)), nil
+			}
+			p.HealthChecks[i] = link(hk)
 		}
-		p.HealthChecks[i] = link(hk)
-	}
-	for i, in := range p.Instances {
-		ik := relPath(r.project, in)
-		if _, ok := s.w.Instances[ik]; !ok {
-			return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(ik)), nil
+		for i, in := range p.Instances {
+			ik := relPath(r.project, in)
+			if _, ok := s.w.Instances[ik]; !ok {
+				return s.newOpLocked(regionScope(r), "targetPools.insert", key, 0, opNotFound(ik)), nil
+			}
+			p.Instances[i] = link(ik)
 		}
-		p.Instances[i] = link(ik)
-	}
-	p.Kind, p.Id, p.SelfLink, p.CreationTimestamp = "compute#targetPool", s.w.newID(), link(key), nowStamp()
-	p.Region = link(regionScope(r))
-	p.SessionAffinity = cmp.Or(p.SessionAffinity, "NONE")
-	s.w.TargetPools[key] = &p
-	return s.newOpLocked(regionScope(r), "targetPools.insert", key, p.Id, nil), nil
+		p.Kind, p.Id, p.SelfLink, p.CreationTimestamp = "compute#targetPool", s.w.newID(), link(key), nowStamp()
+		p.Region = link(regionScope(r))
+		p.SessionAffinity = cmp.Or(p.SessionAffinity, "NONE")
+		s.w.TargetPools[key] = p
+		return s.newOpLocked(regionScope(r), "targetPools.insert", key, p.Id, nil), nil
+	})
 }
 
 func (s *Server) getTargetPool(r *request) (any, error) {
