@@ -381,3 +381,64 @@ func TestMemberAddressTaken(t *testing.T) {
 		t.Errorf("the error does not say what to do: %s", logs.String())
 	}
 }
+
+// TestRemovedMemberAskedForStatusCrashesAlone: etcd v3.7.3 panics when a
+// member that was just removed answers a Status call ("failed to find
+// local ID in cluster members"). On a VM that ends that etcd process only;
+// in the emulator, whose etcd members share its process, it used to end the
+// emulator with every master in it. The member must crash alone.
+func TestRemovedMemberAskedForStatusCrashesAlone(t *testing.T) {
+	s, c := startSim(t, Options{})
+	m1 := reserve(t, c, "m1", zoneB)
+	boot(t, c, m1, "http", initialCluster("http", m1), metadata.StateNew, nil)
+	cli := etcdClient(t, nil, m1.clientURL("http"))
+	eventually(t, 20*time.Second, "m1 serves", func() error { return status(cli, m1.clientURL("http")) })
+	m2 := reserve(t, c, "m2", zoneC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	added, err := cli.MemberAdd(ctx, []string{m2.peerURL("http")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot(t, c, m2, "http", initialCluster("http", m1, m2), metadata.StateExisting, nil)
+	eventually(t, 30*time.Second, "m2 serves", func() error { return status(cli, m2.clientURL("http")) })
+	// Ask the member for its status as fast as possible while it is removed.
+	asker := etcdClient(t, nil, m2.clientURL("http"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				asker.Status(sctx, m2.clientURL("http"))
+				scancel()
+			}
+		}()
+	}
+	eventually(t, 20*time.Second, "remove m2", func() error { // refused until m2 has been active a while
+		_, err := cli.MemberRemove(ctx, added.Member.ID)
+		return err
+	})
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+	// The emulator and the other member still serve.
+	if err := status(cli, m1.clientURL("http")); err != nil {
+		t.Fatalf("m1 after m2's removal: %v", err)
+	}
+	if _, err := c.Instances.List(project, zoneB).Do(); err != nil {
+		t.Fatalf("the emulator after m2's removal: %v", err)
+	}
+	for _, st := range s.Members() {
+		if strings.HasSuffix(st.Instance, "/m2") {
+			t.Logf("m2 after its removal: %s (%s), %d restarts", st.State, st.Error, st.Restarts)
+		}
+	}
+}

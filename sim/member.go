@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/kubeha/kubeha/sim/kubelet"
 	"github.com/kubeha/kubeha/sim/machine"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -53,6 +56,8 @@ type member struct {
 	electMs   uint // etcd's election timeout
 	// inUseLogged: the member's address was found taken, and said so.
 	inUseLogged bool
+	// crash receives an etcd panic or fatal error (see logger).
+	crash chan error
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -111,6 +116,7 @@ func (s *Server) bootLocked(key string) {
 		tickMs:    cmp.Or(s.opts.EtcdTickMs, 250),
 		electMs:   cmp.Or(s.opts.EtcdElectionMs, 2500),
 		done:      make(chan struct{}),
+		crash:     make(chan error, 1),
 	}
 	m.status = MemberStatus{Instance: key, IP: m.ip, State: "booting", ControlPlane: "etcd only"}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -296,6 +302,7 @@ func (m *member) run(ctx context.Context, log interface {
 				m.set("stopped", nil)
 				return
 			case err = <-e.Err():
+			case err = <-m.crash:
 			case <-e.Server.StopNotify():
 				err = errors.New("etcd server stopped (removed from the cluster, or a fatal error: see etcd.log)")
 			}
@@ -320,6 +327,39 @@ func (m *member) run(ctx context.Context, log interface {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// logger is the member's etcd log (etcd.log in its files). etcd panics or
+// exits on some errors (v3.7.3 panics when a member that was just removed
+// answers a Status call); on a VM that ends the etcd process, here it
+// would end the emulator and every member in it. So a panic or a fatal
+// error ends the goroutine that met it and crashes this member alone:
+// its supervisor (run) stops and restarts it, as the kubelet restarts a
+// crashed etcd.
+func (m *member) logger() (*zap.Logger, error) {
+	file := filepath.Join(m.filesDir, "etcd.log")
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	cfg.Sampling = nil
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{file}, []string{file}
+	hook := crashHook{m.crash}
+	lg, err := cfg.Build(zap.WithPanicHook(hook), zap.WithFatalHook(hook))
+	if err != nil {
+		return nil, fmt.Errorf("etcd log of %s: %w", m.cfg.Name, err)
+	}
+	return lg, nil
+}
+
+// crashHook reports an etcd panic or fatal error to the member's
+// supervisor and ends the goroutine that met it.
+type crashHook struct{ crash chan error }
+
+func (h crashHook) OnWrite(ce *zapcore.CheckedEntry, _ []zapcore.Field) {
+	select {
+	case h.crash <- fmt.Errorf("etcd crashed: %s", ce.Message):
+	default:
+	}
+	runtime.Goexit()
 }
 
 // closeEtcd stops a member as a VM stops: abruptly. A server that never
@@ -365,9 +405,11 @@ func (m *member) start() (*embed.Etcd, error) {
 	if m.cfg.MaxLearners > 0 {
 		cfg.MaxLearners = m.cfg.MaxLearners
 	}
-	cfg.Logger = "zap"
-	cfg.LogLevel = "warn"
-	cfg.LogOutputs = []string{filepath.Join(m.filesDir, "etcd.log")}
+	lg, err := m.logger()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	cfg.Metrics = "basic"
 	// See Options.EtcdTickMs.
 	cfg.TickMs, cfg.ElectionMs = m.tickMs, m.electMs
