@@ -81,14 +81,10 @@ func (s *Server) aggregatedAddresses(r *request) (any, error) {
 
 func (s *Server) deleteAddress(r *request) (any, error) {
 	key := addrKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.w.Addresses[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	if a.Status == "IN_USE" && len(a.Users) > 0 {
-		return nil, errInUse(key, a.Users[0])
-	}
-	return s.newOpLocked(regionScope(r), "addresses.delete", key, a.Id, nil, effect{"address.delete", key}), nil
+	return remove(s, s.w.Addresses, key, func(a *compute.Address) (any, error) {
+		if a.Status == "IN_USE" && len(a.Users) > 0 {
+			return nil, errInUse(key, a.Users[0])
+		}
+		return s.newOpLocked(regionScope(r), "addresses.delete", key, a.Id, nil, effect{"address.delete", key}), nil
+	})
 }

@@ -55,15 +55,11 @@ func (s *Server) aggregatedDisks(r *request) (any, error) {
 
 func (s *Server) deleteDisk(r *request) (any, error) {
 	key := diskKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.w.Disks[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	if len(d.Users) > 0 {
-		return nil, errInUse(key, d.Users[0])
-	}
-	d.Status = "DELETING"
-	return s.newOpLocked(zoneScope(r), "disks.delete", key, d.Id, nil, effect{"disk.delete", key}), nil
+	return remove(s, s.w.Disks, key, func(d *compute.Disk) (any, error) {
+		if len(d.Users) > 0 {
+			return nil, errInUse(key, d.Users[0])
+		}
+		d.Status = "DELETING"
+		return s.newOpLocked(zoneScope(r), "disks.delete", key, d.Id, nil, effect{"disk.delete", key}), nil
+	})
 }

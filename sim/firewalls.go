@@ -75,11 +75,7 @@ func (s *Server) patchFirewall(r *request) (any, error) {
 
 func (s *Server) deleteFirewall(r *request) (any, error) {
 	key := fwKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.w.Firewalls[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	return s.newOpLocked(globalScope(r), "firewalls.delete", key, f.Id, nil, effect{"firewall.delete", key}), nil
+	return remove(s, s.w.Firewalls, key, func(f *compute.Firewall) (any, error) {
+		return s.newOpLocked(globalScope(r), "firewalls.delete", key, f.Id, nil, effect{"firewall.delete", key}), nil
+	})
 }

@@ -83,11 +83,7 @@ func (s *Server) aggregatedForwardingRules(r *request) (any, error) {
 
 func (s *Server) deleteForwardingRule(r *request) (any, error) {
 	key := ruleKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.w.ForwardingRules[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	return s.newOpLocked(regionScope(r), "forwardingRules.delete", key, f.Id, nil, effect{"forwardingRule.delete", key}), nil
+	return remove(s, s.w.ForwardingRules, key, func(f *compute.ForwardingRule) (any, error) {
+		return s.newOpLocked(regionScope(r), "forwardingRules.delete", key, f.Id, nil, effect{"forwardingRule.delete", key}), nil
+	})
 }

@@ -66,18 +66,14 @@ func (s *Server) listHealthChecks(r *request) (any, error) {
 
 func (s *Server) deleteHealthCheck(r *request) (any, error) {
 	key := hcKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	hc, ok := s.w.HealthChecks[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	for pk, p := range s.w.TargetPools {
-		for _, h := range p.HealthChecks {
-			if relPath(r.project, h) == key {
-				return nil, errInUse(key, link(pk))
+	return remove(s, s.w.HealthChecks, key, func(hc *compute.HttpHealthCheck) (any, error) {
+		for pk, p := range s.w.TargetPools {
+			for _, h := range p.HealthChecks {
+				if relPath(r.project, h) == key {
+					return nil, errInUse(key, link(pk))
+				}
 			}
 		}
-	}
-	return s.newOpLocked(globalScope(r), "httpHealthChecks.delete", key, hc.Id, nil, effect{"healthCheck.delete", key}), nil
+		return s.newOpLocked(globalScope(r), "httpHealthChecks.delete", key, hc.Id, nil, effect{"healthCheck.delete", key}), nil
+	})
 }

@@ -141,3 +141,16 @@ func create[T any](s *Server, r *request, resources map[string]*T, keyOf func(*r
 	}
 	return fill(key, &res)
 }
+
+// remove is the shape of every delete: under the lock, the resource at key
+// is handed to check, which refuses what GCE refuses (a resource in use)
+// and returns the operation; a missing resource is 404.
+func remove[T any](s *Server, resources map[string]*T, key string, check func(res *T) (any, error)) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, ok := resources[key]
+	if !ok {
+		return nil, errNotFound(key)
+	}
+	return check(res)
+}

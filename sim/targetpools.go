@@ -47,18 +47,14 @@ func (s *Server) listTargetPools(r *request) (any, error) {
 
 func (s *Server) deleteTargetPool(r *request) (any, error) {
 	key := poolKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.w.TargetPools[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	for fk, f := range s.w.ForwardingRules {
-		if relPath(r.project, f.Target) == key {
-			return nil, errInUse(key, link(fk))
+	return remove(s, s.w.TargetPools, key, func(p *compute.TargetPool) (any, error) {
+		for fk, f := range s.w.ForwardingRules {
+			if relPath(r.project, f.Target) == key {
+				return nil, errInUse(key, link(fk))
+			}
 		}
-	}
-	return s.newOpLocked(regionScope(r), "targetPools.delete", key, p.Id, nil, effect{"targetPool.delete", key}), nil
+		return s.newOpLocked(regionScope(r), "targetPools.delete", key, p.Id, nil, effect{"targetPool.delete", key}), nil
+	})
 }
 
 func (s *Server) poolAddInstance(r *request) (any, error) {
