@@ -128,6 +128,11 @@ func TestEveryStepKindTwice(t *testing.T) {
 	e.sp.Spec.Masters.Replicas = 1
 	apply("scale down to 1", planner.Options{}, nil)
 
+	// Every insert carried a requestId, so a retried one cannot create
+	// twice; run a second time, each came back with its first operation.
+	if missing := e.srv.Requests().InsertsWithoutRequestID; len(missing) > 0 {
+		t.Errorf("inserts without a requestId: %v", missing)
+	}
 	for _, a := range planner.Actions() {
 		if !seen.seen[a] {
 			t.Errorf("no %s step ran: this test no longer covers every kind of step", a)

@@ -111,7 +111,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		ServiceAccounts:   []*compute.ServiceAccount{{Email: "default", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
 	}
 	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
-		return x.o.Compute.Instances.Insert(p, in.Zone, inst).Context(ctx).Do()
+		return x.o.Compute.Instances.Insert(p, in.Zone, inst).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, func() error {
 		got, err := x.o.Compute.Instances.Get(p, in.Zone, in.Name).Context(ctx).Do()
 		if err != nil {
