@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -119,6 +120,10 @@ type executor struct {
 	// (0: none yet).
 	lastSnap     int64
 	lastSnapFile string
+	// runID identifies this apply: the requestIds of its calls derive from
+	// it, so a call retried in this apply repeats its requestId and a later
+	// apply's calls have their own.
+	runID [16]byte
 }
 
 // Apply carries out a plan. Steps run as soon as their dependencies are
@@ -207,6 +212,9 @@ func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
 		zones:    map[string]string{},
 		learners: map[string]uint64{},
+	}
+	if _, err := rand.Read(x.runID[:]); err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
 	}
 	for _, in := range o.Observed.Instances {
 		x.zones[in.Name] = in.Zone

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/kubeha/kubeha/internal/gceretry"
+	"github.com/kubeha/kubeha/planner"
 )
 
 // gce calls the Compute API with a client-side rate limit, retries and
@@ -118,4 +120,17 @@ func (g *gce) remove(ctx context.Context, what string, call func() (*compute.Ope
 		return nil
 	}
 	return err
+}
+
+// requestID is the requestId of a step's insert: a UUID (version 4 form)
+// derived from the apply and the step, the same for every retry of the
+// call in this apply. GCE (and the emulator) return the first call's
+// operation for a repeated requestId instead of creating twice after a
+// timeout or a 5xx.
+func (x *executor) requestID(s *planner.Step) string {
+	sum := sha256.Sum256(append(x.runID[:], s.ID+" "+string(s.Action)+" "+s.Target...))
+	b := sum[:16]
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

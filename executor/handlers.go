@@ -57,7 +57,7 @@ func (x *executor) firewall(s *planner.Step) *compute.Firewall {
 
 func (x *executor) createFirewall(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.Firewalls.Insert(x.project(), x.firewall(s)).Context(ctx).Do()
+		return x.o.Compute.Firewalls.Insert(x.project(), x.firewall(s)).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
@@ -72,7 +72,7 @@ func (x *executor) updateFirewall(ctx context.Context, s *planner.Step) error {
 func (x *executor) reserveStaticIP(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Addresses.Insert(x.project(), x.region(), &compute.Address{Name: s.Target, AddressType: "EXTERNAL",
-			Description: "kubeha: the static IP of cluster " + x.cluster()}).Context(ctx).Do()
+			Description: "kubeha: the static IP of cluster " + x.cluster()}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
@@ -80,14 +80,14 @@ func (x *executor) reserveAddress(ctx context.Context, s *planner.Step) error {
 	r := x.region()
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Addresses.Insert(x.project(), r, &compute.Address{Name: s.Target, AddressType: "INTERNAL", Subnetwork: "regions/" + r + "/subnetworks/default",
-			Description: "kubeha: internal address of master " + s.Replica}).Context(ctx).Do()
+			Description: "kubeha: internal address of master " + s.Replica}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
 func (x *executor) createDisk(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Disks.Insert(x.project(), s.Zone, &compute.Disk{Name: s.Target, SizeGb: int64(x.o.Spec.Spec.Masters.DiskSizeGb),
-			Labels: map[string]string{spec.LabelCluster: x.cluster()}}).Context(ctx).Do()
+			Labels: map[string]string{spec.LabelCluster: x.cluster()}}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
@@ -105,7 +105,7 @@ func (x *executor) startInstance(ctx context.Context, s *planner.Step) error {
 
 func (x *executor) createHealthCheck(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.HttpHealthChecks.Insert(x.project(), x.healthCheck(s.Target)).Context(ctx).Do()
+		return x.o.Compute.HttpHealthChecks.Insert(x.project(), x.healthCheck(s.Target)).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
@@ -127,7 +127,7 @@ func (x *executor) createTargetPool(ctx context.Context, s *planner.Step) error 
 	p := x.project()
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.TargetPools.Insert(p, x.region(), &compute.TargetPool{Name: s.Target, Instances: links,
-			HealthChecks: []string{"projects/" + p + "/global/httpHealthChecks/" + spec.HealthCheckName(x.cluster())}}).Context(ctx).Do()
+			HealthChecks: []string{"projects/" + p + "/global/httpHealthChecks/" + spec.HealthCheckName(x.cluster())}}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 
@@ -171,7 +171,7 @@ func (x *executor) createForwardingRule(ctx context.Context, s *planner.Step) er
 	}
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.ForwardingRules.Insert(x.project(), x.region(), &compute.ForwardingRule{Name: s.Target, IPAddress: ip, IPProtocol: "TCP", PortRange: "443",
-			Target: x.poolLink(), LoadBalancingScheme: "EXTERNAL"}).Context(ctx).Do()
+			Target: x.poolLink(), LoadBalancingScheme: "EXTERNAL"}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }
 

@@ -128,6 +128,11 @@ func TestEveryStepKindTwice(t *testing.T) {
 	e.sp.Spec.Masters.Replicas = 1
 	apply("scale down to 1", planner.Options{}, nil)
 
+	// Every insert carried a requestId, so a retried one cannot create
+	// twice; run a second time, each came back with its first operation.
+	if missing := e.srv.Requests().InsertsWithoutRequestID; len(missing) > 0 {
+		t.Errorf("inserts without a requestId: %v", missing)
+	}
 	for _, a := range planner.Actions() {
 		if !seen.seen[a] {
 			t.Errorf("no %s step ran: this test no longer covers every kind of step", a)
@@ -140,5 +145,63 @@ func TestEveryStepKindTwice(t *testing.T) {
 		}
 		slices.Sort(got)
 		t.Logf("ran: %v", got)
+	}
+}
+
+// TestRenewalKeepsForeignMetadata: a renewal rewrites the metadata kubeha
+// owns and keeps every other key (ssh-keys, enable-oslogin, keys other
+// tools set), since setMetadata replaces the whole set.
+func TestRenewalKeepsForeignMetadata(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 1)
+	p, obs := e.plan(t)
+	ctx := context.Background()
+	if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	c, project := e.src.Compute, e.sp.Spec.GCE.Project
+	in, err := c.Instances.Get(project, "europe-west1-b", "exe-master").Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := map[string]string{"ssh-keys": "alice:ssh-ed25519 AAAA alice", "enable-oslogin": "TRUE", "other-tool": "kept"}
+	items := in.Metadata.Items
+	for k, v := range foreign {
+		items = append(items, &compute.MetadataItems{Key: k, Value: &v})
+	}
+	op, err := c.Instances.SetMetadata(project, "europe-west1-b", "exe-master", &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ZoneOperations.Wait(project, "europe-west1-b", op.Name).Do()
+	obs, err = observe.Cluster(ctx, e.src, e.sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour) // the certificates are due
+	p, err = planner.Compute(e.sp, obs)
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
+		t.Fatalf("plan with certificates due: %v\n%s", err, planner.Format(p))
+	}
+	if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := c.Instances.Get(project, "europe-west1-b", "exe-master").Do()
+	got := map[string]string{}
+	for _, it := range after.Metadata.Items {
+		if it.Value != nil {
+			got[it.Key] = *it.Value
+		}
+	}
+	for k, v := range foreign {
+		if got[k] != v {
+			t.Errorf("after the renewal %s = %q, want %q", k, got[k], v)
+		}
+	}
+	before := map[string]string{}
+	for _, it := range in.Metadata.Items {
+		before[it.Key] = *it.Value
+	}
+	if got["kubeha-tls"] == "" || got["kubeha-tls"] == before["kubeha-tls"] {
+		t.Error("the renewal did not write new certificates")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	compute "google.golang.org/api/compute/v1"
@@ -110,7 +111,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		ServiceAccounts:   []*compute.ServiceAccount{{Email: "default", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
 	}
 	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
-		return x.o.Compute.Instances.Insert(p, in.Zone, inst).Context(ctx).Do()
+		return x.o.Compute.Instances.Insert(p, in.Zone, inst).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, func() error {
 		got, err := x.o.Compute.Instances.Get(p, in.Zone, in.Name).Context(ctx).Do()
 		if err != nil {
@@ -229,6 +230,7 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	what := "renew-certificates " + s.Target
+	items = keepForeign(items, in.Metadata.Items)
 	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.SetMetadata(p, s.Zone, s.Target, &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
 	}); err != nil {
@@ -245,4 +247,22 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	return x.gate(ctx, s, s.Etcd.HealthyVoters, 0)
+}
+
+// keepForeign adds to kubeha's metadata items every item of the instance's
+// current metadata whose key kubeha does not write: setMetadata replaces
+// the whole set, and ssh-keys, enable-oslogin and the keys other tools set
+// must survive a renewal.
+func keepForeign(ours, current []*compute.MetadataItems) []*compute.MetadataItems {
+	owned := map[string]bool{}
+	for _, it := range ours {
+		owned[it.Key] = true
+	}
+	out := slices.Clone(ours)
+	for _, it := range current {
+		if !owned[it.Key] {
+			out = append(out, it)
+		}
+	}
+	return out
 }

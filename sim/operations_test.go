@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/api/googleapi"
 )
 
 func TestOperationsLatencyAndWait(t *testing.T) {
@@ -103,4 +105,40 @@ func TestFaultsAndRequestCounts(t *testing.T) {
 			t.Errorf("faults %s: %s", bad, resp.Status)
 		}
 	}
+}
+
+// TestRequestIDs: an insert retried with the requestId of a call that got
+// through returns that call's operation and creates nothing again; a
+// requestId that is not a UUID is refused; inserts without one are counted.
+func TestRequestIDs(t *testing.T) {
+	s, c := startSim(t, Options{})
+	ctx := ctxT(t)
+	const id = "6f1e8d2a-4c3b-4a5e-9b7d-0123456789ab"
+	first := ok(t, c)(c.Disks.Insert(project, zoneB, &compute.Disk{Name: "d1", SizeGb: 10}).RequestId(id).Context(ctx).Do())
+	again, err := c.Disks.Insert(project, zoneB, &compute.Disk{Name: "d1", SizeGb: 10}).RequestId(id).Context(ctx).Do()
+	if err != nil || again.Name != first.Name || again.Error != nil {
+		t.Fatalf("the insert again with its requestId: %v %+v, want operation %s", err, again, first.Name)
+	}
+	if l, _ := c.Disks.List(project, zoneB).Context(ctx).Do(); len(l.Items) != 1 {
+		t.Fatalf("%d disks after one insert sent twice", len(l.Items))
+	}
+	// Another requestId is another request: the name is taken.
+	_, err = c.Disks.Insert(project, zoneB, &compute.Disk{Name: "d1", SizeGb: 10}).RequestId("7f1e8d2a-4c3b-4a5e-9b7d-0123456789ab").Context(ctx).Do()
+	if !isCode(err, 409) {
+		t.Fatalf("a second insert with another requestId: %v, want 409", err)
+	}
+	for _, bad := range []string{"retry-1", "00000000-0000-0000-0000-000000000000"} {
+		if _, err := c.Disks.Insert(project, zoneB, &compute.Disk{Name: "d2", SizeGb: 10}).RequestId(bad).Context(ctx).Do(); !isCode(err, 400) {
+			t.Errorf("requestId %q: %v, want 400", bad, err)
+		}
+	}
+	ok(t, c)(c.Disks.Insert(project, zoneB, &compute.Disk{Name: "d3", SizeGb: 10}).Context(ctx).Do())
+	if n := s.Requests().InsertsWithoutRequestID["disks.insert"]; n != 1 {
+		t.Errorf("inserts without a requestId: %d, want 1", n)
+	}
+}
+
+func isCode(err error, code int) bool {
+	var ge *googleapi.Error
+	return errors.As(err, &ge) && ge.Code == code
 }

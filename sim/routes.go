@@ -2,6 +2,7 @@ package sim
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"os"
 	"path"
@@ -323,23 +324,22 @@ func (s *Server) adminSetFaults(w http.ResponseWriter, r *http.Request) {
 type RequestCounts struct {
 	Total    int            `json:"total"`
 	ByMethod map[string]int `json:"byMethod"`
+	// InsertsWithoutRequestID counts, by method, the inserts that carried
+	// no requestId (a retried one could create twice on GCE).
+	InsertsWithoutRequestID map[string]int `json:"insertsWithoutRequestId"`
 }
 
 // Requests returns the API requests served so far, by "VERB method".
 func (s *Server) Requests() RequestCounts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := RequestCounts{Total: s.total, ByMethod: map[string]int{}}
-	for k, v := range s.byMethod {
-		out.ByMethod[k] = v
-	}
-	return out
+	return RequestCounts{Total: s.total, ByMethod: maps.Clone(s.byMethod), InsertsWithoutRequestID: maps.Clone(s.noRequestID)}
 }
 
 // ResetRequests zeroes the request counts.
 func (s *Server) ResetRequests() {
 	s.mu.Lock()
-	s.total, s.byMethod = 0, map[string]int{}
+	s.total, s.byMethod, s.noRequestID = 0, map[string]int{}, map[string]int{}
 	s.mu.Unlock()
 }
 

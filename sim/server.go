@@ -84,11 +84,13 @@ type Server struct {
 	rng      *rand.Rand
 	total    int
 	byMethod map[string]int
-	waiters  map[string]chan struct{} // operation key -> closed at DONE
-	members  map[string]*member       // instance key -> its etcd member
-	frozen   map[string]*member       // instance key -> its hung machine (crashed)
-	timers   map[string]*time.Timer
-	balancer *balancer // the static IPs' network path
+	// noRequestID counts the inserts that carried no requestId.
+	noRequestID map[string]int
+	waiters     map[string]chan struct{} // operation key -> closed at DONE
+	members     map[string]*member       // instance key -> its etcd member
+	frozen      map[string]*member       // instance key -> its hung machine (crashed)
+	timers      map[string]*time.Timer
+	balancer    *balancer // the static IPs' network path
 	// portOffset moves the ports below 1024 (LowPortOffset or 0).
 	portOffset int
 
@@ -136,16 +138,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		latency:  profile,
-		rng:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
-		byMethod: map[string]int{},
-		waiters:  map[string]chan struct{}{},
-		members:  map[string]*member{},
-		frozen:   map[string]*member{},
-		timers:   map[string]*time.Timer{},
-		closed:   make(chan struct{}),
+		opts:        opts,
+		log:         opts.Logger,
+		latency:     profile,
+		rng:         rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+		byMethod:    map[string]int{},
+		noRequestID: map[string]int{},
+		waiters:     map[string]chan struct{}{},
+		members:     map[string]*member{},
+		frozen:      map[string]*member{},
+		timers:      map[string]*time.Timer{},
+		closed:      make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -347,7 +350,21 @@ func (s *Server) api(method string, h handlerFunc) http.HandlerFunc {
 			errInvalid("Invalid value for field 'region': '%s'. Unknown region.", r.region).write(w)
 			return
 		}
+		requestID := hr.URL.Query().Get("requestId")
+		if hr.Method != http.MethodGet {
+			if done, err := s.repeatedRequest(r.project, method, requestID); err != nil || done != nil {
+				if err != nil {
+					err.(*apiError).write(w)
+					return
+				}
+				s.writeJSON(w, done)
+				return
+			}
+		}
 		resp, err := h(r)
+		if op, ok := resp.(*compute.Operation); ok && err == nil && requestID != "" {
+			s.rememberRequest(r.project, requestID, op)
+		}
 		if err != nil {
 			var ae *apiError
 			if errors.As(err, &ae) {

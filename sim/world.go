@@ -36,6 +36,8 @@ type world struct {
 	// Crashed holds instances whose etcd member was crashed through the
 	// admin API: the VM stays RUNNING but its member does not run.
 	Crashed map[string]bool `json:"crashed"`
+	// RequestIDs maps "project/requestId" to the operation it started.
+	RequestIDs map[string]string `json:"requestIds,omitempty"`
 
 	NextID       uint64 `json:"nextID"`
 	NextInternal uint32 `json:"nextInternal"` // offset of the next internal IP in the subnet
@@ -68,6 +70,7 @@ func newWorld(subnet string) *world {
 		Firewalls:       map[string]*compute.Firewall{},
 		Operations:      map[string]*operation{},
 		Crashed:         map[string]bool{},
+		RequestIDs:      map[string]string{},
 		NextID:          4000000000000000000,
 		NextInternal:    2,
 		NextExternal:    10,
