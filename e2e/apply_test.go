@@ -185,7 +185,7 @@ func TestApplyTour(t *testing.T) {
 	}
 	c.write(3, false)
 	c.apply()
-	s = c.converged(3)
+	c.converged(3)
 
 	// A health check that probes where nothing serves (as kubeha made it
 	// before the masters ran kube-apiserver-healthcheck) is pointed back.
