@@ -115,6 +115,26 @@ func TestApplyConvergesAndReportsProgress(t *testing.T) {
 	if !again.NoChanges {
 		t.Fatalf("not converged:\n%s", planner.Format(again))
 	}
+	// The etcd disks are pd-ssd (kube-up's MASTER_DISK_TYPE; the default).
+	disks, err := e.src.Compute.Disks.AggregatedList(e.sp.Spec.GCE.Project).Do()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range disks.Items {
+		for _, d := range l.Disks {
+			if !strings.HasSuffix(d.Name, "-pd") {
+				continue // a boot disk
+			}
+			n++
+			if !strings.HasSuffix(d.Type, "/diskTypes/pd-ssd") {
+				t.Errorf("disk %s is %s, want pd-ssd", d.Name, d.Type)
+			}
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d disks, want 3", n)
+	}
 }
 
 func TestApplyStopsAtAFailedStep(t *testing.T) {

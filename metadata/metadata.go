@@ -126,10 +126,13 @@ type Config struct {
 	MachineType string `json:"machineType"`
 	Image       string `json:"image"`
 	DiskSizeGb  int64  `json:"diskSizeGb"`
-	QuorumRead  bool   `json:"quorumRead"`
-	ClientPort  int    `json:"clientPort"`
-	PeerPort    int    `json:"peerPort"`
-	MultiZone   bool   `json:"multiZone"`
+	// DiskType is the etcd disk's type ("" for a master made before
+	// kubeha set it).
+	DiskType   string `json:"diskType,omitempty"`
+	QuorumRead bool   `json:"quorumRead"`
+	ClientPort int    `json:"clientPort"`
+	PeerPort   int    `json:"peerPort"`
+	MultiZone  bool   `json:"multiZone"`
 	// KubernetesVersion is the release of the master's control plane (and,
 	// through it, its etcd's).
 	KubernetesVersion string `json:"kubernetesVersion,omitempty"`

@@ -290,6 +290,7 @@ func memberID(r *replica) uint64 {
 func (b *builder) config() metadata.Config {
 	s := b.spec.Spec
 	return metadata.Config{MachineType: s.Masters.MachineType, Image: s.Masters.Image, DiskSizeGb: int64(s.Masters.DiskSizeGb),
+		DiskType:   s.Masters.DiskType,
 		QuorumRead: s.Etcd.QuorumReadEnabled(), ClientPort: s.Etcd.ClientPort, PeerPort: s.Etcd.PeerPort, MultiZone: s.MultiZone,
 		KubernetesVersion: s.Kubernetes.Version, MaxLearners: metadata.DefaultMaxLearners}
 }

@@ -147,11 +147,16 @@ func (b *builder) drift(r *replica) string {
 // diskWarning says when a master's etcd disk is not the size the spec
 // asks: disks are not resized in place, so that is no drift to replace.
 func (b *builder) diskWarning(r *replica) string {
-	got, want := r.obs.Instance.Config, b.spec.Spec.Masters.DiskSizeGb
-	if got == nil || got.DiskSizeGb == int64(want) {
+	got, want := r.obs.Instance.Config, b.spec.Spec.Masters
+	switch {
+	case got == nil:
 		return ""
+	case got.DiskSizeGb != int64(want.DiskSizeGb):
+		return fmt.Sprintf("master %s has a %d GB etcd disk and the spec says %d GB: disks are not resized in place; run apply --replace %s to recreate it", r.name, got.DiskSizeGb, want.DiskSizeGb, r.name)
+	case got.DiskType != "" && got.DiskType != want.DiskType:
+		return fmt.Sprintf("master %s has a %s etcd disk and the spec says %s: a disk's type does not change in place; run apply --replace %s to recreate it", r.name, got.DiskType, want.DiskType, r.name)
 	}
-	return fmt.Sprintf("master %s has a %d GB etcd disk and the spec says %d GB: disks are not resized in place; run apply --replace %s to recreate it", r.name, got.DiskSizeGb, want, r.name)
+	return ""
 }
 
 // RenewBefore is how long before expiry certificates are renewed.

@@ -34,7 +34,7 @@ const (
 // An unknown line, key, flag or value fails the test:
 //
 //	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R]
-//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N]
+//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T]
 //	         [certs=expiring|wrong-ip|old-static-ip] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
@@ -161,6 +161,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Status = v
 			}
 			cfg := metadata.Config{MachineType: sp.Spec.Masters.MachineType, Image: sp.Spec.Masters.Image, DiskSizeGb: int64(sp.Spec.Masters.DiskSizeGb),
+				DiskType: sp.Spec.Masters.DiskType,
 				QuorumRead: sp.Spec.Etcd.QuorumReadEnabled(), ClientPort: sp.Spec.Etcd.ClientPort, PeerPort: sp.Spec.Etcd.PeerPort, MultiZone: sp.Spec.MultiZone,
 				KubernetesVersion: sp.Spec.Kubernetes.Version}
 			in.Config = &cfg
@@ -176,6 +177,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Config.QuorumRead = strings.TrimPrefix(v, "quorumRead:") == "true"
 			case strings.HasPrefix(v, "kubernetesVersion:"):
 				in.Config.KubernetesVersion = strings.TrimPrefix(v, "kubernetesVersion:")
+			case strings.HasPrefix(v, "diskType:"):
+				in.Config.DiskType = strings.TrimPrefix(v, "diskType:")
 			case strings.HasPrefix(v, "diskSizeGb:"):
 				in.Config.DiskSizeGb, _ = strconv.ParseInt(strings.TrimPrefix(v, "diskSizeGb:"), 10, 64)
 			case v == "":

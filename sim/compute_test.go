@@ -428,3 +428,24 @@ func TestListMethods(t *testing.T) {
 		t.Errorf("globalOperations.list: %v", err)
 	}
 }
+
+// TestDiskTypes: a disk gets the type asked (pd-standard when none), and
+// a type the zone has not is refused as GCE refuses it.
+func TestDiskTypes(t *testing.T) {
+	_, c := startSim(t, Options{})
+	ctx := ctxT(t)
+	ok(t, c)(c.Disks.Insert(project, zoneB, &compute.Disk{Name: "ssd", SizeGb: 10, Type: "zones/" + zoneB + "/diskTypes/pd-ssd"}).Context(ctx).Do())
+	ok(t, c)(c.Disks.Insert(project, zoneB, &compute.Disk{Name: "std", SizeGb: 10}).Context(ctx).Do())
+	for name, want := range map[string]string{"ssd": "pd-ssd", "std": "pd-standard"} {
+		d, err := c.Disks.Get(project, zoneB, name).Context(ctx).Do()
+		if err != nil || !strings.HasSuffix(d.Type, "/diskTypes/"+want) {
+			t.Errorf("disk %s: %v, type %s, want %s", name, err, d.Type, want)
+		}
+	}
+	for _, bad := range []string{"zones/" + zoneB + "/diskTypes/ssd", "zones/" + zoneC + "/diskTypes/pd-ssd"} {
+		_, err := c.Disks.Insert(project, zoneB, &compute.Disk{Name: "bad", SizeGb: 10, Type: bad}).Context(ctx).Do()
+		if !isCode(err, 404) {
+			t.Errorf("disk type %s: %v, want 404", bad, err)
+		}
+	}
+}

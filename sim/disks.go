@@ -2,12 +2,18 @@ package sim
 
 import (
 	"cmp"
+	"path"
+	"slices"
+	"strings"
 
 	compute "google.golang.org/api/compute/v1"
 )
 
 // Disks: zonal persistent disks; a master's master-pd is a directory that
 // moves with the disk.
+
+// diskTypes are the disk types the emulator knows (a zone's diskTypes).
+var diskTypes = []string{"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme"}
 
 func diskKey(r *request) string { return zoneScope(r) + "/disks/" + r.name }
 
@@ -23,6 +29,9 @@ func (s *Server) insertDisk(r *request) (any, error) {
 		d.Zone = link(zoneScope(r))
 		d.Status = "READY"
 		d.Type = link(relPath(r.project, cmp.Or(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
+		if t := path.Base(d.Type); !slices.Contains(diskTypes, t) || !strings.Contains(d.Type, "/zones/"+r.zone+"/") {
+			return nil, errNotFound(strings.TrimPrefix(d.Type, canonicalBase))
+		}
 		d.LabelFingerprint = fingerprint(d.Labels)
 		d.Users = nil
 		s.w.Disks[key] = d

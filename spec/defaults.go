@@ -8,6 +8,7 @@ const (
 	DefaultMachineType    = "n1-standard-2"
 	DefaultImage          = "projects/cos-cloud/global/images/family/cos-stable"
 	DefaultDiskSizeGb     = 20
+	DefaultDiskType       = "pd-ssd"
 	DefaultClientPort     = 2379
 	DefaultPeerPort       = 2380
 	DefaultUnhealthyAfter = 5 * time.Minute
@@ -29,6 +30,9 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Masters.DiskSizeGb == 0 {
 		s.Masters.DiskSizeGb = DefaultDiskSizeGb
+	}
+	if s.Masters.DiskType == "" {
+		s.Masters.DiskType = DefaultDiskType
 	}
 	if s.Etcd.QuorumRead == nil {
 		t := true

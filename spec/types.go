@@ -63,6 +63,7 @@ type Masters struct {
 	MachineType string   `json:"machineType,omitempty" validate:"omitempty,gcemachinetype" doc:"Machine type of every master. Default: n1-standard-2."`
 	Image       string   `json:"image,omitempty" validate:"omitempty,gceimage" doc:"Boot image of every master. Default: projects/cos-cloud/global/images/family/cos-stable."`
 	DiskSizeGb  int      `json:"diskSizeGb,omitempty" validate:"omitempty,min=10,max=65536" doc:"Size of each master's etcd data disk in GB. Default: 20."`
+	DiskType    string   `json:"diskType,omitempty" validate:"omitempty,oneof=pd-ssd pd-balanced pd-standard" jsonschema:"enum=pd-ssd pd-balanced pd-standard" doc:"kube-up's MASTER_DISK_TYPE: the etcd data disk's type. etcd waits on fsync for every write, and pd-standard's latency is a known cause of leader churn. Default: pd-ssd."`
 }
 
 // Etcd configures the clustered etcd that runs on every master.

@@ -175,6 +175,8 @@ func fieldMessage(field string, fe validator.FieldError) string {
 			return fmt.Sprintf("has too many entries: at most %s", fe.Param())
 		}
 		return fmt.Sprintf("%s is too large: the maximum is %s", val, fe.Param())
+	case "oneof":
+		return fmt.Sprintf("%q is not one of %s", val, strings.Join(strings.Fields(fe.Param()), ", "))
 	}
 	if r, ok := customRules[fe.Tag()]; ok {
 		return fmt.Sprintf("%q %s", val, r.what)
