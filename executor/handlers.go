@@ -87,7 +87,7 @@ func (x *executor) reserveAddress(ctx context.Context, s *planner.Step) error {
 func (x *executor) createDisk(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Disks.Insert(x.project(), s.Zone, &compute.Disk{Name: s.Target, SizeGb: int64(x.o.Spec.Spec.Masters.DiskSizeGb),
-			Type: "zones/" + s.Zone + "/diskTypes/" + x.o.Spec.Spec.Masters.DiskType,
+			Type:   "zones/" + s.Zone + "/diskTypes/" + x.o.Spec.Spec.Masters.DiskType,
 			Labels: map[string]string{spec.LabelCluster: x.cluster()}}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, nil)
 }

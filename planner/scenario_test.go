@@ -161,7 +161,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Status = v
 			}
 			cfg := metadata.Config{MachineType: sp.Spec.Masters.MachineType, Image: sp.Spec.Masters.Image, DiskSizeGb: int64(sp.Spec.Masters.DiskSizeGb),
-				DiskType: sp.Spec.Masters.DiskType,
+				DiskType:   sp.Spec.Masters.DiskType,
 				QuorumRead: sp.Spec.Etcd.QuorumReadEnabled(), ClientPort: sp.Spec.Etcd.ClientPort, PeerPort: sp.Spec.Etcd.PeerPort, MultiZone: sp.Spec.MultiZone,
 				KubernetesVersion: sp.Spec.Kubernetes.Version}
 			in.Config = &cfg
