@@ -97,20 +97,36 @@ func (g *gce) wait(ctx context.Context, what string, o *compute.Operation) error
 	return nil
 }
 
-// create runs an insert; a resource that already exists is checked with
-// ours and taken as done.
-func (g *gce) create(ctx context.Context, what string, call func() (*compute.Operation, error), ours func() error) error {
+// create runs an insert. A resource that already exists (409) was made by
+// an earlier apply, whose insert may still run: ready, when given, waits
+// until it can be used (a disk READY, an address RESERVED), so that the
+// next step does not meet a resource that is not ready.
+func (g *gce) create(ctx context.Context, what string, call func() (*compute.Operation, error), ready func() error) error {
 	err := g.op(ctx, what, call)
+	if errors.Is(err, errExists) && ready != nil {
+		return ready()
+	}
 	if errors.Is(err, errExists) {
-		if ours == nil {
-			return nil
-		}
-		if oerr := ours(); oerr != nil {
-			return fmt.Errorf("%s: a resource of that name exists and is not kubeha's: %w", what, oerr)
-		}
 		return nil
 	}
 	return err
+}
+
+// until polls get until it says the resource is ready, for at most gate.
+func until(ctx context.Context, gate time.Duration, what string, get func() (ready bool, status string, err error)) error {
+	deadline := time.Now().Add(gate)
+	for attempt := 0; ; attempt++ {
+		ok, status, err := get()
+		if err != nil || ok {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: it exists but is still %s after %s", what, status, gate)
+		}
+		if err := sleep(ctx, min(backoff(attempt), 2*time.Second)); err != nil {
+			return err
+		}
+	}
 }
 
 // remove runs a delete; a resource already gone is done.

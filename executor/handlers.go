@@ -73,7 +73,33 @@ func (x *executor) reserveStaticIP(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Addresses.Insert(x.project(), x.region(), &compute.Address{Name: s.Target, AddressType: "EXTERNAL",
 			Description: "kubeha: the static IP of cluster " + x.cluster()}).RequestId(x.requestID(s)).Context(ctx).Do()
-	}, nil)
+	}, func() error { return x.addressReady(ctx, s) })
+}
+
+// addressReady waits for an address an earlier apply reserved.
+func (x *executor) addressReady(ctx context.Context, s *planner.Step) error {
+	return until(ctx, x.o.Gate, what(s), func() (bool, string, error) {
+		a, err := do(ctx, x.gce, "get address "+s.Target, func() (*compute.Address, error) {
+			return x.o.Compute.Addresses.Get(x.project(), x.region(), s.Target).Context(ctx).Do()
+		})
+		if err != nil {
+			return false, "", err
+		}
+		return a.Status == "RESERVED" || a.Status == "IN_USE", a.Status, nil
+	})
+}
+
+// diskReady waits for a disk an earlier apply created.
+func (x *executor) diskReady(ctx context.Context, s *planner.Step) error {
+	return until(ctx, x.o.Gate, what(s), func() (bool, string, error) {
+		d, err := do(ctx, x.gce, "get disk "+s.Target, func() (*compute.Disk, error) {
+			return x.o.Compute.Disks.Get(x.project(), s.Zone, s.Target).Context(ctx).Do()
+		})
+		if err != nil {
+			return false, "", err
+		}
+		return d.Status == "READY", d.Status, nil
+	})
 }
 
 func (x *executor) reserveAddress(ctx context.Context, s *planner.Step) error {
@@ -81,7 +107,7 @@ func (x *executor) reserveAddress(ctx context.Context, s *planner.Step) error {
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Addresses.Insert(x.project(), r, &compute.Address{Name: s.Target, AddressType: "INTERNAL", Subnetwork: "regions/" + r + "/subnetworks/default",
 			Description: "kubeha: internal address of master " + s.Replica}).RequestId(x.requestID(s)).Context(ctx).Do()
-	}, nil)
+	}, func() error { return x.addressReady(ctx, s) })
 }
 
 func (x *executor) createDisk(ctx context.Context, s *planner.Step) error {
@@ -89,7 +115,7 @@ func (x *executor) createDisk(ctx context.Context, s *planner.Step) error {
 		return x.o.Compute.Disks.Insert(x.project(), s.Zone, &compute.Disk{Name: s.Target, SizeGb: int64(x.o.Spec.Spec.Masters.DiskSizeGb),
 			Type:   "zones/" + s.Zone + "/diskTypes/" + x.o.Spec.Spec.Masters.DiskType,
 			Labels: map[string]string{spec.LabelCluster: x.cluster()}}).RequestId(x.requestID(s)).Context(ctx).Do()
-	}, nil)
+	}, func() error { return x.diskReady(ctx, s) })
 }
 
 func (x *executor) startInstance(ctx context.Context, s *planner.Step) error {

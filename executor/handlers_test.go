@@ -2,8 +2,10 @@ package executor
 
 import (
 	"context"
+	"net/http"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +205,51 @@ func TestRenewalKeepsForeignMetadata(t *testing.T) {
 	}
 	if got["kubeha-tls"] == "" || got["kubeha-tls"] == before["kubeha-tls"] {
 		t.Error("the renewal did not write new certificates")
+	}
+}
+
+// TestCreateWaitsForAResourceAnEarlierApplyStarted: an insert that finds
+// its resource made by an earlier apply (409), whose insert still runs,
+// returns once the resource can be used, not while it is being created:
+// a disk still CREATING cannot be attached.
+func TestCreateWaitsForAResourceAnEarlierApplyStarted(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 1)
+	resp, err := http.Post(e.srv.URL()+"/sim/v1/latency", "application/json", strings.NewReader(`{"disks.insert":"2s","addresses.insert":"2s"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	p, obs := e.plan(t)
+	x, err := newExecutor(p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, project := e.src.Compute, e.sp.Spec.GCE.Project
+	for _, s := range p.Steps {
+		var get func() string
+		switch s.Action {
+		case planner.CreateDisk:
+			// The earlier apply's insert, cut off before its operation ended.
+			if _, err := c.Disks.Insert(project, s.Zone, &compute.Disk{Name: s.Target, SizeGb: 20}).Do(); err != nil {
+				t.Fatal(err)
+			}
+			get = func() string { d, _ := c.Disks.Get(project, s.Zone, s.Target).Do(); return d.Status }
+		case planner.ReserveAddress:
+			if _, err := c.Addresses.Insert(project, e.sp.Spec.GCE.Region, &compute.Address{Name: s.Target, AddressType: "INTERNAL"}).Do(); err != nil {
+				t.Fatal(err)
+			}
+			get = func() string { a, _ := c.Addresses.Get(project, e.sp.Spec.GCE.Region, s.Target).Do(); return a.Status }
+		default:
+			continue
+		}
+		if st := get(); st != "CREATING" && st != "RESERVING" {
+			t.Fatalf("%s is %s right after its insert: the test needs it still being made", s.Target, st)
+		}
+		if err := x.do(context.Background(), s); err != nil {
+			t.Fatalf("%s: %v", s.Target, err)
+		}
+		if st := get(); st != "READY" && st != "RESERVED" {
+			t.Errorf("%s returned with %s %s, not ready", s.Action, s.Target, st)
+		}
 	}
 }

@@ -49,10 +49,10 @@ func (s *Server) insertAddress(r *request) (any, error) {
 		}
 		a.Kind, a.Id, a.SelfLink, a.CreationTimestamp = "compute#address", s.w.newID(), link(key), nowStamp()
 		a.Region = link(regionScope(r))
-		a.Status, a.Users = "RESERVED", nil
+		a.Status, a.Users = "RESERVING", nil // RESERVED when its operation is DONE
 		a.LabelFingerprint = fingerprint(a.Labels)
 		s.w.Addresses[key] = a
-		return s.newOpLocked(regionScope(r), "addresses.insert", key, a.Id, nil), nil
+		return s.newOpLocked(regionScope(r), "addresses.insert", key, a.Id, nil, effect{"address.ready", key}), nil
 	})
 }
 

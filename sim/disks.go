@@ -27,7 +27,7 @@ func (s *Server) insertDisk(r *request) (any, error) {
 		}
 		d.Kind, d.Id, d.SelfLink, d.CreationTimestamp = "compute#disk", s.w.newID(), link(key), nowStamp()
 		d.Zone = link(zoneScope(r))
-		d.Status = "READY"
+		d.Status = "CREATING" // READY when its operation is DONE
 		d.Type = link(relPath(r.project, cmp.Or(d.Type, "zones/"+r.zone+"/diskTypes/pd-standard")))
 		if t := path.Base(d.Type); !slices.Contains(diskTypes, t) || !strings.Contains(d.Type, "/zones/"+r.zone+"/") {
 			return nil, errNotFound(strings.TrimPrefix(d.Type, canonicalBase))
@@ -35,7 +35,7 @@ func (s *Server) insertDisk(r *request) (any, error) {
 		d.LabelFingerprint = fingerprint(d.Labels)
 		d.Users = nil
 		s.w.Disks[key] = d
-		return s.newOpLocked(zoneScope(r), "disks.insert", key, d.Id, nil), nil
+		return s.newOpLocked(zoneScope(r), "disks.insert", key, d.Id, nil, effect{"disk.ready", key}), nil
 	})
 }
 

@@ -66,6 +66,11 @@ func opInUse(path, user string) *opError {
 		fmt.Sprintf("The %s resource '%s' is already being used by '%s'", kindOfPath(path), path, user), http.StatusBadRequest}
 }
 
+// opNotReady: a resource still being created cannot be used yet.
+func opNotReady(path string) *opError {
+	return &opError{"RESOURCE_NOT_READY", fmt.Sprintf("The resource '%s' is not ready", path), http.StatusBadRequest}
+}
+
 func opInvalid(format string, args ...any) *opError {
 	return &opError{"INVALID_USAGE", fmt.Sprintf(format, args...), http.StatusBadRequest}
 }

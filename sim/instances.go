@@ -150,6 +150,9 @@ func (s *Server) checkInstanceRefsLocked(r *request, key, region string, in *com
 		if len(disk.Users) > 0 && (d.Mode == "" || d.Mode == "READ_WRITE") {
 			return opInUse(dk, disk.Users[0])
 		}
+		if disk.Status != "READY" {
+			return opNotReady(dk)
+		}
 	}
 	for _, ni := range in.NetworkInterfaces {
 		if ni.Network != "" && relPath(r.project, ni.Network) != "projects/"+r.project+"/global/networks/default" {

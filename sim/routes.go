@@ -175,6 +175,14 @@ func (s *Server) applyLocked(e effect) []func() {
 				os.RemoveAll(d)
 			}
 		}}
+	case "disk.ready":
+		if d := s.w.Disks[e.Key]; d != nil && d.Status == "CREATING" {
+			d.Status = "READY"
+		}
+	case "address.ready":
+		if a := s.w.Addresses[e.Key]; a != nil && a.Status == "RESERVING" {
+			a.Status = "RESERVED"
+		}
 	case "disk.delete":
 		delete(s.w.Disks, e.Key)
 		dir := s.diskDir(e.Key)
