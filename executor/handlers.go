@@ -20,6 +20,7 @@ type handler func(x *executor, ctx context.Context, s *planner.Step) error
 var handlers = map[planner.Action]handler{
 	planner.CreateFirewall:       (*executor).createFirewall,
 	planner.UpdateFirewall:       (*executor).updateFirewall,
+	planner.DeleteFirewall:       (*executor).deleteFirewall,
 	planner.ReserveStaticIP:      (*executor).reserveStaticIP,
 	planner.ReserveAddress:       (*executor).reserveAddress,
 	planner.CreateDisk:           (*executor).createDisk,
@@ -66,6 +67,12 @@ func (x *executor) updateFirewall(ctx context.Context, s *planner.Step) error {
 	fw.ForceSendFields = []string{"SourceTags", "SourceRanges"}
 	return x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Firewalls.Patch(x.project(), fw.Name, fw).Context(ctx).Do()
+	})
+}
+
+func (x *executor) deleteFirewall(ctx context.Context, s *planner.Step) error {
+	return x.gce.remove(ctx, what(s), func() (*compute.Operation, error) {
+		return x.o.Compute.Firewalls.Delete(x.project(), s.Target).Context(ctx).Do()
 	})
 }
 

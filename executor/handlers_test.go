@@ -127,6 +127,10 @@ func TestEveryStepKindTwice(t *testing.T) {
 	// Every certificate due: observed as if a year from now.
 	apply("certificates due", planner.Options{}, func(o *state.Cluster) { o.ObservedAt = time.Now().Add(400 * 24 * time.Hour) })
 	apply("replacement of the leader "+leader.Name, planner.Options{Replace: []string{leader.Name}}, nil)
+	e.sp.Spec.Access.SourceRanges = []string{"10.128.0.5/32"}
+	apply("access from a management VM", planner.Options{}, nil)
+	e.sp.Spec.Access.SourceRanges = nil
+	apply("no access named", planner.Options{}, nil)
 	e.sp.Spec.Masters.Replicas = 1
 	apply("scale down to 1", planner.Options{}, nil)
 

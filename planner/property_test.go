@@ -57,6 +57,8 @@ func (m *model) apply(p *Plan, s *Step) {
 	}
 	c := m.c
 	switch s.Action {
+	case DeleteFirewall:
+		c.Firewalls = slices.DeleteFunc(c.Firewalls, func(f *state.Firewall) bool { return f.Name == s.Target })
 	case CreateFirewall, UpdateFirewall:
 		c.Firewalls = slices.DeleteFunc(c.Firewalls, func(f *state.Firewall) bool { return f.Name == s.Target })
 		c.Firewalls = append(c.Firewalls, &state.Firewall{Name: s.Target, Ports: s.Firewall.Ports, SourceTags: s.Firewall.SourceTags, TargetTags: s.Firewall.TargetTags, Sources: s.Firewall.Sources})

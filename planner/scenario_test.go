@@ -33,31 +33,32 @@ const (
 // describe what exists, then "----" and the expected plan (or "error: ...").
 // An unknown line, key, flag or value fails the test:
 //
-//	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R]
+//	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...]
 //	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T]
 //	         [certs=expiring|wrong-ip|old-static-ip] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
-//	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R
+//	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 var scenarioSyntax = map[string]struct {
 	args        int
 	keys, flags []string
 	values      map[string][]string // the values a key may take ("" any)
 }{
-	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region"},
+	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
 	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
-	"member":       {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
-	"disk":         {args: 2},
-	"address":      {args: 1},
-	"static-ip":    {flags: []string{"missing"}},
-	"firewalls":    {args: 1},
-	"healthcheck":  {keys: []string{"probes"}, values: map[string][]string{"probes": {"8080"}}},
-	"pool":         {keys: []string{"dangling"}},
-	"rule":         {keys: []string{"ip"}},
-	"etcd":         {args: 1},
-	"other-region": {args: 1},
+	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
+	"disk":                 {args: 2},
+	"address":              {args: 1},
+	"static-ip":            {flags: []string{"missing"}},
+	"firewalls":            {args: 1},
+	"healthcheck":          {keys: []string{"probes"}, values: map[string][]string{"probes": {"8080"}}},
+	"pool":                 {keys: []string{"dangling"}},
+	"rule":                 {keys: []string{"ip"}},
+	"etcd":                 {args: 1},
+	"other-region":         {args: 1},
+	"etcd-client-firewall": {},
 }
 
 // checkSyntax fails a scenario line that scenarioSyntax does not allow.
@@ -101,6 +102,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		ObservedAt: scenarioNow}
 	staticIP := true
 	firewalls := "ok"
+	clientFW := false
 	nextIP := 2
 	nextID := uint64(0x100)
 	zone := func(z string) string {
@@ -147,6 +149,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			}
 			if v, ok := kv["region"]; ok {
 				sp.Spec.GCE.Region = v
+			}
+			if v, ok := kv["access"]; ok {
+				sp.Spec.Access.SourceRanges = strings.Split(v, ",")
 			}
 			spec.SetDefaults(sp)
 		case "instance":
@@ -284,6 +289,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				fail("etcd unreachable")
 			}
 			obs.Etcd = state.Etcd{Reachable: false, Error: "connect to etcd: context deadline exceeded"}
+		case "etcd-client-firewall":
+			clientFW = true
 		case "other-region":
 			obs.OtherRegions = append(obs.OtherRegions, f[1])
 		default:
@@ -316,6 +323,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	case "https-missing":
 		obs.Firewalls = []*state.Firewall{etcdFW, healthFW}
 	case "missing":
+	}
+	if clientFW {
+		obs.Firewalls = append(obs.Firewalls, &state.Firewall{Name: "prod-master-etcd-client", Ports: []string{"2379"}, Sources: []string{"10.128.0.5/32"}, TargetTags: []string{"prod-master"}})
 	}
 	return sp, obs, opts, want
 }

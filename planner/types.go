@@ -39,6 +39,7 @@ type Action string
 const (
 	CreateFirewall  Action = "create-firewall"
 	UpdateFirewall  Action = "update-firewall"
+	DeleteFirewall  Action = "delete-firewall"
 	ReserveStaticIP Action = "reserve-static-ip"
 	// ReserveAddress reserves a replica's internal address: before the etcd
 	// member is added, so that its peer URL can name the address.
@@ -105,6 +106,7 @@ type actionInfo struct {
 var actions = map[Action]actionInfo{
 	CreateFirewall:       {change: Create},
 	UpdateFirewall:       {change: Update},
+	DeleteFirewall:       {change: Delete},
 	ReserveStaticIP:      {change: Create},
 	ReserveAddress:       {change: Create},
 	CreateDisk:           {change: Create},
@@ -228,6 +230,8 @@ type InstanceSpec struct {
 
 // FirewallSpec is a firewall rule kubeha manages.
 type FirewallSpec struct {
+	// purpose says what the rule is for, in step reasons.
+	purpose    string
 	Name       string   `json:"name"`
 	Ports      []string `json:"ports"`
 	SourceTags []string `json:"sourceTags,omitempty"`

@@ -39,6 +39,10 @@ func HTTPSFirewallName(cluster string) string { return cluster + "-master-https"
 // the masters' health endpoint.
 func HealthFirewallName(cluster string) string { return cluster + "-master-health" }
 
+// EtcdClientFirewallName admits the machines kubeha runs on (spec.access)
+// to etcd's client port.
+func EtcdClientFirewallName(cluster string) string { return cluster + "-master-etcd-client" }
+
 // EtcdFirewallName opens the etcd peer port between masters only.
 func EtcdFirewallName(cluster string) string { return cluster + "-master-etcd" }
 
@@ -65,6 +69,6 @@ func AllResourceNames(cluster string) []string {
 		DiskName(first), DiskName(replica),
 		InternalAddressName(first), InternalAddressName(replica),
 		StaticIPName(cluster), HealthCheckName(cluster),
-		HTTPSFirewallName(cluster), EtcdFirewallName(cluster), HealthFirewallName(cluster),
+		HTTPSFirewallName(cluster), EtcdFirewallName(cluster), HealthFirewallName(cluster), EtcdClientFirewallName(cluster),
 	}
 }

@@ -38,6 +38,14 @@ type ClusterSpec struct {
 	Remediation Remediation `json:"remediation,omitempty"`
 	PKI         PKI         `json:"pki,omitempty"`
 	Kubernetes  Kubernetes  `json:"kubernetes,omitempty"`
+	Access      Access      `json:"access,omitempty"`
+}
+
+// Access says where kubeha itself runs: it talks to etcd on the masters'
+// internal IPs, so the machines it runs on need etcd's client port.
+type Access struct {
+	SourceRanges []string `json:"sourceRanges,omitempty" validate:"omitempty,max=64,dive,cidr" doc:"CIDR ranges of the machines kubeha runs on (a management VM in the VPC, a VPN or IAP tunnel's range): a firewall admits them to etcd's client port. Never 0.0.0.0/0."`
+	SourceTags   []string `json:"sourceTags,omitempty" validate:"omitempty,max=30,dive,rfc1035" doc:"Network tags of the VMs kubeha runs on, admitted to etcd's client port like sourceRanges."`
 }
 
 // Kubernetes is the control plane every master runs.

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"sort"
@@ -123,6 +124,7 @@ func Validate(c *Cluster) (warnings, problems []Problem) {
 	problems = append(problems, etcdProblems(&c.Spec)...)
 	problems = append(problems, remediationProblems(&c.Spec.Remediation)...)
 	problems = append(problems, kubernetesProblems(&c.Spec.Kubernetes)...)
+	problems = append(problems, accessProblems(&c.Spec.Access)...)
 	sortProblems(problems)
 	if len(problems) == 0 {
 		warnings = spreadWarnings(&c.Spec)
@@ -175,6 +177,8 @@ func fieldMessage(field string, fe validator.FieldError) string {
 			return fmt.Sprintf("has too many entries: at most %s", fe.Param())
 		}
 		return fmt.Sprintf("%s is too large: the maximum is %s", val, fe.Param())
+	case "cidr":
+		return fmt.Sprintf("%q is not a CIDR range: write it like 10.128.0.5/32", val)
 	case "oneof":
 		return fmt.Sprintf("%q is not one of %s", val, strings.Join(strings.Fields(fe.Param()), ", "))
 	}
@@ -414,4 +418,17 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// accessProblems refuses a range that opens etcd's client port to the
+// internet.
+func accessProblems(a *Access) []Problem {
+	var out []Problem
+	for i, r := range a.SourceRanges {
+		if p, err := netip.ParsePrefix(r); err == nil && p.Bits() == 0 {
+			out = append(out, Problem{Field: fmt.Sprintf("spec.access.sourceRanges[%d]", i),
+				Message: fmt.Sprintf("%s would open etcd's client port to every address: name the ranges of the machines kubeha runs on", r)})
+		}
+	}
+	return out
 }
