@@ -104,21 +104,17 @@ func (c *cluster) adminAPI(t *testing.T) *apiClient {
 
 // call makes a request to the API of the master at ip.
 func (a *apiClient) call(ip, method, path, body string) (int, string) {
-	req, _ := http.NewRequest(method, "https://"+ip+":"+a.port+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return a.request(method, "https://"+ip+":"+a.port+path, body)
 }
 
 // viaLB makes a request to the kubeconfig's server, the static IP: to the
 // one master that holds it, or through the load balancer.
 func (a *apiClient) viaLB(method, path, body string) (int, string) {
-	req, _ := http.NewRequest(method, a.server+path, strings.NewReader(body))
+	return a.request(method, a.server+path, body)
+}
+
+func (a *apiClient) request(method, url, body string) (int, string) {
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
