@@ -45,7 +45,11 @@ func (b *builder) startStopped() bool {
 	return false
 }
 
-// adopt labels masters created by kube-up, so that kubeha knows them as its own.
+// adopt labels the masters of this cluster that lack kubeha's labels: named
+// as kubeha names them, reachable through etcd's client port with kubeha's
+// CA (made by hand, or labels removed out of band). A cluster built by
+// kube-up is not such a cluster: its etcd listens on 127.0.0.1 with its own
+// CA and names members etcd-<host>, so kubeha cannot observe it.
 func (b *builder) adopt() {
 	for _, r := range b.replicas {
 		if r.obs.Instance.Labels[spec.LabelCluster] == "" {
