@@ -59,10 +59,8 @@ type backend struct {
 
 // probe is the health of one instance of one target pool.
 type probe struct {
-	target, path            string
-	interval, timeout       time.Duration
-	healthyAfter, unhealthy int
-	cancel                  context.CancelFunc
+	check  // what it asks, as the world says
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	healthy bool
@@ -90,22 +88,27 @@ func (s *Server) startBalancer() {
 	}()
 }
 
-// wantedProbe is a health check of one pool instance, as the world says.
-type wantedProbe struct {
-	key, target, path       string
+// check is a health check of one pool instance, as the world says.
+type check struct {
+	target, path            string
 	interval, timeout       time.Duration
 	healthyAfter, unhealthy int
 }
 
-// routes reads the world: each served address with its candidate backends
-// (pool instances by probe key, or the NAT target), and the probes wanted.
-func (b *balancer) routes() (map[string][]string, map[string][]string, map[string]wantedProbe) {
+// route is a backend a front may send to, with the key of the probe that
+// decides (none: always).
+type route struct {
+	addr, probe string
+}
+
+// routes reads the world: each served address with its backends, and the
+// probes wanted, by pool and instance key.
+func (b *balancer) routes() (map[string][]route, map[string]check) {
 	s := b.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	nat := map[string][]string{}    // front -> backend
-	pooled := map[string][]string{} // front -> probe keys ("" health: key is "=ip:port")
-	probes := map[string]wantedProbe{}
+	routes := map[string][]route{} // front -> backends
+	probes := map[string]check{}
 	running := func(ref string) (string, bool) {
 		in := s.w.Instances[relPath("", ref)]
 		if in == nil || in.Status != "RUNNING" || len(in.NetworkInterfaces) == 0 {
@@ -120,7 +123,7 @@ func (b *balancer) routes() (map[string][]string, map[string][]string, map[strin
 		for _, ac := range in.NetworkInterfaces[0].AccessConfigs {
 			if listenable(ac.NatIP) {
 				port := strconv.Itoa(s.port(443))
-				nat[net.JoinHostPort(ac.NatIP, port)] = []string{net.JoinHostPort(in.NetworkInterfaces[0].NetworkIP, port)}
+				routes[net.JoinHostPort(ac.NatIP, port)] = []route{{addr: net.JoinHostPort(in.NetworkInterfaces[0].NetworkIP, port)}}
 			}
 		}
 	}
@@ -149,17 +152,17 @@ func (b *balancer) routes() (map[string][]string, map[string][]string, map[strin
 			}
 			backend := net.JoinHostPort(ip, port)
 			if hc == nil {
-				pooled[front] = append(pooled[front], "="+backend)
+				routes[front] = append(routes[front], route{addr: backend})
 				continue
 			}
 			pk := relPath("", pool.SelfLink) + " " + relPath("", ref)
-			pooled[front] = append(pooled[front], pk+"="+backend)
-			probes[pk] = wantedProbe{key: pk, target: net.JoinHostPort(ip, strconv.FormatInt(hc.Port, 10)), path: hc.RequestPath,
+			routes[front] = append(routes[front], route{addr: backend, probe: pk})
+			probes[pk] = check{target: net.JoinHostPort(ip, strconv.FormatInt(hc.Port, 10)), path: hc.RequestPath,
 				interval: secs(hc.CheckIntervalSec, 5), timeout: secs(hc.TimeoutSec, 5),
 				healthyAfter: int(max(hc.HealthyThreshold, 1)), unhealthy: int(max(hc.UnhealthyThreshold, 1))}
 		}
 	}
-	return nat, pooled, probes
+	return routes, probes
 }
 
 func secs(n, def int64) time.Duration {
@@ -176,13 +179,11 @@ func listenable(ip string) bool {
 }
 
 func (b *balancer) reconcile() {
-	nat, pooled, wanted := b.routes()
+	routes, wanted := b.routes()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for k, p := range b.probes {
-		w, ok := wanted[k]
-		if !ok || w.target != p.target || w.path != p.path || w.interval != p.interval || w.timeout != p.timeout ||
-			w.healthyAfter != p.healthyAfter || w.unhealthy != p.unhealthy {
+		if w, ok := wanted[k]; !ok || w != p.check {
 			p.cancel()
 			delete(b.probes, k)
 		}
@@ -193,13 +194,9 @@ func (b *balancer) reconcile() {
 		}
 	}
 	backends := map[string][]backend{}
-	for addr, be := range nat {
-		backends[addr] = []backend{{addr: be[0]}}
-	}
-	for addr, entries := range pooled {
-		for _, e := range entries {
-			pk, be, _ := strings.Cut(e, "=")
-			backends[addr] = append(backends[addr], backend{addr: be, probe: b.probes[pk]})
+	for addr, rs := range routes {
+		for _, r := range rs {
+			backends[addr] = append(backends[addr], backend{addr: r.addr, probe: b.probes[r.probe]})
 		}
 		sort.Slice(backends[addr], func(i, j int) bool { return backends[addr][i].addr < backends[addr][j].addr })
 	}
@@ -296,16 +293,16 @@ func (b *balancer) accept(f *front) {
 // healthy after healthyAfter answers of 200 in a row, unhealthy after
 // unhealthy failures (no answer within the timeout, or another status) in
 // a row. An instance starts unhealthy.
-func (b *balancer) startProbe(w wantedProbe) *probe {
+func (b *balancer) startProbe(w check) *probe {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &probe{target: w.target, path: w.path, interval: w.interval, timeout: w.timeout, healthyAfter: w.healthyAfter, unhealthy: w.unhealthy, cancel: cancel}
+	p := &probe{check: w, cancel: cancel}
 	client := &http.Client{Timeout: w.timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	go func() {
 		ok, failed := 0, 0
 		t := time.NewTicker(w.interval)
 		defer t.Stop()
 		for {
-			if check(ctx, client, "http://"+w.target+w.path) {
+			if probeOnce(ctx, client, "http://"+w.target+w.path) {
 				ok, failed = ok+1, 0
 			} else {
 				ok, failed = 0, failed+1
@@ -328,7 +325,7 @@ func (b *balancer) startProbe(w wantedProbe) *probe {
 	return p
 }
 
-func check(ctx context.Context, client *http.Client, url string) bool {
+func probeOnce(ctx context.Context, client *http.Client, url string) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false

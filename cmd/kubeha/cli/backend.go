@@ -53,22 +53,9 @@ type backend struct {
 // its digests (the emulator serves its own build); none when the backend
 // is not kubeha's emulator.
 func (b *backend) downloads(ctx context.Context) spec.Downloads {
-	var d spec.Downloads
-	if b.emulator == "" {
-		return d
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/release", nil)
-	if err != nil {
-		return d
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return d
-	}
-	defer resp.Body.Close()
 	var r sim.Release
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&r) != nil {
-		return d
+	if !b.emulatorGet(ctx, "/sim/v1/release", &r) {
+		return spec.Downloads{}
 	}
 	return spec.Downloads{ReleaseURL: r.ReleaseURL, KubeletSHA512: r.KubeletSHA512}
 }
@@ -77,20 +64,8 @@ func (b *backend) downloads(ctx context.Context) spec.Downloads {
 // or where kubeha's emulator serves it when it may not bind 443 (an
 // ordinary user).
 func (b *backend) apiPort(ctx context.Context) int {
-	if b.emulator == "" {
-		return 443
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/ports", nil)
-	if err != nil {
-		return 443
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 443
-	}
-	defer resp.Body.Close()
 	var ports sim.Ports
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ports) != nil || ports["443"] == 0 {
+	if !b.emulatorGet(ctx, "/sim/v1/ports", &ports) || ports["443"] == 0 {
 		return 443
 	}
 	return ports["443"]
@@ -100,20 +75,8 @@ func (b *backend) apiPort(ctx context.Context) int {
 // "Kubernetes v1.37.2"), or "" when the backend is not kubeha's emulator
 // or it has no master.
 func (b *backend) emulatedControlPlane(ctx context.Context) string {
-	if b.emulator == "" {
-		return ""
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+"/sim/v1/members", nil)
-	if err != nil {
-		return ""
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
 	var members []sim.MemberStatus
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&members) != nil {
+	if !b.emulatorGet(ctx, "/sim/v1/members", &members) {
 		return ""
 	}
 	for _, m := range members {
@@ -122,6 +85,24 @@ func (b *backend) emulatedControlPlane(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// emulatorGet reads a document of kubeha's emulator admin API into v;
+// false when the backend is not kubeha's emulator or it did not answer.
+func (b *backend) emulatorGet(ctx context.Context, path string, v any) bool {
+	if b.emulator == "" {
+		return false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.emulator+path, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(v) == nil
 }
 
 func (b *backend) Close() error {
