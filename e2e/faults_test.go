@@ -121,6 +121,11 @@ func downNames(text string) []string {
 	var names []string
 	for _, m := range regexp.MustCompile(`down: ([^;\n]*)`).FindAllStringSubmatch(text, -1) {
 		for _, part := range strings.Split(m[1], "), ") {
+			if strings.Contains(part, "(no leader") {
+				// A live member while the others elect a leader (the
+				// crashed one led): true of that moment, and not down.
+				continue
+			}
 			if f := strings.Fields(part); len(f) > 0 {
 				names = append(names, f[0])
 			}
