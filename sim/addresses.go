@@ -56,29 +56,6 @@ func (s *Server) insertAddress(r *request) (any, error) {
 	})
 }
 
-func (s *Server) getAddress(r *request) (any, error) { return getRes(s, s.w.Addresses, addrKey(r)) }
-
-func (s *Server) listAddresses(r *request) (any, error) {
-	return listRes(s, r, s.w.Addresses, regionScope(r)+"/addresses/", func(items []*compute.Address, next string) any {
-		return &compute.AddressList{Kind: "compute#addressList", Items: items, NextPageToken: next, SelfLink: link(regionScope(r) + "/addresses")}
-	})
-}
-
-func (s *Server) aggregatedAddresses(r *request) (any, error) {
-	return aggRes(s, r, s.w.Addresses, false, func(g map[string][]*compute.Address, next string) any {
-		items := map[string]compute.AddressesScopedList{}
-		for scope, l := range g {
-			sl := compute.AddressesScopedList{Addresses: l}
-			if len(l) == 0 {
-				code, msg := noResults(scope)
-				sl.Warning = &compute.AddressesScopedListWarning{Code: code, Message: msg}
-			}
-			items[scope] = sl
-		}
-		return &compute.AddressAggregatedList{Kind: "compute#addressAggregatedList", Items: items, NextPageToken: next}
-	})
-}
-
 func (s *Server) deleteAddress(r *request) (any, error) {
 	key := addrKey(r)
 	return remove(s, s.w.Addresses, key, func(a *compute.Address) (any, error) {

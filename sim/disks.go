@@ -39,29 +39,6 @@ func (s *Server) insertDisk(r *request) (any, error) {
 	})
 }
 
-func (s *Server) getDisk(r *request) (any, error) { return getRes(s, s.w.Disks, diskKey(r)) }
-
-func (s *Server) listDisks(r *request) (any, error) {
-	return listRes(s, r, s.w.Disks, zoneScope(r)+"/disks/", func(items []*compute.Disk, next string) any {
-		return &compute.DiskList{Kind: "compute#diskList", Items: items, NextPageToken: next, SelfLink: link(zoneScope(r) + "/disks")}
-	})
-}
-
-func (s *Server) aggregatedDisks(r *request) (any, error) {
-	return aggRes(s, r, s.w.Disks, true, func(g map[string][]*compute.Disk, next string) any {
-		items := map[string]compute.DisksScopedList{}
-		for scope, l := range g {
-			sl := compute.DisksScopedList{Disks: l}
-			if len(l) == 0 {
-				code, msg := noResults(scope)
-				sl.Warning = &compute.DisksScopedListWarning{Code: code, Message: msg}
-			}
-			items[scope] = sl
-		}
-		return &compute.DiskAggregatedList{Kind: "compute#diskAggregatedList", Items: items, NextPageToken: next}
-	})
-}
-
 func (s *Server) deleteDisk(r *request) (any, error) {
 	key := diskKey(r)
 	return remove(s, s.w.Disks, key, func(d *compute.Disk) (any, error) {

@@ -34,14 +34,6 @@ func (s *Server) normalizeFirewall(r *request, f *compute.Firewall) *opError {
 	return nil
 }
 
-func (s *Server) getFirewall(r *request) (any, error) { return getRes(s, s.w.Firewalls, fwKey(r)) }
-
-func (s *Server) listFirewalls(r *request) (any, error) {
-	return listRes(s, r, s.w.Firewalls, globalScope(r)+"/firewalls/", func(items []*compute.Firewall, next string) any {
-		return &compute.FirewallList{Kind: "compute#firewallList", Items: items, NextPageToken: next, SelfLink: link(globalScope(r) + "/firewalls")}
-	})
-}
-
 // patchFirewall applies a JSON merge patch, as firewalls.patch does.
 func (s *Server) patchFirewall(r *request) (any, error) {
 	key := fwKey(r)

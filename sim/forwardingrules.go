@@ -56,31 +56,6 @@ func (s *Server) insertForwardingRule(r *request) (any, error) {
 	})
 }
 
-func (s *Server) getForwardingRule(r *request) (any, error) {
-	return getRes(s, s.w.ForwardingRules, ruleKey(r))
-}
-
-func (s *Server) listForwardingRules(r *request) (any, error) {
-	return listRes(s, r, s.w.ForwardingRules, regionScope(r)+"/forwardingRules/", func(items []*compute.ForwardingRule, next string) any {
-		return &compute.ForwardingRuleList{Kind: "compute#forwardingRuleList", Items: items, NextPageToken: next}
-	})
-}
-
-func (s *Server) aggregatedForwardingRules(r *request) (any, error) {
-	return aggRes(s, r, s.w.ForwardingRules, false, func(g map[string][]*compute.ForwardingRule, next string) any {
-		items := map[string]compute.ForwardingRulesScopedList{}
-		for scope, l := range g {
-			sl := compute.ForwardingRulesScopedList{ForwardingRules: l}
-			if len(l) == 0 {
-				code, msg := noResults(scope)
-				sl.Warning = &compute.ForwardingRulesScopedListWarning{Code: code, Message: msg}
-			}
-			items[scope] = sl
-		}
-		return &compute.ForwardingRuleAggregatedList{Kind: "compute#forwardingRuleAggregatedList", Items: items, NextPageToken: next}
-	})
-}
-
 func (s *Server) deleteForwardingRule(r *request) (any, error) {
 	key := ruleKey(r)
 	return remove(s, s.w.ForwardingRules, key, func(f *compute.ForwardingRule) (any, error) {

@@ -54,16 +54,6 @@ func (s *Server) updateHealthCheck(r *request) (any, error) {
 	})
 }
 
-func (s *Server) getHealthCheck(r *request) (any, error) {
-	return getRes(s, s.w.HealthChecks, hcKey(r))
-}
-
-func (s *Server) listHealthChecks(r *request) (any, error) {
-	return listRes(s, r, s.w.HealthChecks, globalScope(r)+"/httpHealthChecks/", func(items []*compute.HttpHealthCheck, next string) any {
-		return &compute.HttpHealthCheckList{Kind: "compute#httpHealthCheckList", Items: items, NextPageToken: next}
-	})
-}
-
 func (s *Server) deleteHealthCheck(r *request) (any, error) {
 	key := hcKey(r)
 	return remove(s, s.w.HealthChecks, key, func(hc *compute.HttpHealthCheck) (any, error) {

@@ -230,31 +230,6 @@ func (s *Server) instanceLocked(key string) (*compute.Instance, error) {
 	return in, nil
 }
 
-func (s *Server) getInstance(r *request) (any, error) { return getRes(s, s.w.Instances, instKey(r)) }
-
-func (s *Server) listInstances(r *request) (any, error) {
-	prefix := zoneScope(r) + "/instances/"
-	return listRes(s, r, s.w.Instances, prefix, func(items []*compute.Instance, next string) any {
-		return &compute.InstanceList{Kind: "compute#instanceList", Items: items, NextPageToken: next, SelfLink: link(zoneScope(r) + "/instances")}
-	})
-}
-
-func (s *Server) aggregatedInstances(r *request) (any, error) {
-	return aggRes(s, r, s.w.Instances, true, func(g map[string][]*compute.Instance, next string) any {
-		items := map[string]compute.InstancesScopedList{}
-		for scope, l := range g {
-			sl := compute.InstancesScopedList{Instances: l}
-			if len(l) == 0 {
-				code, msg := noResults(scope)
-				sl.Warning = &compute.InstancesScopedListWarning{Code: code, Message: msg}
-			}
-			items[scope] = sl
-		}
-		return &compute.InstanceAggregatedList{Kind: "compute#instanceAggregatedList", Items: items, NextPageToken: next,
-			SelfLink: link("projects/" + r.project + "/aggregated/instances")}
-	})
-}
-
 func (s *Server) deleteInstance(r *request) (any, error) {
 	key := instKey(r)
 	s.mu.Lock()

@@ -47,26 +47,40 @@ func getRes[T any](s *Server, m map[string]*T, key string) (any, error) {
 	return frozen(v)
 }
 
-// listRes answers a list call over the resources under prefix.
-func listRes[T any](s *Server, r *request, m map[string]*T, prefix string, wrap func([]*T, string) any) (any, error) {
+// page is one page of a list or aggregated list, as the API marshals it.
+type page struct {
+	Kind          string `json:"kind"`
+	Items         any    `json:"items,omitempty"`
+	NextPageToken string `json:"nextPageToken,omitempty"`
+	SelfLink      string `json:"selfLink,omitempty"`
+}
+
+// listRes answers a list call over the collection (its path segment, e.g.
+// "addresses") of one scope; kind is the resource's kind without its
+// prefix ("address").
+func listRes[T any](s *Server, r *request, m map[string]*T, scope, collection, kind string) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var items []*T
-	for _, k := range sortedKeys(m, prefix) {
+	for _, k := range sortedKeys(m, scope+"/"+collection+"/") {
 		items = append(items, m[k])
 	}
-	page, next, err := paginate(r, items, func(t *T) any { return t })
+	items, next, err := paginate(r, items, func(t *T) any { return t })
 	if err != nil {
 		return nil, err
 	}
-	return frozen(wrap(page, next))
+	p := page{Kind: "compute#" + kind + "List", NextPageToken: next, SelfLink: link(scope + "/" + collection)}
+	if len(items) > 0 {
+		p.Items = items
+	}
+	return frozen(p)
 }
 
-// aggRes answers an aggregatedList call: the project's resources grouped by
-// scope ("zones/Z", "regions/R"), filtered and paginated across scopes. As in
-// GCE, every scope of the kind appears; wrap gives the empty ones a
-// NO_RESULTS_ON_PAGE warning.
-func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, wrap func(map[string][]*T, string) any) (any, error) {
+// aggRes answers an aggregatedList call of a collection: the project's
+// resources grouped by scope ("zones/Z", "regions/R"), filtered and
+// paginated across scopes. As in GCE, every scope of the kind appears, the
+// empty ones with a NO_RESULTS_ON_PAGE warning.
+func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, collection, kind string) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := sortedKeys(m, "projects/"+r.project+"/")
@@ -78,7 +92,7 @@ func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, wrap func
 	for i, k := range keys {
 		items[i] = kv{k, m[k]}
 	}
-	page, next, err := paginate(r, items, func(e kv) any { return e.v })
+	items, next, err := paginate(r, items, func(e kv) any { return e.v })
 	if err != nil {
 		return nil, err
 	}
@@ -92,15 +106,20 @@ func aggRes[T any](s *Server, r *request, m map[string]*T, zonal bool, wrap func
 			grouped["zones/"+z] = nil
 		}
 	}
-	for _, e := range page {
+	for _, e := range items {
 		grouped[scopeOf(e.key)] = append(grouped[scopeOf(e.key)], e.v)
 	}
-	return frozen(wrap(grouped, next))
-}
-
-// noResults is the warning code and message of an empty aggregated scope.
-func noResults(scope string) (code, message string) {
-	return "NO_RESULTS_ON_PAGE", "There are no results for scope '" + scope + "' on this page."
+	scoped := map[string]map[string]any{}
+	for scope, l := range grouped {
+		if len(l) == 0 {
+			scoped[scope] = map[string]any{"warning": map[string]string{
+				"code": "NO_RESULTS_ON_PAGE", "message": "There are no results for scope '" + scope + "' on this page."}}
+			continue
+		}
+		scoped[scope] = map[string]any{collection: l}
+	}
+	return frozen(page{Kind: "compute#" + kind + "AggregatedList", Items: scoped, NextPageToken: next,
+		SelfLink: link("projects/" + r.project + "/aggregated/" + collection)})
 }
 
 // update is the shape of every method that changes one resource (setLabels,
@@ -153,4 +172,41 @@ func remove[T any](s *Server, resources map[string]*T, key string, check func(re
 		return nil, errNotFound(key)
 	}
 	return check(res)
+}
+
+// apiRoute is one method of the API: its pattern, its name in the API
+// ("addresses.list") and its handler.
+type apiRoute struct {
+	pattern, method string
+	h               handlerFunc
+}
+
+// reads are the methods of a collection that do nothing but read the
+// world's map of it: list, get and, for zonal and regional collections,
+// aggregatedList. scope is "zones", "regions" or "global"; collection its
+// path segment ("addresses"); kind the resource's kind without its prefix
+// ("address"). resources is called at each request.
+func reads[T any](s *Server, scope, collection, kind string, resources func() map[string]*T) []apiRoute {
+	const p = "/compute/v1/projects/{project}"
+	path, scopeOf := p+"/global/"+collection, globalScope
+	switch scope {
+	case "zones":
+		path, scopeOf = p+"/zones/{zone}/"+collection, zoneScope
+	case "regions":
+		path, scopeOf = p+"/regions/{region}/"+collection, regionScope
+	}
+	rs := []apiRoute{
+		{"GET " + path, collection + ".list", func(r *request) (any, error) {
+			return listRes(s, r, resources(), scopeOf(r), collection, kind)
+		}},
+		{"GET " + path + "/{name}", collection + ".get", func(r *request) (any, error) {
+			return getRes(s, resources(), scopeOf(r)+"/"+collection+"/"+r.name)
+		}},
+	}
+	if scope != "global" {
+		rs = append(rs, apiRoute{"GET " + p + "/aggregated/" + collection, collection + ".aggregatedList", func(r *request) (any, error) {
+			return aggRes(s, r, resources(), scope == "zones", collection, kind)
+		}})
+	}
+	return rs
 }

@@ -9,19 +9,16 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	compute "google.golang.org/api/compute/v1"
 )
 
 // handler routes the compute/v1 paths kubeha and gcloud use, and the admin API.
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	const p = "/compute/v1/projects/{project}"
-	routes := []struct {
-		pattern, method string
-		h               handlerFunc
-	}{
-		{"GET " + p + "/zones/{zone}/instances", "instances.list", s.listInstances},
+	routes := []apiRoute{
 		{"POST " + p + "/zones/{zone}/instances", "instances.insert", s.insertInstance},
-		{"GET " + p + "/zones/{zone}/instances/{name}", "instances.get", s.getInstance},
 		{"DELETE " + p + "/zones/{zone}/instances/{name}", "instances.delete", s.deleteInstance},
 		{"POST " + p + "/zones/{zone}/instances/{name}/stop", "instances.stop", s.stopInstance},
 		{"POST " + p + "/zones/{zone}/instances/{name}/start", "instances.start", s.startInstance},
@@ -29,43 +26,27 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/zones/{zone}/instances/{name}/setLabels", "instances.setLabels", s.setLabels},
 		{"POST " + p + "/zones/{zone}/instances/{name}/addAccessConfig", "instances.addAccessConfig", s.addAccessConfig},
 		{"POST " + p + "/zones/{zone}/instances/{name}/deleteAccessConfig", "instances.deleteAccessConfig", s.deleteAccessConfig},
-		{"GET " + p + "/aggregated/instances", "instances.aggregatedList", s.aggregatedInstances},
 
-		{"GET " + p + "/zones/{zone}/disks", "disks.list", s.listDisks},
 		{"POST " + p + "/zones/{zone}/disks", "disks.insert", s.insertDisk},
-		{"GET " + p + "/zones/{zone}/disks/{name}", "disks.get", s.getDisk},
 		{"DELETE " + p + "/zones/{zone}/disks/{name}", "disks.delete", s.deleteDisk},
-		{"GET " + p + "/aggregated/disks", "disks.aggregatedList", s.aggregatedDisks},
 
-		{"GET " + p + "/regions/{region}/addresses", "addresses.list", s.listAddresses},
 		{"POST " + p + "/regions/{region}/addresses", "addresses.insert", s.insertAddress},
-		{"GET " + p + "/regions/{region}/addresses/{name}", "addresses.get", s.getAddress},
 		{"DELETE " + p + "/regions/{region}/addresses/{name}", "addresses.delete", s.deleteAddress},
-		{"GET " + p + "/aggregated/addresses", "addresses.aggregatedList", s.aggregatedAddresses},
 
-		{"GET " + p + "/regions/{region}/targetPools", "targetPools.list", s.listTargetPools},
 		{"POST " + p + "/regions/{region}/targetPools", "targetPools.insert", s.insertTargetPool},
-		{"GET " + p + "/regions/{region}/targetPools/{name}", "targetPools.get", s.getTargetPool},
 		{"DELETE " + p + "/regions/{region}/targetPools/{name}", "targetPools.delete", s.deleteTargetPool},
 		{"POST " + p + "/regions/{region}/targetPools/{name}/addInstance", "targetPools.addInstance", s.poolAddInstance},
 		{"POST " + p + "/regions/{region}/targetPools/{name}/removeInstance", "targetPools.removeInstance", s.poolRemoveInstance},
 		{"POST " + p + "/regions/{region}/targetPools/{name}/getHealth", "targetPools.getHealth", s.poolGetHealth},
 
-		{"GET " + p + "/global/httpHealthChecks", "httpHealthChecks.list", s.listHealthChecks},
 		{"POST " + p + "/global/httpHealthChecks", "httpHealthChecks.insert", s.insertHealthCheck},
-		{"GET " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.get", s.getHealthCheck},
 		{"DELETE " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.delete", s.deleteHealthCheck},
 		{"PUT " + p + "/global/httpHealthChecks/{name}", "httpHealthChecks.update", s.updateHealthCheck},
 
-		{"GET " + p + "/regions/{region}/forwardingRules", "forwardingRules.list", s.listForwardingRules},
 		{"POST " + p + "/regions/{region}/forwardingRules", "forwardingRules.insert", s.insertForwardingRule},
-		{"GET " + p + "/regions/{region}/forwardingRules/{name}", "forwardingRules.get", s.getForwardingRule},
 		{"DELETE " + p + "/regions/{region}/forwardingRules/{name}", "forwardingRules.delete", s.deleteForwardingRule},
-		{"GET " + p + "/aggregated/forwardingRules", "forwardingRules.aggregatedList", s.aggregatedForwardingRules},
 
-		{"GET " + p + "/global/firewalls", "firewalls.list", s.listFirewalls},
 		{"POST " + p + "/global/firewalls", "firewalls.insert", s.insertFirewall},
-		{"GET " + p + "/global/firewalls/{name}", "firewalls.get", s.getFirewall},
 		{"PATCH " + p + "/global/firewalls/{name}", "firewalls.patch", s.patchFirewall},
 		{"DELETE " + p + "/global/firewalls/{name}", "firewalls.delete", s.deleteFirewall},
 
@@ -86,6 +67,13 @@ func (s *Server) handler() http.Handler {
 		{"GET " + p + "/global/networks", "networks.list", s.listNetworks},
 		{"GET " + p + "/global/networks/{network}", "networks.get", s.getNetwork},
 	}
+	routes = append(routes, reads(s, "zones", "instances", "instance", func() map[string]*compute.Instance { return s.w.Instances })...)
+	routes = append(routes, reads(s, "zones", "disks", "disk", func() map[string]*compute.Disk { return s.w.Disks })...)
+	routes = append(routes, reads(s, "regions", "addresses", "address", func() map[string]*compute.Address { return s.w.Addresses })...)
+	routes = append(routes, reads(s, "regions", "targetPools", "targetPool", func() map[string]*compute.TargetPool { return s.w.TargetPools })...)
+	routes = append(routes, reads(s, "regions", "forwardingRules", "forwardingRule", func() map[string]*compute.ForwardingRule { return s.w.ForwardingRules })...)
+	routes = append(routes, reads(s, "global", "httpHealthChecks", "httpHealthCheck", func() map[string]*compute.HttpHealthCheck { return s.w.HealthChecks })...)
+	routes = append(routes, reads(s, "global", "firewalls", "firewall", func() map[string]*compute.Firewall { return s.w.Firewalls })...)
 	for _, rt := range routes {
 		mux.HandleFunc(rt.pattern, s.api(rt.method, rt.h))
 	}

@@ -35,16 +35,6 @@ func (s *Server) insertTargetPool(r *request) (any, error) {
 	})
 }
 
-func (s *Server) getTargetPool(r *request) (any, error) {
-	return getRes(s, s.w.TargetPools, poolKey(r))
-}
-
-func (s *Server) listTargetPools(r *request) (any, error) {
-	return listRes(s, r, s.w.TargetPools, regionScope(r)+"/targetPools/", func(items []*compute.TargetPool, next string) any {
-		return &compute.TargetPoolList{Kind: "compute#targetPoolList", Items: items, NextPageToken: next}
-	})
-}
-
 func (s *Server) deleteTargetPool(r *request) (any, error) {
 	key := poolKey(r)
 	return remove(s, s.w.TargetPools, key, func(p *compute.TargetPool) (any, error) {

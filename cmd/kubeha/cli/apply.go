@@ -21,56 +21,35 @@ import (
 )
 
 type applyOptions struct {
-	file        string
+	clusterOptions
 	autoApprove bool
 	replace     []string
 	lockTimeout time.Duration
 	output      string
 	parallelism int
-	backend     backendOptions
 }
 
 func newApplyCommand(streams IOStreams) *cobra.Command {
 	var o applyOptions
-	cmd := &cobra.Command{
-		Use:   "apply (-f cluster.yaml | [-f cluster.yaml] PLAN.json) [--auto-approve] [--replace NAME]...",
-		Short: "Bring the cluster to the spec, quorum-safely, with progress",
-		Long: `Plan the changes that bring the cluster to the spec, show them, and carry them
-out once approved (type yes, or pass --auto-approve; with no terminal and no
-flag, apply refuses). Given a plan saved by kubeha plan --out, apply
-observes the cluster again, plans again, and refuses the saved plan unless
-its steps are exactly the ones planned now (naming the first difference),
-or if its file is not intact, or the spec or the cluster changed since.
-With -f as well, the plan must be of that spec. Nothing is written before
-a saved plan is accepted.
-
-Steps run in parallel where they are independent; etcd membership changes
-run one at a time, each behind a health gate, and an etcd snapshot is saved
-(in backups/ beside the PKI) before every member removal and disk deletion.
-Two applies never change one cluster at once. Interrupted (Ctrl-C, SIGTERM),
-apply finishes the steps in flight and stops; run it again to go on.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 && o.file == "" {
-				return errors.New("give -f cluster.yaml, or a plan saved with kubeha plan --out")
-			}
-			if o.output != "text" && o.output != "json" {
-				return fmt.Errorf("-o %s: choose text or json", o.output)
-			}
-			saved := ""
-			if len(args) == 1 {
-				saved = args[0]
-			}
-			return runApply(cmd, streams, o, saved)
-		},
-	}
-	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd := newCommand("apply", cobra.MaximumNArgs(1), func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 && o.file == "" {
+			return errors.New("give -f cluster.yaml, or a plan saved with kubeha plan --out")
+		}
+		if err := checkOutput(o.output, "text", "json"); err != nil {
+			return err
+		}
+		saved := ""
+		if len(args) == 1 {
+			saved = args[0]
+		}
+		return runApply(cmd, streams, o, saved)
+	})
+	o.addFlags(cmd, "path of cluster.yaml", true)
 	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking")
 	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace this master in its zone (repeatable)")
 	cmd.Flags().DurationVar(&o.lockTimeout, "lock-timeout", 0, "wait this long for another apply to finish (default: fail at once, naming it)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "progress as text lines, or json: one event per line")
 	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "most steps at once")
-	o.backend.addFlags(cmd)
 	return cmd
 }
 

@@ -162,3 +162,15 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 		return &backend{compute: c, kind: "GCE"}, nil
 	}
 }
+
+// clusterOptions are what every command that reaches a cluster takes: its
+// spec (-f) and the Compute API to talk to.
+type clusterOptions struct {
+	file    string
+	backend backendOptions
+}
+
+func (o *clusterOptions) addFlags(cmd *cobra.Command, fileUsage string, optional bool) {
+	addFileFlag(cmd, &o.file, fileUsage, optional)
+	o.backend.addFlags(cmd)
+}

@@ -72,15 +72,8 @@ func Run(ctx context.Context, streams IOStreams, args []string) int {
 }
 
 func newRootCommand(streams IOStreams) *cobra.Command {
-	root := &cobra.Command{
-		Use:   "kubeha",
-		Short: "Keep a Kubernetes control plane on GCE highly available",
-		Long: `kubeha manages replicated Kubernetes masters on Google Compute Engine from a
-declarative cluster.yaml: it validates the spec, observes GCE and etcd, plans
-quorum-safe changes and applies them.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
+	root := newCommand("kubeha", nil, nil)
+	root.SilenceUsage, root.SilenceErrors = true, true
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -84,5 +86,48 @@ func TestVersion(t *testing.T) {
 	code, out, _ := run(t, "version")
 	if code != ExitOK || !strings.HasPrefix(out, "kubeha ") {
 		t.Errorf("exit %d, %q", code, out)
+	}
+}
+
+// TestEveryCommandHasHelp: every command's help file gives a usage line
+// that starts with the command's name, a summary and (but for the parent
+// commands) a description; and no help file is left without a command.
+func TestEveryCommandHasHelp(t *testing.T) {
+	used := map[string]bool{}
+	var walk func(cmd *cobra.Command, file string)
+	walk = func(cmd *cobra.Command, file string) {
+		used[file+".txt"] = true
+		if !strings.HasPrefix(cmd.Use, cmd.Name()) || cmd.Name() == "" || strings.Contains(cmd.Use, "\n") {
+			t.Errorf("help/%s.txt: usage line %q", file, cmd.Use)
+		}
+		if cmd.Short == "" || strings.Contains(cmd.Short, "\n") {
+			t.Errorf("help/%s.txt: summary %q: want one line", file, cmd.Short)
+		}
+		if cmd.Long == "" && cmd.Name() != "sim" && cmd.Name() != "version" {
+			t.Errorf("help/%s.txt: no description after the blank line", file)
+		}
+		for _, sub := range cmd.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			name := sub.Name()
+			if cmd.HasParent() {
+				name = cmd.Name() + "-" + name
+			}
+			walk(sub, name)
+		}
+	}
+	walk(newRootCommand(IOStreams{}), "kubeha")
+	files, err := helpFiles.ReadDir("help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !used[f.Name()] {
+			t.Errorf("help/%s: no command reads it", f.Name())
+		}
+	}
+	if len(used) < 9 {
+		t.Errorf("walked %d commands", len(used))
 	}
 }

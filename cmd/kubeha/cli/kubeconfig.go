@@ -13,58 +13,47 @@ import (
 )
 
 type kubeconfigOptions struct {
-	file    string
-	out     string
-	backend backendOptions
+	clusterOptions
+	out string
 }
 
 func newKubeconfigCommand(streams IOStreams) *cobra.Command {
 	var o kubeconfigOptions
-	cmd := &cobra.Command{
-		Use:   "kubeconfig -f cluster.yaml --out FILE",
-		Short: "Write an admin kubeconfig for the cluster's static IP",
-		Long: `Write a kubeconfig (mode 0600) whose server is https://STATIC_IP, the address
-that stays the cluster's whether it has one master or several behind the
-load balancer, and whose user is kubeha's admin (group system:masters),
-issued by the cluster CA in the PKI directory. Its key is written only to
-the file named; nothing secret is printed.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.out == "" || o.out == "-" {
-				return errors.New("--out FILE is required: the kubeconfig holds a private key, so it is written only to a file you name, never to standard output")
-			}
-			c, b, obs, err := loadAndObserve(cmd.Context(), streams, o.file, &o.backend)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			if obs.StaticIP == nil || obs.StaticIP.Address == "" {
-				return fmt.Errorf("cluster %s has no static IP yet: run kubeha apply -f %s first", c.Metadata.Name, o.file)
-			}
-			p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
-			if err != nil {
-				return err
-			}
-			cert, key, err := p.Admin()
-			if err != nil {
-				return err
-			}
-			server := "https://" + obs.StaticIP.Address
-			if port := b.apiPort(cmd.Context()); port != 443 {
-				server += ":" + strconv.Itoa(port) // kubeha's emulator, run by an ordinary user
-			}
-			if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, server, p.ClusterCA.CertPEM, cert, key)), 0o600); err != nil {
-				return fmt.Errorf("write the kubeconfig: %w", err)
-			}
-			fmt.Fprintf(streams.Out, "Wrote the admin kubeconfig of cluster %s (server %s) to %s\n", c.Metadata.Name, server, o.out)
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd := newCommand("kubeconfig", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runKubeconfig(cmd, streams, o) })
+	o.addFlags(cmd, "path of cluster.yaml", false)
 	cmd.Flags().StringVar(&o.out, "out", "", "the file to write (mode 0600)")
-	o.backend.addFlags(cmd)
-	_ = cmd.MarkFlagRequired("file")
 	return cmd
+}
+
+func runKubeconfig(cmd *cobra.Command, streams IOStreams, o kubeconfigOptions) error {
+	if o.out == "" || o.out == "-" {
+		return errors.New("--out FILE is required: the kubeconfig holds a private key, so it is written only to a file you name, never to standard output")
+	}
+	c, b, obs, err := loadAndObserve(cmd.Context(), streams, o.file, &o.backend)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if obs.StaticIP == nil || obs.StaticIP.Address == "" {
+		return fmt.Errorf("cluster %s has no static IP yet: run kubeha apply -f %s first", c.Metadata.Name, o.file)
+	}
+	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	cert, key, err := p.Admin()
+	if err != nil {
+		return err
+	}
+	server := "https://" + obs.StaticIP.Address
+	if port := b.apiPort(cmd.Context()); port != 443 {
+		server += ":" + strconv.Itoa(port) // kubeha's emulator, run by an ordinary user
+	}
+	if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, server, p.ClusterCA.CertPEM, cert, key)), 0o600); err != nil {
+		return fmt.Errorf("write the kubeconfig: %w", err)
+	}
+	fmt.Fprintf(streams.Out, "Wrote the admin kubeconfig of cluster %s (server %s) to %s\n", c.Metadata.Name, server, o.out)
+	return nil
 }
 
 // adminKubeconfig is a kubeconfig with its credentials inline.

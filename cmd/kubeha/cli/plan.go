@@ -11,35 +11,21 @@ import (
 )
 
 type planOptions struct {
-	file             string
+	clusterOptions
 	output           string
 	out              string
 	detailedExitcode bool
 	replace          []string
-	backend          backendOptions
 }
 
 func newPlanCommand(streams IOStreams) *cobra.Command {
 	var o planOptions
-	cmd := &cobra.Command{
-		Use:   "plan -f cluster.yaml [-o text|json|markdown] [--out plan.json] [--detailed-exitcode]",
-		Short: "Show the quorum-safe steps that would bring the cluster to the spec",
-		Long: `Observe the cluster's GCE resources and etcd members and show the ordered,
-quorum-safe steps that would bring it to the spec. Nothing is changed.
-
-Exit 0 when there is nothing to do (or with changes, without
---detailed-exitcode), 1 on an error or a refusal (an unsafe plan is refused,
-never shown), 2 with --detailed-exitcode when there are changes.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, streams, o) },
-	}
-	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml")
+	cmd := newCommand("plan", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runPlan(cmd, streams, o) })
+	o.addFlags(cmd, "path of cluster.yaml", false)
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "text, json or markdown (for pull-request comments)")
 	cmd.Flags().StringVar(&o.out, "out", "", "also save the plan, with what it was computed against, for `kubeha apply PLAN`")
 	cmd.Flags().BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "exit 2 when the plan has changes")
 	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace this master in its zone (repeatable)")
-	o.backend.addFlags(cmd)
-	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 

@@ -26,63 +26,14 @@ type simServeOptions struct {
 }
 
 func newSimCommand(streams IOStreams) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "The embedded GCE emulator whose masters boot real etcd members",
-	}
+	cmd := newCommand("sim", nil, nil)
 	cmd.AddCommand(newSimServeCommand(streams))
 	return cmd
 }
 
 func newSimServeCommand(streams IOStreams) *cobra.Command {
 	var o simServeOptions
-	cmd := &cobra.Command{
-		Use:   "serve [--listen 127.0.0.1:8080] [--dir .kubeha/sim]",
-		Short: "Serve the Compute API emulator until interrupted",
-		Long: `Serve an emulator of the Compute Engine API that kubeha uses. Every RUNNING
-master instance boots a real etcd member on its own loopback IP from its
-kubeha-etcd and kubeha-tls metadata. State persists in --dir; on restart the
-RUNNING masters boot again from their disks.
-
-Point kubeha at it with --gce-endpoint URL or KUBEHA_GCE_ENDPOINT=URL, and
-gcloud with:
-  gcloud config set api_endpoint_overrides/compute URL/compute/v1/
-  gcloud config set auth/disable_credentials true
-
-Admin API: POST /sim/v1/projects/P/zones/Z/instances/N/crash|revive,
-POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
-{"rate":0.1,"codes":[429,503]}, GET /sim/v1/requests, GET /sim/v1/members.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var logger *slog.Logger
-			if o.verbose {
-				logger = slog.New(slog.NewTextHandler(streams.ErrOut, nil))
-			}
-			bins, err := controlPlane(o.controlPlane)
-			if err != nil {
-				return err
-			}
-			srv, err := sim.Start(cmd.Context(), sim.Options{
-				Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet, Kubernetes: bins,
-				MapLowPorts: o.mapLowPorts,
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(streams.Out, "sim: listening on %s\n", srv.URL())
-			fmt.Fprintf(streams.Out, "sim: masters run %s\n", controlPlaneWords(bins))
-			if port := srv.APIPort(); port != 443 {
-				fmt.Fprintf(streams.Out, "sim: the API's port 443 is served on %d, at the masters and the static IPs (no permission to bind ports below 1024, or --map-low-ports)\n", port)
-			}
-			fmt.Fprintf(streams.Out, "sim: state in %s; export KUBEHA_GCE_ENDPOINT=%s\n", o.dir, srv.URL())
-			<-cmd.Context().Done()
-			fmt.Fprintln(streams.Out, "sim: stopping")
-			if err := srv.Close(); err != nil {
-				return fmt.Errorf("stop emulator: %w", err)
-			}
-			return nil
-		},
-	}
+	cmd := newCommand("sim-serve", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runSimServe(cmd, streams, o) })
 	cmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve on")
 	cmd.Flags().StringVar(&o.dir, "dir", ".kubeha/sim", "directory of the persisted state and disks")
 	cmd.Flags().StringVar(&o.profile, "latency-profile", "fast", "operation latencies: "+strings.Join(sim.ProfileNames(), " or "))
@@ -92,6 +43,36 @@ POST /sim/v1/latency {"default":"300ms"}, POST /sim/v1/faults
 	cmd.Flags().BoolVar(&o.mapLowPorts, "map-low-ports", false, fmt.Sprintf("serve the API's 443 on %d, as the emulator does by itself when it may not bind ports below 1024", 443+sim.LowPortOffset))
 	cmd.Flags().StringVar(&o.controlPlane, "control-plane", "auto", "what masters run: auto (the whole Kubernetes control plane when make kube-binaries has built it, else etcd only), kubernetes (it must be built), or etcd")
 	return cmd
+}
+
+func runSimServe(cmd *cobra.Command, streams IOStreams, o simServeOptions) error {
+	var logger *slog.Logger
+	if o.verbose {
+		logger = slog.New(slog.NewTextHandler(streams.ErrOut, nil))
+	}
+	bins, err := controlPlane(o.controlPlane)
+	if err != nil {
+		return err
+	}
+	srv, err := sim.Start(cmd.Context(), sim.Options{
+		Listen: o.listen, Dir: o.dir, Profile: o.profile, TimeScale: o.timeScale, Logger: logger, Subnet: o.subnet, Kubernetes: bins,
+		MapLowPorts: o.mapLowPorts,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(streams.Out, "sim: listening on %s\n", srv.URL())
+	fmt.Fprintf(streams.Out, "sim: masters run %s\n", controlPlaneWords(bins))
+	if port := srv.APIPort(); port != 443 {
+		fmt.Fprintf(streams.Out, "sim: the API's port 443 is served on %d, at the masters and the static IPs (no permission to bind ports below 1024, or --map-low-ports)\n", port)
+	}
+	fmt.Fprintf(streams.Out, "sim: state in %s; export KUBEHA_GCE_ENDPOINT=%s\n", o.dir, srv.URL())
+	<-cmd.Context().Done()
+	fmt.Fprintln(streams.Out, "sim: stopping")
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("stop emulator: %w", err)
+	}
+	return nil
 }
 
 // controlPlane finds the binaries of the Kubernetes control plane for

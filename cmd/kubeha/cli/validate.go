@@ -15,20 +15,8 @@ type validateOptions struct {
 
 func newValidateCommand(streams IOStreams) *cobra.Command {
 	var o validateOptions
-	cmd := &cobra.Command{
-		Use:   "validate -f cluster.yaml",
-		Short: "Check a cluster spec and report every problem at once",
-		Long: `Check a cluster spec: strict YAML (unknown fields, duplicate keys and tabs are
-errors), the replica count (1, 3, 5 or 7), zones of the region, names, ports
-and durations. Every problem is reported with its line and field path; warnings
-are printed but do not fail. Exit 0 when the spec is valid, 1 otherwise.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runValidate(streams, o)
-		},
-	}
-	cmd.Flags().StringVarP(&o.file, "file", "f", "", "path of cluster.yaml (- for standard input)")
-	_ = cmd.MarkFlagRequired("file")
+	cmd := newCommand("validate", cobra.NoArgs, func(*cobra.Command, []string) error { return runValidate(streams, o) })
+	addFileFlag(cmd, &o.file, "path of cluster.yaml (- for standard input)", false)
 	return cmd
 }
 

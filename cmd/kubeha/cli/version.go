@@ -24,21 +24,16 @@ func Version() string {
 }
 
 func newVersionCommand(streams IOStreams) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the kubeha version",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			revision := ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						revision = " " + s.Value
-					}
+	return newCommand("version", cobra.NoArgs, func(*cobra.Command, []string) error {
+		revision := ""
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					revision = " " + s.Value
 				}
 			}
-			fmt.Fprintf(streams.Out, "kubeha %s%s %s %s/%s\n", Version(), revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return nil
-		},
-	}
+		}
+		fmt.Fprintf(streams.Out, "kubeha %s%s %s %s/%s\n", Version(), revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return nil
+	})
 }

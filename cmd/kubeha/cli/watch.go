@@ -22,37 +22,21 @@ import (
 )
 
 type watchOptions struct {
-	file      string
+	clusterOptions
 	resync    time.Duration
 	debounce  time.Duration
 	listen    string
 	logFormat string
-	backend   backendOptions
 }
 
 func newWatchCommand(streams IOStreams) *cobra.Command {
 	var o watchOptions
-	cmd := &cobra.Command{
-		Use:   "watch -f cluster.yaml|DIR [--resync 5m] [--listen 127.0.0.1:9090]",
-		Short: "Apply every saved change of the spec, and repair drift and failed masters",
-		Long: `Watch a cluster spec (or a directory of them, each reconciled on its own) and
-apply every saved change: validate, plan, apply. An invalid or half-written
-spec is logged and counted and changes nothing; the last good spec stays in
-force. Every --resync (jittered) each cluster is reconciled again, which
-repairs drift and, with remediation.replaceUnhealthy, replaces failed
-masters. Several watchers of one cluster elect a leader over its etcd; the
-others stand by and take over within seconds. SIGTERM stops at a safe point,
-releases leadership and exits 0.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runWatch(cmd.Context(), streams, o) },
-	}
-	cmd.Flags().StringVarP(&o.file, "file", "f", "", "a cluster spec, or a directory of specs")
+	cmd := newCommand("watch", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runWatch(cmd.Context(), streams, o) })
+	o.addFlags(cmd, "a cluster spec, or a directory of specs", false)
 	cmd.Flags().DurationVar(&o.resync, "resync", 5*time.Minute, "reconcile every cluster this often even without a change")
 	cmd.Flags().DurationVar(&o.debounce, "debounce", 300*time.Millisecond, "wait this long for a burst of file events to settle")
 	cmd.Flags().StringVar(&o.listen, "listen", "", "serve /healthz, /readyz and /metrics here, e.g. 127.0.0.1:9090")
 	cmd.Flags().StringVar(&o.logFormat, "log-format", "text", "text or json")
-	o.backend.addFlags(cmd)
-	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
