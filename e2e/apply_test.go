@@ -51,6 +51,15 @@ func newCluster(t *testing.T, name string) *cluster {
 	return &cluster{t: t, dir: dir, spec: filepath.Join(dir, "cluster.yaml"), endpoint: url, name: name}
 }
 
+// appliedCluster is a cluster whose spec of replicas masters (with
+// remediation on or off) is applied and converged, with its status.
+func appliedCluster(t *testing.T, name string, replicas int, remediation bool) (*cluster, status) {
+	c := newCluster(t, name)
+	c.write(replicas, remediation)
+	c.apply()
+	return c, c.converged(replicas)
+}
+
 func (c *cluster) write(replicas int, remediation bool) {
 	c.t.Helper()
 	if err := os.WriteFile(c.spec, []byte(fmt.Sprintf(tourSpec, c.name, replicas, remediation)), 0o644); err != nil {
@@ -174,10 +183,7 @@ func (c *cluster) admin(path string) {
 }
 
 func TestApplyTour(t *testing.T) {
-	c := newCluster(t, "tour")
-	c.write(1, false)
-	c.apply()
-	s := c.converged(1)
+	c, s := appliedCluster(t, "tour", 1, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.etcd(s).Put(ctx, "/tour/before", "kept"); err != nil {
@@ -327,10 +333,7 @@ func TestApplyWithAPIFaults(t *testing.T) {
 // a plain apply; before that, apply only reports it.
 func TestRemediationReplacesCrashedMember(t *testing.T) {
 	t.Parallel() // mostly waiting out unhealthyAfter
-	c := newCluster(t, "healing")
-	c.write(3, true)
-	c.apply()
-	s := c.converged(3)
+	c, s := appliedCluster(t, "healing", 3, true)
 	var victim, zone string
 	for _, r := range s.Replicas {
 		if !r.Etcd.Leader {

@@ -141,10 +141,7 @@ func downNames(text string) []string {
 // the plan said 1 or 2); and the next apply converges around the crashed
 // member.
 func TestCrashedLowestVoterDuringScaleUp(t *testing.T) {
-	c := newCluster(t, "crashup")
-	c.write(3, false)
-	c.apply()
-	s := c.converged(3)
+	c, s := appliedCluster(t, "crashup", 3, false)
 	victim, zone := lowestVoter(t, s)
 	c.write(5, false)
 	r := c.start("apply", "-f", c.spec, "--auto-approve")
@@ -200,10 +197,7 @@ func TestCrashedLowestVoterDuringScaleUp(t *testing.T) {
 // master is started, and its member boots slowly) ends apply within 5s,
 // saying what the gate waited for; the next apply converges.
 func TestSIGTERMDuringGate(t *testing.T) {
-	c := newCluster(t, "termgate")
-	c.write(3, false)
-	c.apply()
-	s := c.converged(3)
+	c, s := appliedCluster(t, "termgate", 3, false)
 	var victim, zone string
 	for _, rep := range s.Replicas {
 		if !rep.Etcd.Leader {
@@ -268,10 +262,7 @@ func httpPost(url, body string) (int, error) {
 // every member after it as down, until the 5-minute gate ended.
 func TestRemediationWithLowestVoterDown(t *testing.T) {
 	t.Parallel() // mostly waiting out unhealthyAfter
-	c := newCluster(t, "remedy")
-	c.write(5, true)
-	c.apply()
-	s := c.converged(5)
+	c, s := appliedCluster(t, "remedy", 5, true)
 	low, lowZone := lowestVoter(t, s)
 	var victim, zone string
 	for _, rep := range s.Replicas {

@@ -30,10 +30,7 @@ func TestKillAnywhere(t *testing.T) {
 // killShard covers the kill positions shard, shard+shards, ...: position
 // 2k is after k finished steps, 2k+1 in the middle of step k+1.
 func killShard(t *testing.T, shard, shards int) {
-	c := newCluster(t, fmt.Sprintf("killed%d", shard))
-	c.write(1, false)
-	c.apply()
-	c.converged(1)
+	c, _ := appliedCluster(t, fmt.Sprintf("killed%d", shard), 1, false)
 	kills := 0
 	defer func() { t.Logf("%d applies killed", kills) }()
 	for pos := shard; ; pos += shards {
@@ -125,10 +122,7 @@ func (c *cluster) killAfter(k int, mid bool) bool {
 // with --lock-timeout) — on the same machine through the PKI's file lock,
 // and from "another machine" (a copy of the PKI elsewhere) through etcd.
 func TestConcurrentApplies(t *testing.T) {
-	c := newCluster(t, "locked")
-	c.write(1, false)
-	c.apply()
-	c.converged(1)
+	c, _ := appliedCluster(t, "locked", 1, false)
 	c.write(3, false)
 	// Another machine: the same spec and PKI in another directory.
 	other := t.TempDir()

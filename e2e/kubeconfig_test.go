@@ -17,10 +17,7 @@ import (
 // signed by the cluster CA, and prints no key material; without --out it
 // refuses.
 func TestKubeconfig(t *testing.T) {
-	c := newCluster(t, "kc")
-	c.write(1, false)
-	c.apply()
-	s := c.converged(1)
+	c, s := appliedCluster(t, "kc", 1, false)
 	out := filepath.Join(c.dir, "admin.kubeconfig")
 	r := c.kubeha("kubeconfig", "-f", c.spec, "--out", out)
 	if r.code != 0 || !strings.Contains(r.stdout, "server https://"+s.StaticIP.Address) {

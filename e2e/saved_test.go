@@ -20,10 +20,7 @@ import (
 // refused, naming what differs, and nothing is written: not the cluster,
 // not the health record. The plan as saved then applies.
 func TestSavedPlanIsCheckedStepByStep(t *testing.T) {
-	c := newCluster(t, "saved")
-	c.write(3, false)
-	c.apply()
-	c.converged(3)
+	c, _ := appliedCluster(t, "saved", 3, false)
 	c.write(1, false)
 	planPath := filepath.Join(c.dir, "plan.json")
 	if r := c.kubeha("plan", "-f", c.spec, "--out", planPath); r.code != 0 {

@@ -27,10 +27,7 @@ var snapRe = regexp.MustCompile(`-(before-remove|before-delete)-(.+)-r(\d+)\.db$
 // written since), every disk deletion saves its own, the revisions never go
 // back, and every key written is still there.
 func TestSnapshotBeforeEveryLoss(t *testing.T) {
-	c := newCluster(t, "snaps")
-	c.write(5, false)
-	c.apply()
-	s := c.converged(5)
+	c, s := appliedCluster(t, "snaps", 5, false)
 	cli := c.etcd(s)
 	stop := make(chan struct{})
 	var (
@@ -127,10 +124,7 @@ func TestSnapshotBeforeEveryLoss(t *testing.T) {
 // certificate problem naming the files, not an etcd that lost its data or
 // quorum.
 func TestForeignCertificates(t *testing.T) {
-	c := newCluster(t, "foreign")
-	c.write(1, false)
-	c.apply()
-	c.converged(1)
+	c, _ := appliedCluster(t, "foreign", 1, false)
 	dir := filepath.Join(c.dir, "pki")
 	other, err := pki.Ensure(t.TempDir(), "elsewhere")
 	if err != nil {

@@ -28,10 +28,7 @@ func TestWatchSoak(t *testing.T) {
 	if err != nil || d <= 0 {
 		t.Skip("set KUBEHA_SOAK to a duration (make soak runs 10m)")
 	}
-	c := newCluster(t, "soak")
-	c.write(5, true)
-	c.apply()
-	s := c.converged(5)
+	c, s := appliedCluster(t, "soak", 5, true)
 	flapper, flapZone := s.Replicas[1].Name, s.Replicas[1].Zone
 	dead, deadZone := s.Replicas[2].Name, s.Replicas[2].Zone
 	w := c.watch("10s")

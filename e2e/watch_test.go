@@ -164,10 +164,7 @@ func TestTwoWatchers(t *testing.T) {
 // by a later resync, in its zone, once unhealthy for unhealthyAfter (30s).
 func TestWatchRemediation(t *testing.T) {
 	t.Parallel() // mostly waiting out unhealthyAfter
-	c := newCluster(t, "resynced")
-	c.write(3, true)
-	c.apply()
-	s := c.converged(3)
+	c, s := appliedCluster(t, "resynced", 3, true)
 	// The lowest-ID voter: a health gate that asked members one after
 	// another under one deadline counted every member after it as down.
 	victim, zone := lowestVoter(t, s)

@@ -21,29 +21,28 @@ func stepLatency(profile map[string]time.Duration, timeScale float64, s *planner
 		}
 		return time.Duration(float64(d) * timeScale)
 	}
-	switch s.Action {
-	case planner.CreateFirewall:
-		return l("firewalls.insert")
-	case planner.ReserveStaticIP, planner.ReserveAddress:
-		return l("addresses.insert")
-	case planner.CreateDisk:
-		return l("disks.insert")
-	case planner.CreateHealthCheck:
-		return l("httpHealthChecks.insert")
-	case planner.CreateTargetPool:
-		return l("targetPools.insert")
-	case planner.AddToPool:
-		return l("targetPools.addInstance")
-	case planner.CreateForwardingRule:
-		return l("forwardingRules.insert")
-	case planner.DetachStaticIP:
-		return l("instances.deleteAccessConfig") + l("instances.addAccessConfig")
-	case planner.CreateInstance:
-		// The bootstrap master waits until its etcd is healthy, a joining one
-		// until its member runs: both include the VM's boot.
-		return l("instances.insert") + l("boot")
+	var total time.Duration
+	for _, method := range stepMethods[s.Action] {
+		total += l(method)
 	}
-	return 0
+	return total
+}
+
+// stepMethods are the API methods (and "boot", the VM's) a step of each
+// action waits for on the gce profile; the bootstrap master waits until its
+// etcd is healthy, a joining one until its member runs: both include the
+// VM's boot.
+var stepMethods = map[planner.Action][]string{
+	planner.CreateFirewall:       {"firewalls.insert"},
+	planner.ReserveStaticIP:      {"addresses.insert"},
+	planner.ReserveAddress:       {"addresses.insert"},
+	planner.CreateDisk:           {"disks.insert"},
+	planner.CreateHealthCheck:    {"httpHealthChecks.insert"},
+	planner.CreateTargetPool:     {"targetPools.insert"},
+	planner.AddToPool:            {"targetPools.addInstance"},
+	planner.CreateForwardingRule: {"forwardingRules.insert"},
+	planner.DetachStaticIP:       {"instances.deleteAccessConfig", "instances.addAccessConfig"},
+	planner.CreateInstance:       {"instances.insert", "boot"},
 }
 
 // criticalPath is the longest chain of step latencies through the plan's

@@ -11,18 +11,13 @@ import (
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/sim/simtest"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 	"github.com/kubeha/kubeha/state/observe"
 )
 
-func testSpec(replicas int) *spec.Cluster {
-	c := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "exe"},
-		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p-exe", Region: "europe-west1"}, MultiZone: true,
-			Masters: spec.Masters{Replicas: replicas, Zones: []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}}}}
-	spec.SetDefaults(c)
-	return c
-}
+func testSpec(replicas int) *spec.Cluster { return simtest.Spec("exe", "p-exe", replicas) }
 
 type env struct {
 	srv *sim.Server
@@ -33,16 +28,7 @@ type env struct {
 
 func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 	t.Helper()
-	opts.Subnet = sim.RandomSubnet()
-	srv, err := sim.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	c, err := srv.Client(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := simtest.Start(t, opts)
 	p, err := pki.Ensure(t.TempDir(), "exe")
 	if err != nil {
 		t.Fatal(err)

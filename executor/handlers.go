@@ -32,8 +32,8 @@ var handlers = map[planner.Action]handler{
 	planner.CreateHealthCheck:    (*executor).createHealthCheck,
 	planner.UpdateHealthCheck:    (*executor).updateHealthCheck,
 	planner.CreateTargetPool:     (*executor).createTargetPool,
-	planner.AddToPool:            (*executor).addToPool,
-	planner.RemoveFromPool:       (*executor).removeFromPool,
+	planner.AddToPool:            (*executor).changePool,
+	planner.RemoveFromPool:       (*executor).changePool,
 	planner.DetachStaticIP:       func(x *executor, ctx context.Context, s *planner.Step) error { return x.setAccess(ctx, s, false) },
 	planner.AttachStaticIP:       func(x *executor, ctx context.Context, s *planner.Step) error { return x.setAccess(ctx, s, true) },
 	planner.CreateForwardingRule: (*executor).createForwardingRule,
@@ -178,23 +178,21 @@ func (x *executor) poolRef(s *planner.Step) ([]*compute.InstanceReference, error
 	return []*compute.InstanceReference{{Instance: link}}, nil
 }
 
-func (x *executor) addToPool(ctx context.Context, s *planner.Step) error {
+// changePool adds a master to the target pool or removes it; a pool that
+// is already gone has no master to remove.
+func (x *executor) changePool(ctx context.Context, s *planner.Step) error {
 	ref, err := x.poolRef(s)
 	if err != nil {
 		return err
+	}
+	pools := x.o.Compute.TargetPools
+	if s.Action == planner.RemoveFromPool {
+		return x.gce.remove(ctx, what(s), func() (*compute.Operation, error) {
+			return pools.RemoveInstance(x.project(), x.region(), s.Target, &compute.TargetPoolsRemoveInstanceRequest{Instances: ref}).Context(ctx).Do()
+		})
 	}
 	return x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.TargetPools.AddInstance(x.project(), x.region(), s.Target, &compute.TargetPoolsAddInstanceRequest{Instances: ref}).Context(ctx).Do()
-	})
-}
-
-func (x *executor) removeFromPool(ctx context.Context, s *planner.Step) error {
-	ref, err := x.poolRef(s)
-	if err != nil {
-		return err
-	}
-	return x.gce.remove(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.TargetPools.RemoveInstance(x.project(), x.region(), s.Target, &compute.TargetPoolsRemoveInstanceRequest{Instances: ref}).Context(ctx).Do()
+		return pools.AddInstance(x.project(), x.region(), s.Target, &compute.TargetPoolsAddInstanceRequest{Instances: ref}).Context(ctx).Do()
 	})
 }
 

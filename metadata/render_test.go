@@ -3,7 +3,6 @@ package metadata
 import (
 	"crypto/sha512"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,9 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite metadata/testdata golden files")
+	"github.com/kubeha/kubeha/internal/golden"
+)
 
 // fixtureBoot has fixed stand-ins for certificates and keys, so the
 // rendering is byte-for-byte reproducible (real keys are random).
@@ -49,19 +48,7 @@ func TestRenderGolden(t *testing.T) {
 	var keys []string
 	for _, it := range items {
 		keys = append(keys, it.Key)
-		path := filepath.Join("testdata", it.Key+".golden")
-		if *update {
-			if err := os.WriteFile(path, []byte(it.Value), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (go test ./metadata -update)", err)
-		}
-		if it.Value != string(want) {
-			t.Errorf("%s differs from %s:\n%s", it.Key, path, it.Value)
-		}
+		golden.Check(t, filepath.Join("testdata", it.Key+".golden"), []byte(it.Value))
 	}
 	if strings.Join(keys, ",") != "kube-env,kubeha-config,kubeha-etcd,kubeha-tls,startup-script" {
 		t.Errorf("keys %v", keys)

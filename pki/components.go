@@ -21,41 +21,34 @@ func (p *PKI) ensureServiceAccount() error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", p.path(ServiceAccountKey), err)
 	}
+	var key *ecdsa.PrivateKey
+	var keyPEM string
 	if keyOK {
-		keyPEM, err := os.ReadFile(p.path(ServiceAccountKey))
-		if err != nil {
-			return fmt.Errorf("read the service-account key: %w", err)
-		}
-		key, err := parseKey(keyPEM)
-		if err != nil {
-			return fmt.Errorf("service-account key %s: %w", p.path(ServiceAccountKey), err)
-		}
-		pub, err := encodePublic(key)
+		data, k, err := readPEM(p.path(ServiceAccountKey), "the service-account key", parseKey)
 		if err != nil {
 			return err
 		}
-		if err := atomicfile.Write(p.path(ServiceAccountPub), []byte(pub), 0o644); err != nil {
+		key, keyPEM = k, string(data)
+	} else {
+		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			return fmt.Errorf("generate the service-account key: %w", err)
+		}
+		if keyPEM, err = encodeKey(key); err != nil {
 			return err
 		}
-		p.saKey, p.saPub = string(keyPEM), pub
-		return nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate the service-account key: %w", err)
-	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return err
 	}
 	pub, err := encodePublic(key)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(p.path(ServiceAccountKey), []byte(keyPEM), 0o600); err != nil {
-		return err
+	// The public key is derived, so it is written every time; the private
+	// key only when new (with it, key first).
+	if keyOK {
+		err = atomicfile.Write(p.path(ServiceAccountPub), []byte(pub), 0o644)
+	} else {
+		err = p.writePair(ServiceAccountKey, keyPEM, ServiceAccountPub, pub)
 	}
-	if err := atomicfile.Write(p.path(ServiceAccountPub), []byte(pub), 0o644); err != nil {
+	if err != nil {
 		return err
 	}
 	p.saKey, p.saPub = keyPEM, pub
@@ -79,10 +72,7 @@ func (p *PKI) Admin() (certPEM, keyPEM string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	if err := atomicfile.Write(p.path(AdminKey), []byte(keyPEM), 0o600); err != nil {
-		return "", "", err
-	}
-	if err := atomicfile.Write(p.path(AdminCert), []byte(certPEM), 0o644); err != nil {
+	if err := p.writePair(AdminKey, keyPEM, AdminCert, certPEM); err != nil {
 		return "", "", err
 	}
 	return certPEM, keyPEM, nil

@@ -152,33 +152,20 @@ func (p *PKI) ensureCA(certName, keyName, cn string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The key first: a crash between the two writes leaves a key without a
-	// certificate, which Ensure reports instead of silently replacing.
-	if err := atomicfile.Write(p.path(keyName), []byte(keyPEM), 0o600); err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(p.path(certName), []byte(ca.CertPEM), 0o644); err != nil {
+	if err := p.writePair(keyName, keyPEM, certName, ca.CertPEM); err != nil {
 		return nil, err
 	}
 	return ca, nil
 }
 
 func loadCA(certPath, keyPath string) (*CA, error) {
-	certPEM, err := os.ReadFile(certPath)
+	certPEM, cert, err := readPEM(certPath, "CA certificate", parseCert)
 	if err != nil {
-		return nil, fmt.Errorf("read CA certificate: %w", err)
+		return nil, err
 	}
-	cert, err := parseCert(certPEM)
+	_, key, err := readPEM(keyPath, "CA key", parseKey)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
-	}
-	keyPEM, err := os.ReadFile(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("read CA key: %w", err)
-	}
-	key, err := parseKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("CA key %s: %w", keyPath, err)
+		return nil, err
 	}
 	if !key.PublicKey.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("CA key %s does not match certificate %s", keyPath, certPath)
@@ -201,10 +188,7 @@ func (p *PKI) ensureClient(cluster string) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(p.path(ClientKeyFile), []byte(k), 0o600); err != nil {
-		return err
-	}
-	if err := atomicfile.Write(p.path(ClientCertFile), []byte(c), 0o644); err != nil {
+	if err := p.writePair(ClientKeyFile, k, ClientCertFile, c); err != nil {
 		return err
 	}
 	p.clientCert, p.clientKey = c, k
@@ -434,4 +418,29 @@ func (c *ReplicaCerts) Metadata() *metadata.TLS {
 		ControllerManagerCert: c.ControllerManagerCert, ControllerManagerKey: c.ControllerManagerKey,
 		SchedulerCert: c.SchedulerCert, SchedulerKey: c.SchedulerKey,
 		HealthcheckCert: c.HealthcheckCert, HealthcheckKey: c.HealthcheckKey}
+}
+
+// writePair writes a private key (mode 0600) first, then its certificate
+// or public key (0644): a crash between the two leaves a key without its
+// certificate, which Ensure reports instead of silently replacing.
+func (p *PKI) writePair(keyName, keyPEM, pubName, pubPEM string) error {
+	if err := atomicfile.Write(p.path(keyName), []byte(keyPEM), 0o600); err != nil {
+		return err
+	}
+	return atomicfile.Write(p.path(pubName), []byte(pubPEM), 0o644)
+}
+
+// readPEM reads the PEM file at path and parses it, saying what it is
+// (what) when either fails.
+func readPEM[T any](path, what string, parse func([]byte) (T, error)) ([]byte, T, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var zero T
+		return nil, zero, fmt.Errorf("read %s: %w", what, err)
+	}
+	v, err := parse(data)
+	if err != nil {
+		return nil, v, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return data, v, nil
 }

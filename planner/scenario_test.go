@@ -3,7 +3,6 @@ package planner
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,12 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/golden"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 )
-
-var update = flag.Bool("update", false, "rewrite the expected output of planner/testdata scenarios (only commit what you understand)")
 
 // scenarioNow is when every scenario's state is observed.
 var scenarioNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -331,13 +329,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 }
 
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 30 {
-		t.Errorf("want at least 30 scenarios, found %d", len(files))
-	}
+	files := golden.Files(t, "testdata/*.txt", 30)
 	for _, path := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".txt"), func(t *testing.T) {
 			sp, obs, opts, want := parseScenario(t, path)
@@ -362,7 +354,7 @@ func TestScenarios(t *testing.T) {
 				}
 				checkPlan(t, p)
 			}
-			if *update {
+			if golden.Update() {
 				data, _ := os.ReadFile(path)
 				input, _, _ := strings.Cut(string(data), "\n----\n")
 				if err := os.WriteFile(path, []byte(input+"\n----\n"+got), 0o644); err != nil {

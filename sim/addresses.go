@@ -58,7 +58,7 @@ func (s *Server) insertAddress(r *request) (any, error) {
 
 func (s *Server) deleteAddress(r *request) (any, error) {
 	key := addrKey(r)
-	return remove(s, s.w.Addresses, key, func(a *compute.Address) (any, error) {
+	return locked(s, s.w.Addresses, key, func(a *compute.Address) (any, error) {
 		if a.Status == "IN_USE" && len(a.Users) > 0 {
 			return nil, errInUse(key, a.Users[0])
 		}

@@ -18,16 +18,7 @@ import (
 
 func benchSim(b *testing.B) (*Server, *compute.Service) {
 	b.Helper()
-	s, err := Start(context.Background(), Options{Subnet: RandomSubnet()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	c, err := s.Client(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return s, c
+	return startSim(b, Options{})
 }
 
 // BenchmarkRequestLatency measures one API round trip through the real

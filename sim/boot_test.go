@@ -107,15 +107,15 @@ func TestThreeMastersFormACluster(t *testing.T) {
 	}
 	cli := etcdClient(t, nil, ms[0].clientURL("http"), ms[1].clientURL("http"))
 	eventually(t, 20*time.Second, "cluster of three", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		l, err := cli.MemberList(ctx)
+		l, err := memberList(cli)
 		if err != nil {
 			return err
 		}
 		if len(l.Members) != 3 {
 			return fmt.Errorf("%d members", len(l.Members))
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		_, err = cli.Put(ctx, "/before", "1")
 		return err
 	})
@@ -175,9 +175,7 @@ func TestThreeMastersFormACluster(t *testing.T) {
 
 func TestWrongInitialClusterFailsToJoin(t *testing.T) {
 	s, c := startSim(t, Options{})
-	m1 := reserve(t, c, "m1", zoneB)
-	boot(t, c, m1, "http", initialCluster("http", m1), metadata.StateNew, nil)
-	cli := etcdClient(t, nil, m1.clientURL("http"))
+	m1, cli := bootFirst(t, c)
 	eventually(t, 20*time.Second, "single member", func() error { return status(cli, m1.clientURL("http")) })
 	// m2 claims to join an existing cluster that never added it.
 	m2 := reserve(t, c, "m2", zoneC)
@@ -214,9 +212,7 @@ func TestWrongInitialClusterFailsToJoin(t *testing.T) {
 func TestMembersBootAgainAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	s, c := startSim(t, Options{Dir: dir})
-	m1 := reserve(t, c, "m1", zoneB)
-	boot(t, c, m1, "http", initialCluster("http", m1), metadata.StateNew, nil)
-	cli := etcdClient(t, nil, m1.clientURL("http"))
+	m1, cli := bootFirst(t, c)
 	eventually(t, 20*time.Second, "write", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -320,9 +316,7 @@ func TestTLSMembers(t *testing.T) {
 	ok(t, c)(c.Disks.Insert(project, zoneC, &compute.Disk{Name: "m2-pd"}).Do())
 	boot(t, c, m2, "https", initialCluster("https", m1, m2), metadata.StateExisting, bundle(ours, m2))
 	eventually(t, 20*time.Second, "member with our certificate joins", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		l, err := cli.MemberList(ctx)
+		l, err := memberList(cli)
 		if err != nil {
 			return err
 		}
@@ -389,9 +383,7 @@ func TestMemberAddressTaken(t *testing.T) {
 // emulator with every master in it. The member must crash alone.
 func TestRemovedMemberAskedForStatusCrashesAlone(t *testing.T) {
 	s, c := startSim(t, Options{})
-	m1 := reserve(t, c, "m1", zoneB)
-	boot(t, c, m1, "http", initialCluster("http", m1), metadata.StateNew, nil)
-	cli := etcdClient(t, nil, m1.clientURL("http"))
+	m1, cli := bootFirst(t, c)
 	eventually(t, 20*time.Second, "m1 serves", func() error { return status(cli, m1.clientURL("http")) })
 	m2 := reserve(t, c, "m2", zoneC)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -441,4 +433,20 @@ func TestRemovedMemberAskedForStatusCrashesAlone(t *testing.T) {
 			t.Logf("m2 after its removal: %s (%s), %d restarts", st.State, st.Error, st.Restarts)
 		}
 	}
+}
+
+// bootFirst boots m1, a single-member cluster over plain HTTP in zone B,
+// and gives a client of it.
+func bootFirst(t *testing.T, c *compute.Service) (master, *clientv3.Client) {
+	t.Helper()
+	m1 := reserve(t, c, "m1", zoneB)
+	boot(t, c, m1, "http", initialCluster("http", m1), metadata.StateNew, nil)
+	return m1, etcdClient(t, nil, m1.clientURL("http"))
+}
+
+// memberList asks cli for the members, for at most a second.
+func memberList(cli *clientv3.Client) (*clientv3.MemberListResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return cli.MemberList(ctx)
 }

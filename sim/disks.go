@@ -41,7 +41,7 @@ func (s *Server) insertDisk(r *request) (any, error) {
 
 func (s *Server) deleteDisk(r *request) (any, error) {
 	key := diskKey(r)
-	return remove(s, s.w.Disks, key, func(d *compute.Disk) (any, error) {
+	return locked(s, s.w.Disks, key, func(d *compute.Disk) (any, error) {
 		if len(d.Users) > 0 {
 			return nil, errInUse(key, d.Users[0])
 		}

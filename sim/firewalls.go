@@ -67,7 +67,7 @@ func (s *Server) patchFirewall(r *request) (any, error) {
 
 func (s *Server) deleteFirewall(r *request) (any, error) {
 	key := fwKey(r)
-	return remove(s, s.w.Firewalls, key, func(f *compute.Firewall) (any, error) {
+	return locked(s, s.w.Firewalls, key, func(f *compute.Firewall) (any, error) {
 		return s.newOpLocked(globalScope(r), "firewalls.delete", key, f.Id, nil, effect{"firewall.delete", key}), nil
 	})
 }

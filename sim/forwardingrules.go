@@ -58,7 +58,7 @@ func (s *Server) insertForwardingRule(r *request) (any, error) {
 
 func (s *Server) deleteForwardingRule(r *request) (any, error) {
 	key := ruleKey(r)
-	return remove(s, s.w.ForwardingRules, key, func(f *compute.ForwardingRule) (any, error) {
+	return locked(s, s.w.ForwardingRules, key, func(f *compute.ForwardingRule) (any, error) {
 		return s.newOpLocked(regionScope(r), "forwardingRules.delete", key, f.Id, nil, effect{"forwardingRule.delete", key}), nil
 	})
 }

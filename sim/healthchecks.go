@@ -56,13 +56,9 @@ func (s *Server) updateHealthCheck(r *request) (any, error) {
 
 func (s *Server) deleteHealthCheck(r *request) (any, error) {
 	key := hcKey(r)
-	return remove(s, s.w.HealthChecks, key, func(hc *compute.HttpHealthCheck) (any, error) {
-		for pk, p := range s.w.TargetPools {
-			for _, h := range p.HealthChecks {
-				if relPath(r.project, h) == key {
-					return nil, errInUse(key, link(pk))
-				}
-			}
+	return locked(s, s.w.HealthChecks, key, func(hc *compute.HttpHealthCheck) (any, error) {
+		if user := userOf(s.w.TargetPools, r.project, key, func(p *compute.TargetPool) []string { return p.HealthChecks }); user != "" {
+			return nil, errInUse(key, link(user))
 		}
 		return s.newOpLocked(globalScope(r), "httpHealthChecks.delete", key, hc.Id, nil, effect{"healthCheck.delete", key}), nil
 	})

@@ -22,7 +22,7 @@ const (
 	zoneD   = "europe-west1-d"
 )
 
-func startSim(t *testing.T, opts Options) (*Server, *compute.Service) {
+func startSim(t testing.TB, opts Options) (*Server, *compute.Service) {
 	t.Helper()
 	if opts.Subnet == "" {
 		opts.Subnet = RandomSubnet()

@@ -232,29 +232,21 @@ func (s *Server) instanceLocked(key string) (*compute.Instance, error) {
 
 func (s *Server) deleteInstance(r *request) (any, error) {
 	key := instKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, err := s.instanceLocked(key)
-	if err != nil {
-		return nil, err
-	}
-	in.Status = "STOPPING"
-	return s.newOpLocked(zoneScope(r), "instances.delete", key, in.Id, nil, effect{"instance.delete", key}), nil
+	return locked(s, s.w.Instances, key, func(in *compute.Instance) (any, error) {
+		in.Status = "STOPPING"
+		return s.newOpLocked(zoneScope(r), "instances.delete", key, in.Id, nil, effect{"instance.delete", key}), nil
+	})
 }
 
 func (s *Server) stopInstance(r *request) (any, error) {
 	key := instKey(r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, err := s.instanceLocked(key)
-	if err != nil {
-		return nil, err
-	}
-	if in.Status == "TERMINATED" {
-		return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil), nil
-	}
-	in.Status = "STOPPING"
-	return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil, effect{"instance.stop", key}), nil
+	return locked(s, s.w.Instances, key, func(in *compute.Instance) (any, error) {
+		if in.Status == "TERMINATED" {
+			return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil), nil
+		}
+		in.Status = "STOPPING"
+		return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil, effect{"instance.stop", key}), nil
+	})
 }
 
 func (s *Server) startInstance(r *request) (any, error) {

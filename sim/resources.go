@@ -38,13 +38,7 @@ func sortedKeys[T any](m map[string]*T, prefix string) []string {
 }
 
 func getRes[T any](s *Server, m map[string]*T, key string) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := m[key]
-	if !ok {
-		return nil, errNotFound(key)
-	}
-	return frozen(v)
+	return locked(s, m, key, func(v *T) (any, error) { return frozen(v) })
 }
 
 // page is one page of a list or aggregated list, as the API marshals it.
@@ -161,17 +155,18 @@ func create[T any](s *Server, r *request, resources map[string]*T, keyOf func(*r
 	return fill(key, &res)
 }
 
-// remove is the shape of every delete: under the lock, the resource at key
-// is handed to check, which refuses what GCE refuses (a resource in use)
-// and returns the operation; a missing resource is 404.
-func remove[T any](s *Server, resources map[string]*T, key string, check func(res *T) (any, error)) (any, error) {
+// locked is the shape of every method without a body that acts on one
+// resource (delete, stop, start): under the lock, the resource at key is
+// handed to act, which refuses what GCE refuses (a resource in use) and
+// returns the operation; a missing resource is 404.
+func locked[T any](s *Server, resources map[string]*T, key string, act func(res *T) (any, error)) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res, ok := resources[key]
 	if !ok {
 		return nil, errNotFound(key)
 	}
-	return check(res)
+	return act(res)
 }
 
 // apiRoute is one method of the API: its pattern, its name in the API
@@ -209,4 +204,17 @@ func reads[T any](s *Server, scope, collection, kind string, resources func() ma
 		}})
 	}
 	return rs
+}
+
+// userOf is the first resource of m, in key order, that refers to the
+// resource at key by one of its refs (links or relative paths), or "".
+func userOf[T any](m map[string]*T, project, key string, refs func(*T) []string) string {
+	for _, k := range sortedKeys(m, "") {
+		for _, ref := range refs(m[k]) {
+			if ref != "" && relPath(project, ref) == key {
+				return k
+			}
+		}
+	}
+	return ""
 }

@@ -37,11 +37,9 @@ func (s *Server) insertTargetPool(r *request) (any, error) {
 
 func (s *Server) deleteTargetPool(r *request) (any, error) {
 	key := poolKey(r)
-	return remove(s, s.w.TargetPools, key, func(p *compute.TargetPool) (any, error) {
-		for fk, f := range s.w.ForwardingRules {
-			if relPath(r.project, f.Target) == key {
-				return nil, errInUse(key, link(fk))
-			}
+	return locked(s, s.w.TargetPools, key, func(p *compute.TargetPool) (any, error) {
+		if user := userOf(s.w.ForwardingRules, r.project, key, func(f *compute.ForwardingRule) []string { return []string{f.Target} }); user != "" {
+			return nil, errInUse(key, link(user))
 		}
 		return s.newOpLocked(regionScope(r), "targetPools.delete", key, p.Id, nil, effect{"targetPool.delete", key}), nil
 	})

@@ -283,23 +283,18 @@ func shapeProblems(n *yamlv3.Node, t reflect.Type, path string) []Problem {
 }
 
 func describe(n *yamlv3.Node) string {
-	switch n.Kind {
-	case yamlv3.MappingNode:
-		return "a mapping"
-	case yamlv3.SequenceNode:
-		return "a list"
-	case yamlv3.ScalarNode:
-		switch n.Tag {
-		case "!!str":
-			return fmt.Sprintf("the string %q", n.Value)
-		case "!!int", "!!float":
-			return "the number " + n.Value
-		case "!!bool":
-			return "the boolean " + n.Value
-		}
-		return n.Value
+	if n.Kind != yamlv3.ScalarNode {
+		return "a " + kindName(n)
 	}
-	return kindName(n)
+	switch n.Tag {
+	case "!!str":
+		return fmt.Sprintf("the string %q", n.Value)
+	case "!!int", "!!float":
+		return "the number " + n.Value
+	case "!!bool":
+		return "the boolean " + n.Value
+	}
+	return n.Value
 }
 
 func kindName(n *yamlv3.Node) string {

@@ -2,14 +2,13 @@ package spec
 
 import (
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite spec/cluster.schema.json")
+	"github.com/kubeha/kubeha/internal/golden"
+)
 
 // wantLines reads the "# want: ..." lines of an invalid example.
 func wantLines(t *testing.T, path string) []string {
@@ -28,13 +27,7 @@ func wantLines(t *testing.T, path string) []string {
 }
 
 func TestInvalidExamples(t *testing.T) {
-	files, err := filepath.Glob("../examples/invalid/*.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 12 {
-		t.Fatalf("want at least 12 invalid examples, found %d", len(files))
-	}
+	files := golden.Files(t, "../examples/invalid/*.yaml", 12)
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			want := wantLines(t, path)
@@ -254,7 +247,7 @@ func TestDerivedNamesFit(t *testing.T) {
 
 func TestSchemaUpToDate(t *testing.T) {
 	got := JSONSchema()
-	if *update {
+	if golden.Update() {
 		if err := os.WriteFile("cluster.schema.json", got, 0o644); err != nil {
 			t.Fatal(err)
 		}

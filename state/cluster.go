@@ -206,44 +206,32 @@ func (c *Cluster) MemberOf(instance string) *Member {
 
 // Voters are the voting members.
 func (c *Cluster) Voters() []*Member {
-	var out []*Member
-	for _, m := range c.Etcd.Members {
-		if !m.IsLearner {
-			out = append(out, m)
-		}
-	}
-	return out
+	return filter(c.Etcd.Members, func(m *Member) bool { return !m.IsLearner })
 }
 
 // Learners are the non-voting members.
 func (c *Cluster) Learners() []*Member {
-	var out []*Member
-	for _, m := range c.Etcd.Members {
-		if m.IsLearner {
-			out = append(out, m)
-		}
-	}
-	return out
+	return filter(c.Etcd.Members, func(m *Member) bool { return m.IsLearner })
 }
 
 // HealthyVoters are the voters that answered and follow a leader.
 func (c *Cluster) HealthyVoters() []*Member {
-	var out []*Member
-	for _, m := range c.Voters() {
-		if m.Healthy {
-			out = append(out, m)
-		}
-	}
-	return out
+	return filter(c.Voters(), func(m *Member) bool { return m.Healthy })
 }
 
 // Unhealthy lists the replicas whose instance is not running or whose
 // member is missing or unhealthy.
 func (c *Cluster) Unhealthy() []*Replica {
-	var out []*Replica
-	for _, r := range c.Replicas() {
-		if !r.Healthy() {
-			out = append(out, r)
+	return filter(c.Replicas(), func(r *Replica) bool { return !r.Healthy() })
+}
+
+// filter is the elements of xs that keep, in order, in a new slice (nil
+// when none).
+func filter[T any](xs []T, keep func(T) bool) []T {
+	var out []T
+	for _, x := range xs {
+		if keep(x) {
+			out = append(out, x)
 		}
 	}
 	return out

@@ -15,20 +15,21 @@ import (
 // TestWriteRead: a plan file reads back as written; one edited by hand,
 // cut short, or of another format is refused, naming the file.
 func TestWriteRead(t *testing.T) {
-	c := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "pf"},
-		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p", Region: "europe-west1"}, Masters: spec.Masters{Replicas: 1, Zones: []string{"europe-west1-b"}}}}
-	spec.SetDefaults(c)
-	obs := &state.Cluster{Name: "pf", Project: "p", Region: "europe-west1"}
-	p, err := planner.Compute(c, obs)
+	c, _, err := spec.Load("../../examples/quickstart.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	obs := &state.Cluster{Name: c.Metadata.Name, Project: c.Spec.GCE.Project, Region: c.Spec.GCE.Region}
+	p, err := planner.Compute(c, obs)
+	if err != nil || len(p.Steps) == 0 {
+		t.Fatalf("plan the quickstart: %v", err)
 	}
 	path := filepath.Join(t.TempDir(), "plan.json")
 	if err := Write(path, planner.NewSaved(p, c, obs, planner.Options{})); err != nil {
 		t.Fatal(err)
 	}
 	s, err := Read(path)
-	if err != nil || len(s.Plan.Steps) != len(p.Steps) || s.Spec.Metadata.Name != "pf" {
+	if err != nil || len(s.Plan.Steps) != len(p.Steps) || s.Spec.Metadata.Name != "quickstart" {
 		t.Fatalf("read back: %v", err)
 	}
 	data, _ := os.ReadFile(path)

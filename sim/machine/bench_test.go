@@ -2,9 +2,6 @@ package machine
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -23,14 +20,7 @@ func BenchmarkMasterBoot(b *testing.B) {
 	var rss int64
 	for i := 0; i < b.N; i++ {
 		m, p, ip := newMaster(b, bins)
-		cert, key, err := p.Admin()
-		if err != nil {
-			b.Fatal(err)
-		}
-		pair, _ := tls.X509KeyPair([]byte(cert), []byte(key))
-		roots := x509.NewCertPool()
-		roots.AddCert(p.ClusterCA.Cert)
-		api := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}
+		api := adminClient(b, p, "", 2*time.Second)
 		get := func(path string) bool {
 			resp, err := api.Get("https://" + ip + ":" + strconv.Itoa(443+m.PortOffset) + path)
 			if err != nil {

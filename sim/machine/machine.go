@@ -136,24 +136,26 @@ func (m *Machine) Freeze() {
 
 // PIDs are the processes of its running containers.
 func (m *Machine) PIDs() []int {
-	m.mu.Lock()
-	k := m.kubelet
-	m.mu.Unlock()
-	if k == nil {
-		return nil
+	if k := m.runningKubelet(); k != nil {
+		return k.PIDs()
 	}
-	return k.PIDs()
+	return nil
 }
 
 // Pods are the static pods the kubelet stand-in runs.
 func (m *Machine) Pods() []kubelet.PodStatus {
-	m.mu.Lock()
-	k := m.kubelet
-	m.mu.Unlock()
-	if k == nil {
-		return nil
+	if k := m.runningKubelet(); k != nil {
+		return k.Status()
 	}
-	return k.Status()
+	return nil
+}
+
+// runningKubelet is the kubelet stand-in, nil before the startup script
+// started it.
+func (m *Machine) runningKubelet() *kubelet.Runner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.kubelet
 }
 
 // kubeletStarted says whether the startup script asked init to start the

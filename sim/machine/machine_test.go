@@ -157,14 +157,7 @@ func testMasterBoot(t *testing.T, m *Machine, p *pki.PKI, ip string) {
 		return err
 	})
 
-	adminCert, adminKey, err := p.Admin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pair, _ := tls.X509KeyPair([]byte(adminCert), []byte(adminKey))
-	roots := x509.NewCertPool()
-	roots.AddCert(p.ClusterCA.Cert)
-	api := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: ip}}}
+	api := adminClient(t, p, ip, 5*time.Second)
 	apiPort := strconv.Itoa(443 + m.PortOffset)
 	base := "https://" + net.JoinHostPort(ip, apiPort)
 	call := func(method, path, body string) (int, string, error) {
@@ -186,7 +179,9 @@ func testMasterBoot(t *testing.T, m *Machine, p *pki.PKI, ip string) {
 		return err
 	})
 	// Anonymous: the health paths only.
-	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: ip}}}
+	anonTLS := api.Transport.(*http.Transport).TLSClientConfig.Clone()
+	anonTLS.Certificates = nil
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: anonTLS}}
 	for path, want := range map[string]int{"/readyz": 200, "/livez": 200, "/api/v1/namespaces": 401, "/version": 401} {
 		resp, err := anon.Get(base + path)
 		if err != nil {
@@ -256,4 +251,21 @@ func testMasterBoot(t *testing.T, m *Machine, p *pki.PKI, ip string) {
 		c.Close()
 		t.Error("kube-apiserver still serves after the machine halted")
 	}
+}
+
+// adminClient is an HTTPS client of the API as kubeha's admin, trusting
+// the cluster CA (and, with serverName, verifying the server as that name).
+func adminClient(t testing.TB, p *pki.PKI, serverName string, timeout time.Duration) *http.Client {
+	t.Helper()
+	cert, key, err := p.Admin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair([]byte(cert), []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ClusterCA.Cert)
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: serverName}}}
 }

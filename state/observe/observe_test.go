@@ -14,6 +14,7 @@ import (
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/sim/simtest"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 	"github.com/kubeha/kubeha/state/observe"
@@ -21,13 +22,7 @@ import (
 
 const project = "p-test"
 
-func testSpec(replicas int) *spec.Cluster {
-	c := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "prod"},
-		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: project, Region: "europe-west1"}, MultiZone: true,
-			Masters: spec.Masters{Replicas: replicas, Zones: []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}}}}
-	spec.SetDefaults(c)
-	return c
-}
+func testSpec(replicas int) *spec.Cluster { return simtest.Spec("prod", project, replicas) }
 
 type fixture struct {
 	t   *testing.T
@@ -38,15 +33,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, replicas int) *fixture {
 	t.Helper()
-	srv, err := sim.Start(context.Background(), sim.Options{Subnet: sim.RandomSubnet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	c, err := srv.Client(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, c := simtest.Start(t, sim.Options{})
 	return &fixture{t: t, srv: srv, c: c, sp: testSpec(replicas)}
 }
 

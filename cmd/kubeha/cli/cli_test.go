@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubeha/kubeha/internal/golden"
 	"github.com/spf13/cobra"
 )
 
@@ -29,10 +30,7 @@ func TestValidateExamples(t *testing.T) {
 }
 
 func TestValidateInvalidExamples(t *testing.T) {
-	files, _ := filepath.Glob("../../../examples/invalid/*.yaml")
-	if len(files) < 12 {
-		t.Fatalf("found %d invalid examples", len(files))
-	}
+	files := golden.Files(t, "../../../examples/invalid/*.yaml", 12)
 	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
