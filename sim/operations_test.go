@@ -94,6 +94,20 @@ func TestFaultsAndRequestCounts(t *testing.T) {
 	if s.Requests().Total != 0 {
 		t.Error("reset did not zero the counts")
 	}
+	// One that fails after the work ("after") created it all the same, and
+	// its retry with the same requestId gets the first call's operation.
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":1,"codes":[503],"methods":["firewalls.insert"],"after":true}`)
+	const rid = "8c5e5f0e-3d2b-4c1a-9f1e-2b7a6d5c4e3f"
+	_, err = c.Firewalls.Insert(project, &compute.Firewall{Name: "y"}).RequestId(rid).Context(ctx).Do()
+	apiErr(t, err, 503, "backendError")
+	if l, _ := c.Firewalls.List(project).Context(ctx).Do(); len(l.Items) != 1 || l.Items[0].Name != "y" {
+		t.Errorf("a request failed after the work: firewalls %v", l)
+	}
+	postAdmin(t, s, "/sim/v1/faults", `{"rate":0}`)
+	op, err := c.Firewalls.Insert(project, &compute.Firewall{Name: "y"}).RequestId(rid).Context(ctx).Do()
+	if err != nil || op.TargetLink == "" {
+		t.Errorf("the retry with the same requestId: %v, %v", op, err)
+	}
 	for _, bad := range []string{`{"rate":2}`, `{"rate":0.5,"codes":[200]}`, `nope`} {
 		resp, err := http.Post(s.URL()+"/sim/v1/faults", "application/json", strings.NewReader(bad))
 		if err != nil {

@@ -290,7 +290,9 @@ func (s *Server) adminGetFaults(w http.ResponseWriter, _ *http.Request) {
 	writeAdmin(w, f)
 }
 
-// adminSetFaults sets the share of API requests that fail: {"rate":0.1,"codes":[429,503]}.
+// adminSetFaults sets the share of API requests that fail:
+// {"rate":0.1,"codes":[429,503]}, with "after":true once the emulator has
+// done the work.
 func (s *Server) adminSetFaults(w http.ResponseWriter, r *http.Request) {
 	var f faultConfig
 	if err := json.NewDecoder(r.Body).Decode(&f); err != nil {

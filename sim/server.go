@@ -106,6 +106,10 @@ type faultConfig struct {
 	Codes      []int    `json:"codes"`
 	RetryAfter string   `json:"retryAfter,omitempty"` // optional Retry-After on 429s, e.g. "1s"
 	Methods    []string `json:"methods,omitempty"`    // restrict to these methods; empty means all
+	// After makes a faulted request fail after the emulator has done its
+	// work, as a timeout or a 5xx after GCE acted does: the change is made,
+	// the caller hears only the error.
+	After bool `json:"after,omitempty"`
 }
 
 // DefaultSubnet is the internal range of a persisted emulator.
@@ -330,8 +334,9 @@ func (s *Server) api(method string, h handlerFunc) http.HandlerFunc {
 		s.total++
 		s.byMethod[key]++
 		fault, retryAfter := s.faultLocked(method)
+		after := s.faults.After
 		s.mu.Unlock()
-		if fault != 0 {
+		if fault != 0 && !after {
 			if retryAfter != "" {
 				if d, err := time.ParseDuration(retryAfter); err == nil {
 					w.Header().Set("Retry-After", fmt.Sprint(int(d.Seconds())))
@@ -364,6 +369,10 @@ func (s *Server) api(method string, h handlerFunc) http.HandlerFunc {
 		resp, err := h(r)
 		if op, ok := resp.(*compute.Operation); ok && err == nil && requestID != "" {
 			s.rememberRequest(r.project, requestID, op)
+		}
+		if fault != 0 {
+			faultError(fault).write(w) // after the work: the reply is lost
+			return
 		}
 		if err != nil {
 			var ae *apiError
