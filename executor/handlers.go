@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	compute "google.golang.org/api/compute/v1"
@@ -46,6 +47,7 @@ var handlers = map[planner.Action]handler{
 	planner.DeleteDisk:           (*executor).deleteDisk,
 	planner.ReleaseAddress:       (*executor).releaseAddress,
 	planner.RenewCertificates:    (*executor).renew,
+	planner.SaveSnapshot:         (*executor).saveSnapshot,
 }
 
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }
@@ -231,10 +233,13 @@ func (x *executor) deleteInstance(ctx context.Context, s *planner.Step) error {
 	})
 }
 
-// deleteDisk saves a snapshot of the disk's data first.
+// deleteDisk saves a snapshot of the disk's data first, unless a destroy's
+// final snapshot covers it.
 func (x *executor) deleteDisk(ctx context.Context, s *planner.Step) error {
-	if err := x.backup(ctx, s, "before-delete-"+s.Target, true, strings.TrimSuffix(s.Target, "-pd")); err != nil {
-		return err
+	if !s.FinalSnapshot {
+		if err := x.backup(ctx, s, "before-delete-"+s.Target, true, strings.TrimSuffix(s.Target, "-pd")); err != nil {
+			return err
+		}
 	}
 	return x.retryInUse(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Disks.Delete(x.project(), s.Zone, s.Target).Context(ctx).Do()
@@ -266,6 +271,20 @@ func (x *executor) moveLeader(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	return x.etcd.moveLeader(ctx, s.MemberID, to)
+}
+
+// saveSnapshot saves a destroy's final snapshot; with no etcd to give it,
+// nothing is deleted.
+func (x *executor) saveSnapshot(ctx context.Context, s *planner.Step) error {
+	if x.o.BackupDir == "" {
+		return fmt.Errorf("%s: no backups directory to save it in (nothing was deleted)", what(s))
+	}
+	if !x.etcd.connected() {
+		return fmt.Errorf("%s: etcd of cluster %s cannot be reached, so no snapshot can be saved (nothing was deleted)", what(s), x.cluster())
+	}
+	// Not "always": run again in this apply at the same revision, it
+	// points at the snapshot it saved instead of saving it twice.
+	return x.backup(ctx, s, "before-destroy", false, "")
 }
 
 // removeMember saves a snapshot when etcd's data moved since the last one.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -133,6 +134,26 @@ func TestEveryStepKindTwice(t *testing.T) {
 	apply("no access named", planner.Options{}, nil)
 	e.sp.Spec.Masters.Replicas = 1
 	apply("scale down to 1", planner.Options{}, nil)
+
+	// kubeha destroy: the final snapshot, then everything of the cluster.
+	obs, err := observe.Cluster(ctx, e.src, e.sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planner.Destroy(e.sp, obs, planner.DestroyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backups := t.TempDir()
+	if err := Apply(ctx, p, Options{Compute: c, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true}); err != nil {
+		t.Fatalf("destroy, every step twice: %v\n%s", err, planner.Format(p))
+	}
+	if after, err := observe.Cluster(ctx, e.src, e.sp); err != nil || !after.Empty() {
+		t.Errorf("after destroy: %v\n%s", err, planner.Format(p))
+	}
+	if snaps, _ := filepath.Glob(filepath.Join(backups, "*-exe-before-destroy-r*.db")); len(snaps) != 1 {
+		t.Errorf("final snapshots: %v", snaps)
+	}
 
 	// Every insert carried a requestId, so a retried one cannot create
 	// twice; run a second time, each came back with its first operation.

@@ -236,17 +236,7 @@ func (b *builder) finish() *Plan {
 	if p.Steps == nil {
 		p.Steps = []*Step{}
 	}
-	for _, s := range b.steps {
-		switch s.Change {
-		case Create:
-			p.Summary.Create++
-		case Update:
-			p.Summary.Update++
-		case Delete:
-			p.Summary.Delete++
-		}
-	}
-	p.NoChanges = len(b.steps) == 0
+	p.summarize()
 	if len(b.ft0) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("step(s) %s leave etcd at fault tolerance 0: a failure of any member while they run loses quorum", strings.Join(b.ft0, ", ")))
 	}

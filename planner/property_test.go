@@ -23,6 +23,9 @@ type model struct {
 	c      *state.Cluster
 	nextIP int
 	nextID uint64
+	// destroying carries out a destroy plan: the masters go with their
+	// members; saved says its final snapshot was taken.
+	destroying, saved bool
 }
 
 func (m *model) fail(format string, args ...any) {
@@ -52,7 +55,7 @@ func (m *model) instance(name string) *state.Instance {
 // only this cluster's resources.
 func (m *model) apply(p *Plan, s *Step) {
 	m.t.Helper()
-	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") {
+	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == m.sp.Metadata.Name) {
 		m.fail("step %s %s targets %s, not a resource of cluster %s (invariant 5)", s.ID, s.Action, s.Target, m.sp.Metadata.Name)
 	}
 	c := m.c
@@ -188,7 +191,10 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Etcd.Members = slices.DeleteFunc(c.Etcd.Members, func(x *state.Member) bool { return x == mem })
 	case DeleteInstance:
 		if mem := m.member(s.Replica, 0); mem != nil {
-			m.fail("step %s deletes %s while its etcd member is still in the cluster: an orphaned member", s.ID, s.Replica)
+			if !m.destroying {
+				m.fail("step %s deletes %s while its etcd member is still in the cluster: an orphaned member", s.ID, s.Replica)
+			}
+			c.Etcd.Members = slices.DeleteFunc(c.Etcd.Members, func(x *state.Member) bool { return x == mem })
 		}
 		in := m.instance(s.Replica)
 		c.Instances = slices.DeleteFunc(c.Instances, func(x *state.Instance) bool { return x == in })
@@ -199,6 +205,17 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Disks = slices.DeleteFunc(c.Disks, func(d *state.Disk) bool { return d.Name == s.Target })
 	case ReleaseAddress:
 		c.Addresses = slices.DeleteFunc(c.Addresses, func(a *state.Address) bool { return a.Name == s.Target })
+		if c.StaticIP != nil && c.StaticIP.Name == s.Target {
+			if c.StaticIP.Status == "IN_USE" {
+				m.fail("step %s releases the static IP while it is in use", s.ID)
+			}
+			c.StaticIP = nil
+		}
+	case SaveSnapshot:
+		if !c.Etcd.Reachable || len(c.Instances) == 0 {
+			m.fail("step %s saves a snapshot of an etcd that cannot give one", s.ID)
+		}
+		m.saved = true
 	case RenewCertificates:
 		if mem := m.member(s.Replica, 0); mem == nil || !mem.Healthy {
 			m.fail("step %s restarts %s, which is not a healthy member", s.ID, s.Replica)
@@ -210,10 +227,13 @@ func (m *model) apply(p *Plan, s *Step) {
 	default:
 		m.fail("unknown action %s", s.Action)
 	}
-	if ms := c.Membership(); ms.Voters > 0 && ms.HealthyVoters < ms.Quorum {
+	if m.destroying && len(c.Instances) == 0 {
+		c.Etcd.Members, c.Etcd.Reachable = nil, false // the last master is gone
+	}
+	if ms := c.Membership(); !m.destroying && ms.Voters > 0 && ms.HealthyVoters < ms.Quorum {
 		m.fail("after step %s (%s %s) %d of %d voters are healthy, below quorum %d (invariant 2)", s.ID, s.Action, s.Target, ms.HealthyVoters, ms.Voters, ms.Quorum)
 	}
-	if got := c.Membership(); got.Voters != s.Etcd.Voters || got.Learners != s.Etcd.Learners {
+	if got := c.Membership(); !m.destroying && (got.Voters != s.Etcd.Voters || got.Learners != s.Etcd.Learners) {
 		m.fail("step %s says it leaves %s, the model has %s", s.ID, MembershipString(s.Etcd), MembershipString(got))
 	}
 }

@@ -37,6 +37,7 @@ const (
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
+//	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
 var scenarioSyntax = map[string]struct {
 	args        int
 	keys, flags []string
@@ -57,6 +58,7 @@ var scenarioSyntax = map[string]struct {
 	"etcd":                 {args: 1},
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
+	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
 }
 
 // checkSyntax fails a scenario line that scenarioSyntax does not allow.
@@ -83,7 +85,7 @@ func checkSyntax(f []string, fail func(string)) {
 	}
 }
 
-func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Options, string) {
+func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Options, *DestroyOptions, string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -94,6 +96,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		t.Fatalf("%s: no ---- line", path)
 	}
 	var opts Options
+	var destroy *DestroyOptions
 	sp := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: tCluster},
 		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: tProject, Region: tRegion}, MultiZone: true}}
 	obs := &state.Cluster{Name: tCluster, Project: tProject, Region: tRegion, Etcd: state.Etcd{Reachable: true, ClusterID: 0xc1},
@@ -291,6 +294,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			clientFW = true
 		case "other-region":
 			obs.OtherRegions = append(obs.OtherRegions, f[1])
+		case "destroy":
+			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
 		default:
 			fail("unknown line")
 		}
@@ -325,16 +330,22 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	if clientFW {
 		obs.Firewalls = append(obs.Firewalls, &state.Firewall{Name: "prod-master-etcd-client", Ports: []string{"2379"}, Sources: []string{"10.128.0.5/32"}, TargetTags: []string{"prod-master"}})
 	}
-	return sp, obs, opts, want
+	return sp, obs, opts, destroy, want
 }
 
 func TestScenarios(t *testing.T) {
 	files := golden.Files(t, "testdata/*.txt", 30)
 	for _, path := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".txt"), func(t *testing.T) {
-			sp, obs, opts, want := parseScenario(t, path)
+			sp, obs, opts, destroy, want := parseScenario(t, path)
+			plan := func() (*Plan, error) {
+				if destroy != nil {
+					return Destroy(sp, obs, *destroy)
+				}
+				return ComputeWith(sp, obs, opts)
+			}
 			var got string
-			p, err := ComputeWith(sp, obs, opts)
+			p, err := plan()
 			if err != nil {
 				if !errors.Is(err, ErrRefused) {
 					t.Fatalf("an error that is not a refusal: %v", err)
@@ -348,7 +359,7 @@ func TestScenarios(t *testing.T) {
 					t.Fatal("the plan holds key material")
 				}
 				// Determinism: the same inputs give the same plan.
-				again, _ := ComputeWith(sp, obs, opts)
+				again, _ := plan()
 				if Format(again) != got {
 					t.Fatal("the plan differs between two runs")
 				}
@@ -391,7 +402,7 @@ func checkPlan(t *testing.T, p *Plan) {
 		if s.Etcd.Voters > 0 && s.Etcd.HealthyVoters < s.Etcd.Quorum {
 			t.Errorf("step %s leaves %d healthy voters of %d (quorum %d)", s.ID, s.Etcd.HealthyVoters, s.Etcd.Voters, s.Etcd.Quorum)
 		}
-		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") {
+		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == tCluster) {
 			t.Errorf("step %s targets %s, not a master resource of %s", s.ID, s.Target, tCluster)
 		}
 	}

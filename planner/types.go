@@ -88,6 +88,9 @@ const (
 	// its metadata and restarts the VM; the member is down meanwhile, so
 	// renewals run one at a time like voter changes.
 	RenewCertificates Action = "renew-certificates"
+	// SaveSnapshot saves an etcd snapshot in the backups directory: the
+	// first step of a destroy, before anything is deleted.
+	SaveSnapshot Action = "save-etcd-snapshot"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -132,6 +135,7 @@ var actions = map[Action]actionInfo{
 	DeleteDisk:           {change: Delete},
 	ReleaseAddress:       {change: Delete},
 	RenewCertificates:    {change: Update, etcd: true},
+	SaveSnapshot:         {change: Update, etcd: true},
 }
 
 // Actions lists every action, sorted.
@@ -212,6 +216,10 @@ type Step struct {
 	// PoolLink is the dangling target-pool entry a remove-from-pool removes
 	// when its instance no longer exists.
 	PoolLink string `json:"poolLink,omitempty"`
+	// FinalSnapshot says a delete-disk step is covered by the destroy's
+	// final snapshot (or by the decision to go without one): the executor
+	// saves none of its own, as no member is left to give it.
+	FinalSnapshot bool `json:"finalSnapshot,omitempty"`
 }
 
 // InstanceSpec is a master to create: what it is and what it boots with.
@@ -237,4 +245,20 @@ type FirewallSpec struct {
 	SourceTags []string `json:"sourceTags,omitempty"`
 	Sources    []string `json:"sourceRanges,omitempty"`
 	TargetTags []string `json:"targetTags"`
+}
+
+// summarize counts the steps by change.
+func (p *Plan) summarize() {
+	p.Summary = Summary{}
+	for _, s := range p.Steps {
+		switch s.Change {
+		case Create:
+			p.Summary.Create++
+		case Update:
+			p.Summary.Update++
+		case Delete:
+			p.Summary.Delete++
+		}
+	}
+	p.NoChanges = len(p.Steps) == 0
 }
