@@ -46,7 +46,7 @@ func killShard(t *testing.T, shard, shards int) {
 				continue // this position is past the end of this plan
 			}
 			ran = true
-			killed := c.killAfter(k, mid)
+			killed := c.killAfter("apply", k, mid)
 			if killed {
 				kills++
 			}
@@ -81,12 +81,12 @@ func (c *cluster) planSteps() int {
 	return len(p.Steps)
 }
 
-// killAfter runs apply and SIGKILLs it once k steps are done (mid: once
-// the next step has started). It says whether apply was killed before it
-// finished.
-func (c *cluster) killAfter(k int, mid bool) bool {
+// killAfter runs kubeha verb (apply, destroy) and SIGKILLs it once k steps
+// are done (mid: once the next step has started). It says whether it was
+// killed before it finished.
+func (c *cluster) killAfter(verb string, k int, mid bool) bool {
 	c.t.Helper()
-	cmd := execCommand(kubeha, "apply", "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
+	cmd := execCommand(kubeha, verb, "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)

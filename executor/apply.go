@@ -157,7 +157,11 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 		}
 	}
 	defer func() {
-		if x.lock != nil {
+		switch {
+		case x.lock == nil:
+		case err == nil && p.After.Voters == 0:
+			x.lock.abandon() // a destroy: the lock went with the etcd that held it
+		default:
 			x.lock.release()
 		}
 	}()

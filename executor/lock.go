@@ -195,6 +195,13 @@ func (e *etcd) revoke(ctx context.Context, lease clientv3.LeaseID) error {
 func (l *lock) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l.mutex.Unlock(ctx)
+	if err := l.mutex.Unlock(ctx); err != nil {
+		l.abandon() // etcd does not answer: the lease ends by itself
+		return
+	}
 	l.session.Close()
 }
+
+// abandon stops renewing the lock's lease without asking etcd: after a
+// destroy there is no etcd left to ask.
+func (l *lock) abandon() { l.session.Orphan() }

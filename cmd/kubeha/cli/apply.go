@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kubeha/kubeha/executor"
-	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/planner/planfile"
 	"github.com/kubeha/kubeha/spec"
@@ -108,68 +105,27 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	if err := record(); err != nil {
 		return err
 	}
-	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
-	if err != nil {
-		return err
-	}
-	progress := streams.Out
-	if o.output == "json" {
-		progress = streams.ErrOut
-	}
-	if err := (planText{}).Render(progress, plan); err != nil {
-		return err
-	}
-	if plan.NoChanges {
-		return nil
-	}
-	if !o.autoApprove && savedPath == "" {
-		if err := confirm(streams, len(plan.Steps)); err != nil {
-			return err
-		}
-	}
-	who := "kubeha"
-	if u, err := user.Current(); err == nil {
-		who = u.Username
-	}
-	host, _ := os.Hostname()
-	view := newProgress(streams.Out, o.output)
-	defer view.close()
-	start := time.Now()
-	err = executor.Apply(ctx, plan, executor.Options{
-		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: o.parallelism,
-		BackupDir: filepath.Join(c.PKIDir(), "..", "backups"), LockWait: o.lockTimeout,
-		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
-		Hooks: view, Downloads: downloads,
-	})
-	if errors.Is(err, executor.ErrInterrupted) {
-		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha apply again to finish", err)
-	}
-	if errors.Is(err, executor.ErrLocked) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("%w\nApply stopped at a failed step; no step was left half-done: fix the cause and run kubeha apply again", err)
-	}
-	view.complete(plan, time.Since(start))
-	return nil
+	return carryOut(ctx, streams, b, c, obs, plan, execution{verb: "apply", autoApprove: o.autoApprove || savedPath != "",
+		output: o.output, parallelism: o.parallelism, lockTimeout: o.lockTimeout, downloads: downloads})
 }
 
 // confirm asks on a terminal, and refuses without one.
-func confirm(streams IOStreams, n int) error {
+func confirm(streams IOStreams, verb, question string) error {
 	f, ok := streams.In.(*os.File)
+	if ok {
+		fi, err := f.Stat()
+		ok = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
 	if !ok {
-		return errors.New("no terminal to confirm on: pass --auto-approve to apply without asking")
+		return fmt.Errorf("no terminal to confirm on: pass --auto-approve to %s without asking", verb)
 	}
-	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		return errors.New("no terminal to confirm on: pass --auto-approve to apply without asking")
-	}
-	fmt.Fprintf(streams.Out, "\nApply these %d steps? Only 'yes' is accepted: ", n)
+	fmt.Fprintf(streams.Out, "\n%s Only 'yes' is accepted: ", question)
 	line, err := bufio.NewReader(f).ReadString('\n')
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("read the answer: %w", err)
 	}
 	if strings.TrimSpace(line) != "yes" {
-		return errors.New("apply cancelled: nothing was changed")
+		return fmt.Errorf("%s cancelled: nothing was changed", verb)
 	}
 	return nil
 }

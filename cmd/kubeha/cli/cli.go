@@ -86,6 +86,7 @@ func newRootCommand(streams IOStreams) *cobra.Command {
 		newKubeconfigCommand(streams),
 		newApplyCommand(streams),
 		newWatchCommand(streams),
+		newDestroyCommand(streams),
 	)
 	return root
 }

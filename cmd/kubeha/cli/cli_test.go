@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kubeha/kubeha/internal/golden"
+	"github.com/kubeha/kubeha/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -127,5 +128,30 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 	if len(used) < 9 {
 		t.Errorf("walked %d commands", len(used))
+	}
+}
+
+// TestInterruptedDestroySnapshot: the final snapshot an interrupted destroy
+// left is the newest of this cluster's, never another cluster's whose name
+// ends like it, nor an ordinary snapshot.
+func TestInterruptedDestroySnapshot(t *testing.T) {
+	dir := t.TempDir()
+	c := &spec.Cluster{Metadata: spec.Metadata{Name: "prod"}, Spec: spec.ClusterSpec{PKI: spec.PKI{Dir: filepath.Join(dir, "pki")}}}
+	if got, err := interruptedDestroySnapshot(c); err != nil || got != "" {
+		t.Fatalf("no backups directory: %q, %v", got, err)
+	}
+	backups := filepath.Join(dir, "backups")
+	os.MkdirAll(backups, 0o700)
+	for _, name := range []string{
+		"20261127T090000.000Z-prod-before-destroy-r7.db",
+		"20261127T100000.000Z-prod-before-destroy-r9.db",
+		"20261127T110000.000Z-x-prod-before-destroy-r3.db",
+		"20261127T120000.000Z-prod-before-remove-prod-master-r9.db",
+	} {
+		os.WriteFile(filepath.Join(backups, name), []byte("snap"), 0o600)
+	}
+	got, err := interruptedDestroySnapshot(c)
+	if err != nil || got != filepath.Join(backups, "20261127T100000.000Z-prod-before-destroy-r9.db") {
+		t.Errorf("got %q, %v", got, err)
 	}
 }

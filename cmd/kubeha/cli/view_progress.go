@@ -323,12 +323,14 @@ func (p *progress) fit(s string, reserve int) string {
 	return string(r[:w-1]) + "…"
 }
 
-func (p *progress) complete(plan *planner.Plan, d time.Duration) {
+// complete ends the progress of a plan carried out by verb (apply,
+// destroy).
+func (p *progress) complete(verb string, plan *planner.Plan, d time.Duration) {
 	p.close()
 	if p.json {
 		b, _ := json.Marshal(map[string]any{"event": "complete", "steps": len(plan.Steps), "elapsedMs": d.Milliseconds(), "etcd": plan.After})
 		fmt.Fprintln(p.w, string(b))
 		return
 	}
-	fmt.Fprintf(p.w, "\nApply complete: %d steps in %s. etcd: %s\n", len(plan.Steps), d.Round(time.Millisecond), membershipWords(plan.After))
+	fmt.Fprintf(p.w, "\n%s%s complete: %d steps in %s. etcd: %s\n", strings.ToUpper(verb[:1]), verb[1:], len(plan.Steps), d.Round(time.Millisecond), membershipWords(plan.After))
 }

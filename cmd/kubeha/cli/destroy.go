@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+type destroyOptions struct {
+	clusterOptions
+	autoApprove bool
+	noSnapshot  bool
+	lockTimeout time.Duration
+	output      string
+	parallelism int
+}
+
+func newDestroyCommand(streams IOStreams) *cobra.Command {
+	var o destroyOptions
+	cmd := newCommand("destroy", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runDestroy(cmd, streams, o) })
+	o.addFlags(cmd, "path of cluster.yaml", false)
+	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "destroy without asking")
+	cmd.Flags().BoolVar(&o.noSnapshot, "no-snapshot", false, "when etcd cannot give a final snapshot, delete its data without one")
+	cmd.Flags().DurationVar(&o.lockTimeout, "lock-timeout", 0, "wait this long for an apply to finish (default: fail at once, naming it)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "progress as text lines, or json: one event per line")
+	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "most steps at once")
+	return cmd
+}
+
+func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
+	if err := checkOutput(o.output, "text", "json"); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	c, _, err := loadSpec(streams, o.file)
+	if err != nil {
+		return err
+	}
+	b, err := o.backend.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	obs, _, err := observeOnly(ctx, b, c)
+	if err != nil {
+		return err
+	}
+	final, err := interruptedDestroySnapshot(c)
+	if err != nil {
+		return err
+	}
+	plan, err := planner.Destroy(c, obs, planner.DestroyOptions{NoSnapshot: o.noSnapshot, FinalSnapshot: final})
+	if err != nil {
+		return fmt.Errorf("destroy cluster %s: %w", c.Metadata.Name, err)
+	}
+	if plan.NoChanges {
+		fmt.Fprintf(streams.Out, "Nothing of cluster %s exists in project %s: nothing to destroy.\n", c.Metadata.Name, c.Spec.GCE.Project)
+		return nil
+	}
+	if err := carryOut(ctx, streams, b, c, obs, plan, execution{verb: "destroy", autoApprove: o.autoApprove,
+		output: o.output, parallelism: o.parallelism, lockTimeout: o.lockTimeout}); err != nil {
+		return err
+	}
+	// Nothing of the cluster is left: neither is its members' health record.
+	if err := os.Remove(state.HealthPath(c.PKIDir(), c.Metadata.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the health record of cluster %s: %w", c.Metadata.Name, err)
+	}
+	fmt.Fprintf(streams.ErrOut, "Cluster %s is destroyed. Kept on this machine: its PKI in %s and its etcd snapshots in %s.\n",
+		c.Metadata.Name, c.PKIDir(), filepath.Clean(backupDir(c)))
+	return nil
+}
+
+// interruptedDestroySnapshot is the newest final snapshot a destroy of
+// this cluster saved ("" when none): backups/TIME-CLUSTER-before-destroy-rREV.db.
+func interruptedDestroySnapshot(c *spec.Cluster) (string, error) {
+	dir := backupDir(c)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look for a final snapshot in %s: %w", dir, err)
+	}
+	re := regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z-` + regexp.QuoteMeta(c.Metadata.Name) + `-before-destroy-r\d+\.db$`)
+	var names []string
+	for _, e := range entries {
+		if re.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	sort.Strings(names) // by the time they start with
+	return filepath.Join(filepath.Clean(dir), names[len(names)-1]), nil
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"time"
+
+	"github.com/kubeha/kubeha/executor"
+	"github.com/kubeha/kubeha/pki"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// execution is how apply and destroy carry out a plan.
+type execution struct {
+	verb        string // the command: "apply" or "destroy"
+	autoApprove bool
+	output      string
+	parallelism int
+	lockTimeout time.Duration
+	downloads   spec.Downloads
+}
+
+// carryOut shows the plan, asks (unless auto-approved) and carries it out
+// with progress, under the cluster's apply lock.
+func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluster, obs *state.Cluster, plan *planner.Plan, e execution) error {
+	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
+	if err != nil {
+		return err
+	}
+	progress := streams.Out
+	if e.output == "json" {
+		progress = streams.ErrOut
+	}
+	if err := (planText{}).Render(progress, plan); err != nil {
+		return err
+	}
+	if plan.NoChanges {
+		return nil
+	}
+	if !e.autoApprove {
+		question := fmt.Sprintf("Apply these %d steps?", len(plan.Steps))
+		if e.verb == "destroy" {
+			question = fmt.Sprintf("Destroy cluster %s (project %s): carry out these %d steps?", c.Metadata.Name, c.Spec.GCE.Project, len(plan.Steps))
+		}
+		if err := confirm(streams, e.verb, question); err != nil {
+			return err
+		}
+	}
+	who := "kubeha"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	host, _ := os.Hostname()
+	view := newProgress(streams.Out, e.output)
+	defer view.close()
+	start := time.Now()
+	err = executor.Apply(ctx, plan, executor.Options{
+		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: e.parallelism,
+		BackupDir: backupDir(c), LockWait: e.lockTimeout,
+		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
+		Hooks: view, Downloads: e.downloads,
+	})
+	if errors.Is(err, executor.ErrInterrupted) {
+		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha %s again to finish", err, e.verb)
+	}
+	if errors.Is(err, executor.ErrLocked) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w\n%s stopped at a failed step; no step was left half-done: fix the cause and run kubeha %s again", err, e.verb, e.verb)
+	}
+	view.complete(e.verb, plan, time.Since(start))
+	return nil
+}
+
+// backupDir is where etcd snapshots of the cluster go: backups/ beside
+// its PKI directory.
+func backupDir(c *spec.Cluster) string { return filepath.Join(c.PKIDir(), "..", "backups") }
