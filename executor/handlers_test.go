@@ -55,8 +55,10 @@ func (a *actionsSeen) StepFinished(e Event) {
 // succeed and change nothing, so that the cluster still converges. The
 // plans: a bootstrap; the scale-up to 3 masters; drift made out of band (a firewall, the
 // health check, a stopped master, a master without kubeha's labels);
-// certificates due for renewal; a replacement of the etcd leader; and the
-// scale-down to one master.
+// certificates due for renewal; a replacement of the etcd leader; the
+// scale-down to one master; and a destroy. Meanwhile one API request in ten
+// fails after the emulator acted (its reply lost, as after a timeout or a
+// 5xx from GCE), so every call is also retried against the state it made.
 func TestEveryStepKindTwice(t *testing.T) {
 	e := newEnv(t, sim.Options{}, 1)
 	seen := &actionsSeen{seen: map[planner.Action]bool{}}
@@ -74,8 +76,11 @@ func TestEveryStepKindTwice(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir(), Hooks: seen, twice: true}); err != nil {
-			t.Fatalf("%s, every step twice: %v\n%s", what, err, planner.Format(p))
+		faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
+		err = Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir(), Hooks: seen, twice: true})
+		faults(t, e, `{"rate":0}`)
+		if err != nil {
+			t.Fatalf("%s, every step twice, one request in ten failing after the emulator acted: %v\n%s", what, err, planner.Format(p))
 		}
 		if again, _ := e.plan(t); !again.NoChanges {
 			t.Fatalf("%s did not converge:\n%s", what, planner.Format(again))
@@ -145,7 +150,10 @@ func TestEveryStepKindTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	backups := t.TempDir()
-	if err := Apply(ctx, p, Options{Compute: c, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true}); err != nil {
+	faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
+	err = Apply(ctx, p, Options{Compute: c, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
+	faults(t, e, `{"rate":0}`)
+	if err != nil {
 		t.Fatalf("destroy, every step twice: %v\n%s", err, planner.Format(p))
 	}
 	if after, err := observe.Cluster(ctx, e.src, e.sp); err != nil || !after.Empty() {

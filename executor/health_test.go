@@ -99,6 +99,7 @@ func TestHealth(t *testing.T) {
 	t.Run("preflight refuses", func(t *testing.T) { preflightRefusesWhenAVoterIsDown(t, e, p, obs, victim) })
 }
 
+// faults sets the emulator's injected API faults.
 func faults(t *testing.T, e *env, body string) {
 	t.Helper()
 	resp, err := http.Post(e.srv.URL()+"/sim/v1/faults", "application/json", strings.NewReader(body))
@@ -106,6 +107,9 @@ func faults(t *testing.T, e *env, body string) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("faults %s: %s", body, resp.Status)
+	}
 }
 
 // healthCountsEachMemberOnItsOwn: with the lowest-ID voter crashed,

@@ -166,6 +166,19 @@ func (x *executor) label(ctx context.Context, s *planner.Step) error {
 // setAccess puts the static IP on a master (attach) or moves the master to
 // an ephemeral IP (detach). Either is done when the instance already is so.
 func (x *executor) setAccess(ctx context.Context, s *planner.Step, attach bool) error {
+	for attempt := 1; ; attempt++ {
+		err := x.setAccessOnce(ctx, s, attach)
+		// A call retried after GCE acted on it (its reply lost) fails
+		// against the state it made itself ("access config not found", "at
+		// most one access config"): look at the instance again and go on
+		// from there.
+		if err == nil || attempt == 3 || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (x *executor) setAccessOnce(ctx context.Context, s *planner.Step, attach bool) error {
 	p := x.project()
 	static, err := x.staticIP(ctx)
 	if err != nil {
@@ -230,10 +243,7 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	what := "renew-certificates " + s.Target
-	items = keepForeign(items, in.Metadata.Items)
-	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
-		return x.o.Compute.Instances.SetMetadata(p, s.Zone, s.Target, &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
-	}); err != nil {
+	if err := x.setMetadata(ctx, s, in, items); err != nil {
 		return err
 	}
 	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
@@ -265,4 +275,46 @@ func keepForeign(ours, current []*compute.MetadataItems) []*compute.MetadataItem
 		}
 	}
 	return out
+}
+
+// setMetadata writes kubeha's metadata items to an instance, keeping the
+// others. A 412 (the fingerprint changed: another tool wrote, or a retried
+// call that GCE carried out already) reads the metadata again: written
+// already, it is done; else it is written on the new fingerprint.
+func (x *executor) setMetadata(ctx context.Context, s *planner.Step, in *compute.Instance, items []*compute.MetadataItems) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 {
+			var err error
+			if in, err = x.instance(ctx, s.Zone, s.Target); err != nil {
+				return err
+			}
+			if hasItems(in.Metadata.Items, items) {
+				return nil
+			}
+		}
+		all := keepForeign(items, in.Metadata.Items)
+		err := x.gce.op(ctx, "renew-certificates "+s.Target, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.SetMetadata(x.project(), s.Zone, s.Target, &compute.Metadata{Items: all, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
+		})
+		if httpCode(err) != http.StatusPreconditionFailed {
+			return err
+		}
+	}
+	return fmt.Errorf("renew-certificates %s: its metadata kept changing", s.Target)
+}
+
+// hasItems says every item of want is in have, with its value.
+func hasItems(have, want []*compute.MetadataItems) bool {
+	values := map[string]string{}
+	for _, it := range have {
+		if it.Value != nil {
+			values[it.Key] = *it.Value
+		}
+	}
+	for _, it := range want {
+		if v, ok := values[it.Key]; !ok || it.Value == nil || v != *it.Value {
+			return false
+		}
+	}
+	return true
 }

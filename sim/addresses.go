@@ -2,7 +2,6 @@ package sim
 
 import (
 	"cmp"
-	"net/netip"
 
 	compute "google.golang.org/api/compute/v1"
 )
@@ -25,24 +24,26 @@ func (s *Server) insertAddress(r *request) (any, error) {
 			}
 			a.NetworkTier = cmp.Or(a.NetworkTier, "PREMIUM")
 		case "INTERNAL":
+			_, sk, err := s.interfaceSubnetLocked(r.project, r.region, a.Network, a.Subnetwork, "resource")
+			if err != nil {
+				return nil, err
+			}
 			if a.Address != "" {
-				ip, err := netip.ParseAddr(a.Address)
-				prefix, _ := netip.ParsePrefix(s.w.Subnet)
-				if err != nil || !prefix.Contains(ip) {
+				if !s.w.inBlock(sk, a.Address) {
 					return s.newOpLocked(regionScope(r), "addresses.insert", key, 0,
-						opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", a.Address, s.w.Subnet)), nil
+						opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", a.Address, s.w.blockOf(sk).Loopback)), nil
 				}
 				if s.w.ipInUse(a.Address) {
 					return s.newOpLocked(regionScope(r), "addresses.insert", key, 0, opInvalid("IP address %s is already being used by another resource.", a.Address)), nil
 				}
 			} else {
-				ip, err := s.w.allocInternal()
+				ip, err := s.w.allocInternal(sk)
 				if err != nil {
 					return nil, &apiError{503, "resourceExhausted", err.Error()}
 				}
 				a.Address = ip
 			}
-			a.Subnetwork = link(relPath(r.project, cmp.Or(a.Subnetwork, "regions/"+r.region+"/subnetworks/default")))
+			a.Subnetwork = link(sk)
 			a.Purpose = cmp.Or(a.Purpose, "GCE_ENDPOINT")
 		default:
 			return nil, errInvalid("Invalid value for field 'resource.addressType': '%s'. Must be EXTERNAL or INTERNAL.", a.AddressType)

@@ -23,7 +23,7 @@ func (s *Server) insertFirewall(r *request) (any, error) {
 
 func (s *Server) normalizeFirewall(r *request, f *compute.Firewall) *opError {
 	nk := relPath(r.project, cmp.Or(f.Network, "global/networks/default"))
-	if nk != "projects/"+r.project+"/global/networks/default" {
+	if _, ok := s.w.Networks[nk]; !ok {
 		return opNotFound(nk)
 	}
 	f.Network = link(nk)

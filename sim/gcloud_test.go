@@ -114,6 +114,25 @@ func TestGcloudConformance(t *testing.T) {
 		t.Fatalf("instance describe: %v", inst)
 	}
 
+	// a custom-mode network and its subnetwork
+	run("compute", "networks", "create", "vpc", "--subnet-mode", "custom")
+	run("compute", "networks", "subnets", "create", "masters", "--network", "vpc", "--region", region, "--range", "10.20.0.0/24")
+	var subnet map[string]any
+	runJSON(&subnet, "compute", "networks", "subnets", "describe", "masters", "--region", region)
+	if subnet["ipCidrRange"] != "10.20.0.0/24" || !strings.HasSuffix(toJSON(subnet["network"]), `/global/networks/vpc"`) {
+		t.Fatalf("subnet describe: %v", subnet)
+	}
+	var subnets []map[string]any
+	runJSON(&subnets, "compute", "networks", "subnets", "list", "--network", "vpc")
+	if len(subnets) != 1 {
+		t.Fatalf("subnets list --network vpc: %v", subnets)
+	}
+	var nets []map[string]any
+	runJSON(&nets, "compute", "networks", "list")
+	if len(nets) != 2 {
+		t.Fatalf("networks list: %v", nets)
+	}
+
 	// deletes, in the order the references require
 	run("compute", "forwarding-rules", "delete", "prod-master", "--region", region)
 	run("compute", "target-pools", "delete", "prod-master", "--region", region)

@@ -2,7 +2,7 @@ package sim
 
 import (
 	"cmp"
-	"net/netip"
+	"net/http"
 	"path"
 
 	compute "google.golang.org/api/compute/v1"
@@ -62,10 +62,10 @@ func (s *Server) insertInstance(r *request) (any, error) {
 	ni := in.NetworkInterfaces[0]
 	ni.Kind = "compute#networkInterface"
 	ni.Name = "nic0"
-	ni.Network = link(relPath(r.project, cmp.Or(ni.Network, "global/networks/default")))
-	ni.Subnetwork = link("projects/" + r.project + "/regions/" + region + "/subnetworks/default")
+	nk, sk, _ := s.interfaceSubnetLocked(r.project, region, ni.Network, ni.Subnetwork, "resource.networkInterfaces[0]")
+	ni.Network, ni.Subnetwork = link(nk), link(sk)
 	if ni.NetworkIP == "" {
-		ip, err := s.w.allocInternal()
+		ip, err := s.w.allocInternal(sk)
 		if err != nil {
 			return nil, &apiError{503, "resourceExhausted", err.Error()}
 		}
@@ -155,14 +155,16 @@ func (s *Server) checkInstanceRefsLocked(r *request, key, region string, in *com
 		}
 	}
 	for _, ni := range in.NetworkInterfaces {
-		if ni.Network != "" && relPath(r.project, ni.Network) != "projects/"+r.project+"/global/networks/default" {
-			return opNotFound(relPath(r.project, ni.Network))
+		_, sk, err := s.interfaceSubnetLocked(r.project, region, ni.Network, ni.Subnetwork, "resource.networkInterfaces[0]")
+		if err != nil {
+			if err.Code == http.StatusNotFound {
+				return &opError{"RESOURCE_NOT_FOUND", err.Message, http.StatusNotFound}
+			}
+			return opInvalid("%s", err.Message)
 		}
 		if ni.NetworkIP != "" {
-			ip, err := netip.ParseAddr(ni.NetworkIP)
-			prefix, _ := netip.ParsePrefix(s.w.Subnet)
-			if err != nil || !prefix.Contains(ip) {
-				return opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", ni.NetworkIP, s.w.Subnet)
+			if !s.w.inBlock(sk, ni.NetworkIP) {
+				return opInvalid("Requested internal IP address %s is not within the subnetwork's range %s.", ni.NetworkIP, s.w.blockOf(sk).Loopback)
 			}
 			if ak, a := s.w.addressByIP(r.project, region, ni.NetworkIP); a != nil {
 				if a.Status == "IN_USE" {

@@ -4,7 +4,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 )
 
-// Zones, regions and networks: the locations the emulator knows.
+// Zones and regions: the locations the emulator knows.
 
 func regionScope(r *request) string { return "projects/" + r.project + "/regions/" + r.region }
 func globalScope(r *request) string { return "projects/" + r.project + "/global" }
@@ -55,25 +55,4 @@ func (s *Server) listRegions(r *request) (any, error) {
 		return nil, err
 	}
 	return &compute.RegionList{Kind: "compute#regionList", Items: page, NextPageToken: next}, nil
-}
-
-func (s *Server) defaultNetwork(project string) *compute.Network {
-	return &compute.Network{Kind: "compute#network", Name: "default", Id: 1, AutoCreateSubnetworks: true,
-		RoutingConfig: &compute.NetworkRoutingConfig{RoutingMode: "REGIONAL"},
-		SelfLink:      link("projects/" + project + "/global/networks/default")}
-}
-
-func (s *Server) getNetwork(r *request) (any, error) {
-	if r.PathValue("network") != "default" {
-		return nil, errNotFound(globalScope(r) + "/networks/" + r.PathValue("network"))
-	}
-	return s.defaultNetwork(r.project), nil
-}
-
-func (s *Server) listNetworks(r *request) (any, error) {
-	page, next, err := paginate(r, []*compute.Network{s.defaultNetwork(r.project)}, func(n *compute.Network) any { return n })
-	if err != nil {
-		return nil, err
-	}
-	return &compute.NetworkList{Kind: "compute#networkList", Items: page, NextPageToken: next}, nil
 }

@@ -64,8 +64,8 @@ func (s *Server) handler() http.Handler {
 		{"GET " + p + "/zones/{zone}", "zones.get", s.getZone},
 		{"GET " + p + "/regions", "regions.list", s.listRegions},
 		{"GET " + p + "/regions/{region}", "regions.get", s.getRegion},
-		{"GET " + p + "/global/networks", "networks.list", s.listNetworks},
-		{"GET " + p + "/global/networks/{network}", "networks.get", s.getNetwork},
+		{"POST " + p + "/global/networks", "networks.insert", s.insertNetwork},
+		{"POST " + p + "/regions/{region}/subnetworks", "subnetworks.insert", s.insertSubnetwork},
 	}
 	routes = append(routes, reads(s, "zones", "instances", "instance", func() map[string]*compute.Instance { return s.w.Instances })...)
 	routes = append(routes, reads(s, "zones", "disks", "disk", func() map[string]*compute.Disk { return s.w.Disks })...)
@@ -74,6 +74,8 @@ func (s *Server) handler() http.Handler {
 	routes = append(routes, reads(s, "regions", "forwardingRules", "forwardingRule", func() map[string]*compute.ForwardingRule { return s.w.ForwardingRules })...)
 	routes = append(routes, reads(s, "global", "httpHealthChecks", "httpHealthCheck", func() map[string]*compute.HttpHealthCheck { return s.w.HealthChecks })...)
 	routes = append(routes, reads(s, "global", "firewalls", "firewall", func() map[string]*compute.Firewall { return s.w.Firewalls })...)
+	routes = append(routes, reads(s, "global", "networks", "network", func() map[string]*compute.Network { return s.w.Networks })...)
+	routes = append(routes, reads(s, "regions", "subnetworks", "subnetwork", func() map[string]*compute.Subnetwork { return s.w.Subnetworks })...)
 	for _, rt := range routes {
 		mux.HandleFunc(rt.pattern, s.api(rt.method, rt.h))
 	}

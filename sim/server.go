@@ -333,6 +333,7 @@ func (s *Server) api(method string, h handlerFunc) http.HandlerFunc {
 		s.mu.Lock()
 		s.total++
 		s.byMethod[key]++
+		s.ensureProjectLocked(hr.PathValue("project"))
 		fault, retryAfter := s.faultLocked(method)
 		after := s.faults.After
 		s.mu.Unlock()

@@ -32,7 +32,13 @@ type world struct {
 	ForwardingRules map[string]*compute.ForwardingRule  `json:"forwardingRules"`
 	HealthChecks    map[string]*compute.HttpHealthCheck `json:"httpHealthChecks"`
 	Firewalls       map[string]*compute.Firewall        `json:"firewalls"`
-	Operations      map[string]*operation               `json:"operations"`
+	Networks        map[string]*compute.Network         `json:"networks,omitempty"`
+	Subnetworks     map[string]*compute.Subnetwork      `json:"subnetworks,omitempty"`
+	// Blocks maps a subnetwork to the loopback block its internal IPs come
+	// from (see networks.go); the default subnetworks use Subnet.
+	Blocks     map[string]*block     `json:"blocks,omitempty"`
+	NextBlock  int                   `json:"nextBlock,omitempty"`
+	Operations map[string]*operation `json:"operations"`
 	// Crashed holds instances whose etcd member was crashed through the
 	// admin API: the VM stays RUNNING but its member does not run.
 	Crashed map[string]bool `json:"crashed"`
@@ -68,6 +74,9 @@ func newWorld(subnet string) *world {
 		ForwardingRules: map[string]*compute.ForwardingRule{},
 		HealthChecks:    map[string]*compute.HttpHealthCheck{},
 		Firewalls:       map[string]*compute.Firewall{},
+		Networks:        map[string]*compute.Network{},
+		Subnetworks:     map[string]*compute.Subnetwork{},
+		Blocks:          map[string]*block{},
 		Operations:      map[string]*operation{},
 		Crashed:         map[string]bool{},
 		RequestIDs:      map[string]string{},
@@ -83,23 +92,25 @@ func (w *world) newID() uint64 {
 	return w.NextID
 }
 
-// allocInternal returns the next free internal IP of the subnet.
-func (w *world) allocInternal() (string, error) {
-	prefix, err := netip.ParsePrefix(w.Subnet)
+// allocInternal returns the next free internal IP of a subnetwork (its
+// key), from its loopback block.
+func (w *world) allocInternal(subnet string) (string, error) {
+	b := w.blockOf(subnet)
+	prefix, err := netip.ParsePrefix(b.Loopback)
 	if err != nil {
-		return "", fmt.Errorf("bad subnet %q: %w", w.Subnet, err)
+		return "", fmt.Errorf("bad subnet %q: %w", b.Loopback, err)
 	}
 	for tries := 0; tries < 1<<16; tries++ {
-		ip := addToIP(prefix.Addr(), w.NextInternal)
-		w.NextInternal++
+		ip := addToIP(prefix.Addr(), *b.next)
+		*b.next++
 		if !prefix.Contains(ip) {
-			return "", fmt.Errorf("subnet %s is exhausted", w.Subnet)
+			return "", fmt.Errorf("subnet %s is exhausted", b.Loopback)
 		}
 		if !w.ipInUse(ip.String()) {
 			return ip.String(), nil
 		}
 	}
-	return "", fmt.Errorf("subnet %s is exhausted", w.Subnet)
+	return "", fmt.Errorf("subnet %s is exhausted", b.Loopback)
 }
 
 // allocExternal returns a free external IP. External addresses are
