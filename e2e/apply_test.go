@@ -25,6 +25,8 @@ type cluster struct {
 	spec     string
 	endpoint string
 	name     string
+	// gce holds more lines of the spec's gce section (network, subnetwork).
+	gce string
 }
 
 const tourSpec = `apiVersion: kubeha.io/v1alpha1
@@ -62,7 +64,8 @@ func appliedCluster(t *testing.T, name string, replicas int, remediation bool) (
 
 func (c *cluster) write(replicas int, remediation bool) {
 	c.t.Helper()
-	if err := os.WriteFile(c.spec, []byte(fmt.Sprintf(tourSpec, c.name, replicas, remediation)), 0o644); err != nil {
+	text := strings.Replace(fmt.Sprintf(tourSpec, c.name, replicas, remediation), "    region: europe-west1\n", "    region: europe-west1\n"+c.gce, 1)
+	if err := os.WriteFile(c.spec, []byte(text), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
 }

@@ -176,11 +176,36 @@ func (a *apiClient) serving(s status) {
 // rotation within its thresholds, the API stays reachable at the static IP,
 // and both leases are renewed by a live holder. The API server's
 // certificate is valid for the static IP and not for a master's ephemeral
-// IP (the HA-masters guide's note).
+// IP (the HA-masters guide's note). The masters run in a custom-mode VPC
+// and its subnetwork, made through the Compute API as a user would with
+// gcloud; without spec.gce.subnetwork the spec is refused, naming it.
 func TestControlPlaneOnEmulator(t *testing.T) {
 	c := newControlPlaneCluster(t, "cp")
+	svc := c.compute(t)
+	ctx := context.Background()
+	waitOp := func(op *compute.Operation, err error) {
+		t.Helper()
+		if err == nil && op.Error != nil {
+			err = fmt.Errorf("%s", op.Error.Errors[0].Message)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitOp(svc.Networks.Insert("kubeha-e2e", &compute.Network{Name: "cp-vpc", ForceSendFields: []string{"AutoCreateSubnetworks"}}).Context(ctx).Do())
+	waitOp(svc.Subnetworks.Insert("kubeha-e2e", "europe-west1", &compute.Subnetwork{Name: "cp-masters", Network: "global/networks/cp-vpc", IpCidrRange: "10.42.0.0/24"}).Context(ctx).Do())
+	c.gce = "    network: cp-vpc\n"
+	c.write(1, false)
+	if r := c.kubeha("plan", "-f", c.spec); r.code != 1 || !strings.Contains(r.stderr, "spec.gce.subnetwork: required, as network projects/kubeha-e2e/global/networks/cp-vpc is a custom-mode VPC") {
+		t.Fatalf("a custom-mode VPC without spec.gce.subnetwork: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	c.gce += "    subnetwork: cp-masters\n"
 	c.write(1, false)
 	c.apply()
+	if in, err := svc.Instances.Get("kubeha-e2e", "europe-west1-b", "cp-master").Context(ctx).Do(); err != nil ||
+		!strings.HasSuffix(in.NetworkInterfaces[0].Subnetwork, "/regions/europe-west1/subnetworks/cp-masters") {
+		t.Fatalf("the master's network interface: %v", err)
+	}
 	s := c.converged(1)
 	resp, err := http.Get(c.endpoint + "/sim/v1/members")
 	if err != nil {

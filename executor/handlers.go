@@ -53,7 +53,7 @@ var handlers = map[planner.Action]handler{
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }
 
 func (x *executor) firewall(s *planner.Step) *compute.Firewall {
-	return &compute.Firewall{Name: s.Firewall.Name, Network: "global/networks/" + x.o.Spec.Spec.GCE.Network, TargetTags: s.Firewall.TargetTags,
+	return &compute.Firewall{Name: s.Firewall.Name, Network: x.o.Spec.Spec.GCE.NetworkPath(), TargetTags: s.Firewall.TargetTags,
 		SourceTags: s.Firewall.SourceTags, SourceRanges: s.Firewall.Sources, Direction: "INGRESS",
 		Allowed: []*compute.FirewallAllowed{{IPProtocol: "tcp", Ports: s.Firewall.Ports}}}
 }
@@ -114,7 +114,7 @@ func (x *executor) diskReady(ctx context.Context, s *planner.Step) error {
 func (x *executor) reserveAddress(ctx context.Context, s *planner.Step) error {
 	r := x.region()
 	return x.gce.create(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.Addresses.Insert(x.project(), r, &compute.Address{Name: s.Target, AddressType: "INTERNAL", Subnetwork: "regions/" + r + "/subnetworks/default",
+		return x.o.Compute.Addresses.Insert(x.project(), r, &compute.Address{Name: s.Target, AddressType: "INTERNAL", Subnetwork: x.o.Spec.Spec.GCE.SubnetworkPath(),
 			Description: "kubeha: internal address of master " + s.Replica}).RequestId(x.requestID(s)).Context(ctx).Do()
 	}, func() error { return x.addressReady(ctx, s) })
 }

@@ -88,7 +88,8 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	p := x.project()
-	ni := &compute.NetworkInterface{Network: "global/networks/" + x.o.Spec.Spec.GCE.Network, NetworkIP: ip,
+	g := x.o.Spec.Spec.GCE
+	ni := &compute.NetworkInterface{Network: g.NetworkPath(), Subnetwork: g.SubnetworkPath(), NetworkIP: ip,
 		AccessConfigs: []*compute.AccessConfig{{Name: "external-nat", Type: "ONE_TO_ONE_NAT"}}}
 	if in.StaticIP {
 		static, err := x.staticIP(ctx)

@@ -20,6 +20,9 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 		return refuse("cluster %s has masters or its static IP in %s, but the spec says region %s: kubeha does not move a control plane between regions. Set spec.gce.region back, or create a new cluster in %s and migrate to it",
 			observed.Name, strings.Join(observed.OtherRegions, ", "), desired.Spec.GCE.Region, desired.Spec.GCE.Region)
 	}
+	if err := networkPreflight(desired, observed.Network); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	var all []string
 	for _, in := range observed.Instances {
@@ -54,6 +57,30 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 	if !observed.Etcd.Reachable && running > 0 {
 		return refuse("etcd of cluster %s does not answer on any running master (%s). If the masters are still booting, plan again in a minute; if etcd has lost its data or quorum, restore it from a snapshot (kubeha saves them in backups/ beside the PKI)",
 			observed.Name, observed.Etcd.Error)
+	}
+	return nil
+}
+
+// networkPreflight refuses a network or subnetwork the masters cannot be
+// created on, naming the field, before anything is created: a missing
+// network, a custom-mode network without spec.gce.subnetwork, a missing
+// subnetwork, or one of another network.
+func networkPreflight(desired *spec.Cluster, n *state.Network) error {
+	if n == nil {
+		return nil // not observed
+	}
+	g := desired.Spec.GCE
+	switch {
+	case !n.Exists:
+		return refuse("spec.gce.network: network %s does not exist: create it (gcloud compute networks create) or name an existing one", n.Path)
+	case n.Subnetwork == "" && !n.AutoMode:
+		return refuse("spec.gce.subnetwork: required, as network %s is a custom-mode VPC (it has no subnetwork of its own in %s): name the subnetwork of region %s the masters use",
+			n.Path, g.Region, g.Region)
+	case n.Subnetwork != "" && n.SubnetworkOf == "":
+		return refuse("spec.gce.subnetwork: subnetwork %s does not exist: create it (gcloud compute networks subnets create) or name an existing one", n.Subnetwork)
+	case n.Subnetwork != "" && n.SubnetworkOf != n.Path:
+		return refuse("spec.gce.subnetwork: subnetwork %s belongs to network %s, not to spec.gce.network %s: name a subnetwork of %s, or set spec.gce.network to %s",
+			n.Subnetwork, n.SubnetworkOf, n.Path, n.Path, n.SubnetworkOf)
 	}
 	return nil
 }

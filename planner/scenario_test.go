@@ -38,6 +38,7 @@ const (
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
+//	network NAME [missing] [custom] [subnetwork=missing|ours|other-network]   (the spec names NAME and, with subnetwork=, "masters")
 var scenarioSyntax = map[string]struct {
 	args        int
 	keys, flags []string
@@ -59,6 +60,8 @@ var scenarioSyntax = map[string]struct {
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
 	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
+	"network":              {args: 1, keys: []string{"subnetwork"}, flags: []string{"missing", "custom"},
+		values: map[string][]string{"subnetwork": {"missing", "ours", "other-network"}}},
 }
 
 // checkSyntax fails a scenario line that scenarioSyntax does not allow.
@@ -294,6 +297,20 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			clientFW = true
 		case "other-region":
 			obs.OtherRegions = append(obs.OtherRegions, f[1])
+		case "network":
+			sp.Spec.GCE.Network = f[1]
+			n := &state.Network{Path: "projects/" + tProject + "/global/networks/" + f[1], Exists: !flags["missing"], AutoMode: !flags["custom"]}
+			if v, ok := kv["subnetwork"]; ok {
+				sp.Spec.GCE.Subnetwork = "masters"
+				n.Subnetwork = "projects/" + tProject + "/regions/" + tRegion + "/subnetworks/masters"
+				switch v {
+				case "ours":
+					n.SubnetworkOf = n.Path
+				case "other-network":
+					n.SubnetworkOf = "projects/" + tProject + "/global/networks/default"
+				}
+			}
+			obs.Network = n
 		case "destroy":
 			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
 		default:

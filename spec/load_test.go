@@ -265,3 +265,23 @@ func TestSchemaUpToDate(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkPaths: every accepted form of spec.gce.network and
+// spec.gce.subnetwork reaches the API as one path.
+func TestNetworkPaths(t *testing.T) {
+	for _, tc := range []struct{ network, subnetwork, wantNet, wantSub string }{
+		{"", "", "projects/p/global/networks/default", "projects/p/regions/europe-west1/subnetworks/default"},
+		{"vpc", "masters", "projects/p/global/networks/vpc", "projects/p/regions/europe-west1/subnetworks/masters"},
+		{"projects/host/global/networks/shared", "projects/host/regions/europe-west1/subnetworks/m", "projects/host/global/networks/shared", "projects/host/regions/europe-west1/subnetworks/m"},
+		{"https://www.googleapis.com/compute/v1/projects/host/global/networks/auto", "", "projects/host/global/networks/auto", "projects/host/regions/europe-west1/subnetworks/auto"},
+		{"vpc", "https://www.googleapis.com/compute/v1/projects/p/regions/europe-west1/subnetworks/s", "projects/p/global/networks/vpc", "projects/p/regions/europe-west1/subnetworks/s"},
+	} {
+		g := GCE{Project: "p", Region: "europe-west1", Network: tc.network, Subnetwork: tc.subnetwork}
+		if got := g.NetworkPath(); got != tc.wantNet {
+			t.Errorf("network %q: %s, want %s", tc.network, got, tc.wantNet)
+		}
+		if got := g.SubnetworkPath(); got != tc.wantSub {
+			t.Errorf("network %q subnetwork %q: %s, want %s", tc.network, tc.subnetwork, got, tc.wantSub)
+		}
+	}
+}

@@ -1,5 +1,10 @@
 package spec
 
+import (
+	"cmp"
+	"strings"
+)
+
 // GCE resource names of a cluster (DESIGN.md §3). They follow kube-up's
 // naming so that clusters created by kube-up can be adopted.
 
@@ -71,4 +76,37 @@ func AllResourceNames(cluster string) []string {
 		StaticIPName(cluster), HealthCheckName(cluster),
 		HTTPSFirewallName(cluster), EtcdFirewallName(cluster), HealthFirewallName(cluster), EtcdClientFirewallName(cluster),
 	}
+}
+
+// resourcePath is a resource's path "projects/P/..." from its URL, or the
+// path itself.
+func resourcePath(ref string) string {
+	if i := strings.Index(ref, "projects/"); i >= 0 {
+		return ref[i:]
+	}
+	return ref
+}
+
+// NetworkPath is the path of the masters' network,
+// projects/PROJECT/global/networks/NAME, whichever form the spec used.
+func (g GCE) NetworkPath() string {
+	if strings.Contains(g.Network, "/") {
+		return resourcePath(g.Network)
+	}
+	return "projects/" + g.Project + "/global/networks/" + cmp.Or(g.Network, DefaultNetwork)
+}
+
+// SubnetworkPath is the path of the masters' subnetwork,
+// projects/PROJECT/regions/REGION/subnetworks/NAME: the one the spec names,
+// else the region's subnetwork of an auto-mode network, which has the
+// network's name (and project).
+func (g GCE) SubnetworkPath() string {
+	switch {
+	case strings.Contains(g.Subnetwork, "/"):
+		return resourcePath(g.Subnetwork)
+	case g.Subnetwork != "":
+		return "projects/" + g.Project + "/regions/" + g.Region + "/subnetworks/" + g.Subnetwork
+	}
+	net := strings.Split(g.NetworkPath(), "/")
+	return "projects/" + net[1] + "/regions/" + g.Region + "/subnetworks/" + net[4]
 }

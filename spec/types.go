@@ -59,9 +59,10 @@ type Kubernetes struct {
 
 // GCE locates the cluster.
 type GCE struct {
-	Project string `json:"project" validate:"required,gceproject" doc:"GCP project ID."`
-	Region  string `json:"region" validate:"required,gceregion" doc:"Region of every master, e.g. europe-west1. It cannot change once the cluster exists."`
-	Network string `json:"network,omitempty" validate:"omitempty,gcenetwork" doc:"VPC network of the masters. Default: default."`
+	Project    string `json:"project" validate:"required,gceproject" doc:"GCP project ID."`
+	Region     string `json:"region" validate:"required,gceregion" doc:"Region of every master, e.g. europe-west1. It cannot change once the cluster exists."`
+	Network    string `json:"network,omitempty" validate:"omitempty,gcenetwork" doc:"VPC network of the masters: its name, projects/PROJECT/global/networks/NAME (another project's for a Shared VPC) or its URL. Default: default."`
+	Subnetwork string `json:"subnetwork,omitempty" validate:"omitempty,gcesubnetwork" doc:"Subnetwork of the masters in spec.gce.region: its name, projects/PROJECT/regions/REGION/subnetworks/NAME or its URL (kube-up's SUBNETWORK). Required when the network is a custom-mode VPC; in an auto-mode network the region's subnetwork is used."`
 }
 
 // Masters describes the replicated masters.

@@ -59,6 +59,7 @@ var (
 	machineTypeRe = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)+$`)
 	imageRe       = regexp.MustCompile(`^((https://www\.googleapis\.com/compute/v1/)?projects/[-a-z0-9.:]+/global/images/(family/)?)?[a-z]([-a-z0-9]*[a-z0-9])?$`)
 	networkRe     = regexp.MustCompile(`^((https://www\.googleapis\.com/compute/v1/)?projects/[-a-z0-9.:]+/global/networks/)?[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	subnetworkRe  = regexp.MustCompile(`^((https://www\.googleapis\.com/compute/v1/)?projects/[-a-z0-9.:]+/regions/[a-z]+-[a-z]+[0-9]+/subnetworks/)?[a-z]([-a-z0-9]*[a-z0-9])?$`)
 )
 
 // customRules are the string formats checked by the validator, with the
@@ -75,6 +76,7 @@ var customRules = map[string]struct {
 	"gcemachinetype": {machineTypeRe, "is not a machine type: write it like n1-standard-2 or e2-standard-4"},
 	"gceimage":       {imageRe, "is not an image: write projects/PROJECT/global/images/family/FAMILY or projects/PROJECT/global/images/NAME"},
 	"gcenetwork":     {networkRe, "is not a network: write its name (default) or projects/PROJECT/global/networks/NAME"},
+	"gcesubnetwork":  {subnetworkRe, "is not a subnetwork: write its name or projects/PROJECT/regions/REGION/subnetworks/NAME"},
 }
 
 var (
@@ -125,6 +127,7 @@ func Validate(c *Cluster) (warnings, problems []Problem) {
 	problems = append(problems, remediationProblems(&c.Spec.Remediation)...)
 	problems = append(problems, kubernetesProblems(&c.Spec.Kubernetes)...)
 	problems = append(problems, accessProblems(&c.Spec.Access)...)
+	problems = append(problems, networkProblems(&c.Spec.GCE)...)
 	sortProblems(problems)
 	if len(problems) == 0 {
 		warnings = spreadWarnings(&c.Spec)
@@ -431,4 +434,16 @@ func accessProblems(a *Access) []Problem {
 		}
 	}
 	return out
+}
+
+// networkProblems refuses a subnetwork of another region than the
+// masters'.
+func networkProblems(g *GCE) []Problem {
+	if !strings.Contains(g.Subnetwork, "/") || !subnetworkRe.MatchString(g.Subnetwork) || g.Region == "" {
+		return nil // a name, or a form the struct rules refuse
+	}
+	if r := strings.Split(resourcePath(g.Subnetwork), "/")[3]; r != g.Region {
+		return []Problem{{Field: "spec.gce.subnetwork", Message: fmt.Sprintf("%s is in region %s, not in spec.gce.region %s: name a subnetwork of %s", g.Subnetwork, r, g.Region, g.Region)}}
+	}
+	return nil
 }

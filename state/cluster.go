@@ -26,6 +26,9 @@ type Cluster struct {
 	TargetPool     *TargetPool     `json:"targetPool,omitempty"`
 	ForwardingRule *ForwardingRule `json:"forwardingRule,omitempty"`
 	Firewalls      []*Firewall     `json:"firewalls"`
+	// Network is the masters' network and subnetwork as the spec names
+	// them (nil: not observed).
+	Network *Network `json:"network,omitempty"`
 
 	Etcd Etcd `json:"etcd"`
 
@@ -34,6 +37,17 @@ type Cluster struct {
 	OtherRegions []string `json:"otherRegions,omitempty"`
 
 	ObservedAt time.Time `json:"observedAt"`
+}
+
+// Network is what exists of the network and subnetwork the spec names.
+type Network struct {
+	Path     string `json:"path"` // projects/P/global/networks/N
+	Exists   bool   `json:"exists"`
+	AutoMode bool   `json:"autoMode"` // a subnetwork of its name in every region
+	// Subnetwork is the subnetwork the spec names ("" when it names none);
+	// SubnetworkOf the network it belongs to, "" when it does not exist.
+	Subnetwork   string `json:"subnetwork,omitempty"`
+	SubnetworkOf string `json:"subnetworkOf,omitempty"`
 }
 
 // Instance is a master instance.

@@ -46,8 +46,9 @@ type Source struct {
 // ComputeRequests is the number of compute API calls one Observe makes for
 // any cluster (one page each): aggregated instances, aggregated disks,
 // aggregated addresses, the target pool, the forwarding rule, the health
-// check and the firewall list.
-const ComputeRequests = 7
+// check, the firewall list and the network; one more, the subnetwork,
+// when the spec names one.
+const ComputeRequests = 8
 
 // Observe reads a cluster's GCE resources and etcd membership. An
 // unreachable member, or an etcd that does not answer at all, is data in the
@@ -139,6 +140,11 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		hc, err = ignoreNotFound(svc.HttpHealthChecks.Get(project, spec.HealthCheckName(name)).Context(ctx).Do())
 		return err
 	})
+	var network *state.Network
+	run("network", func() (err error) {
+		network, err = observeNetwork(ctx, svc, c.Spec.GCE)
+		return err
+	})
 	run("firewalls", func() error {
 		firewalls = nil
 		filter := fmt.Sprintf("name eq %q", regexp.QuoteMeta(spec.MasterName(name))+"-.*")
@@ -210,6 +216,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 	if hc != nil {
 		out.HealthCheck = &state.HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
 	}
+	out.Network = network
 	for _, f := range firewalls {
 		fw := &state.Firewall{Name: f.Name, SourceTags: f.SourceTags, TargetTags: f.TargetTags, Sources: f.SourceRanges}
 		for _, a := range f.Allowed {
