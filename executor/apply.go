@@ -14,6 +14,8 @@ import (
 	"golang.org/x/time/rate"
 
 	compute "google.golang.org/api/compute/v1"
+	iam "google.golang.org/api/iam/v1"
+	secretmanager "google.golang.org/api/secretmanager/v1"
 
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
@@ -46,6 +48,12 @@ type Options struct {
 	// Downloads are where masters download their kubelet, when the spec
 	// does not say (kubeha's emulator serves its own).
 	Downloads spec.Downloads
+	// IAM manages the masters' service account; Secrets holds their private
+	// keys, which the masters read from SecretManagerURL (default
+	// Secret Manager's).
+	IAM              *iam.Service
+	Secrets          *secretmanager.Service
+	SecretManagerURL string
 
 	// twice runs every step's handler a second time once it succeeded (the
 	// step's preflight, which checks the membership the step starts from,

@@ -36,14 +36,16 @@ func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
 		Description: "kubeha: the API servers of cluster " + x.cluster()}
 }
 
-func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) ([]*compute.MetadataItems, error) {
+// Its private keys go to a new version of its secret, named by the
+// kubeha-keys item (keys, returned).
+func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) (items []*compute.MetadataItems, keys string, err error) {
 	static, err := x.staticIP(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	certs, err := x.o.PKI.IssueReplica(pki.ReplicaRequest{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if cfg.KubernetesVersion == "" {
 		// A master built before kubeha deployed Kubernetes: it boots what
@@ -52,23 +54,27 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	}
 	rel, ok := spec.ReleaseOf(cfg.KubernetesVersion)
 	if !ok {
-		return nil, fmt.Errorf("boot %s: Kubernetes %s is not a release this kubeha deploys (%s)", name, cfg.KubernetesVersion, strings.Join(spec.SupportedVersions(), ", "))
+		return nil, "", fmt.Errorf("boot %s: Kubernetes %s is not a release this kubeha deploys (%s)", name, cfg.KubernetesVersion, strings.Join(spec.SupportedVersions(), ", "))
 	}
 	kubeletURL, kubeletSum, err := x.o.Spec.Kubelet(cfg.KubernetesVersion, x.o.Downloads)
 	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", name, err)
+		return nil, "", fmt.Errorf("boot %s: %w", name, err)
 	}
-	items, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
-		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: certs.Metadata()})
+	tls := certs.Metadata()
+	if keys, err = x.storeKeys(ctx, name, tls.Keys()); err != nil {
+		return nil, "", err
+	}
+	rendered, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
+		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
+		Keys: keys, SecretManagerURL: x.o.SecretManagerURL})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	var out []*compute.MetadataItems
-	for _, it := range items {
+	for _, it := range rendered {
 		v := it.Value
-		out = append(out, &compute.MetadataItems{Key: it.Key, Value: &v})
+		items = append(items, &compute.MetadataItems{Key: it.Key, Value: &v})
 	}
-	return out, nil
+	return items, keys, nil
 }
 
 func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
@@ -83,7 +89,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 			return err
 		}
 	}
-	items, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
+	items, _, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
 	if err != nil {
 		return err
 	}
@@ -109,7 +115,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		},
 		NetworkInterfaces: []*compute.NetworkInterface{ni},
 		Metadata:          &compute.Metadata{Items: items},
-		ServiceAccounts:   []*compute.ServiceAccount{{Email: "default", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
+		ServiceAccounts:   []*compute.ServiceAccount{{Email: x.o.Spec.MasterServiceAccount(), Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
 	}
 	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.Insert(p, in.Zone, inst).RequestId(x.requestID(s)).Context(ctx).Do()
@@ -124,6 +130,16 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	// A step run again (or an insert that found the instance made) issued
+	// keys no instance boots from: only the version it boots from stays
+	// readable.
+	made, err := x.instance(ctx, in.Zone, in.Name)
+	if err != nil {
+		return err
+	}
+	if err := x.retireKeys(ctx, in.Name, keysOf(made)); err != nil {
 		return err
 	}
 	if in.ClusterState == metadata.StateNew {
@@ -239,7 +255,7 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
 	}
-	items, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg)
+	items, keys, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg)
 	if err != nil {
 		return err
 	}
@@ -252,12 +268,27 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	}); err != nil {
 		return err
 	}
+	// A master of a kubeha before its masters had their own account runs
+	// as another one, which may not read its keys: it moves to the masters'
+	// account while it is stopped.
+	if sa := x.o.Spec.MasterServiceAccount(); len(in.ServiceAccounts) == 0 || in.ServiceAccounts[0].Email != sa {
+		if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.SetServiceAccount(p, s.Zone, s.Target, &compute.InstancesSetServiceAccountRequest{Email: sa,
+				Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}).Context(ctx).Do()
+		}); err != nil {
+			return err
+		}
+	}
 	if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.Start(p, s.Zone, s.Target).Context(ctx).Do()
 	}); err != nil {
 		return err
 	}
-	return x.gate(ctx, s, s.Etcd.HealthyVoters, 0)
+	if err := x.gate(ctx, s, s.Etcd.HealthyVoters, 0); err != nil {
+		return err
+	}
+	// The master runs on its new keys: the old versions are disabled.
+	return x.retireKeys(ctx, s.Target, keys)
 }
 
 // keepForeign adds to kubeha's metadata items every item of the instance's
@@ -318,4 +349,17 @@ func hasItems(have, want []*compute.MetadataItems) bool {
 		}
 	}
 	return true
+}
+
+// keysOf is the Secret Manager version an instance boots its keys from.
+func keysOf(in *compute.Instance) string {
+	if in.Metadata == nil {
+		return ""
+	}
+	for _, it := range in.Metadata.Items {
+		if it.Key == metadata.KeyKeys && it.Value != nil {
+			return *it.Value
+		}
+	}
+	return ""
 }

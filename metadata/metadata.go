@@ -9,8 +9,12 @@ import (
 
 // Metadata keys of a master instance.
 const (
-	KeyEtcd          = "kubeha-etcd"
-	KeyTLS           = "kubeha-tls"
+	KeyEtcd = "kubeha-etcd"
+	KeyTLS  = "kubeha-tls"
+	// KeyKeys names the Secret Manager version that holds the master's
+	// private keys (projects/P/secrets/S/versions/N): no key is ever in
+	// instance metadata, which anyone with compute.instances.get reads.
+	KeyKeys          = "kubeha-keys"
 	KeyKubeEnv       = "kube-env"
 	KeyStartupScript = "startup-script"
 )
@@ -45,9 +49,9 @@ type Etcd struct {
 type TLS struct {
 	CA                      string `json:"ca"`
 	PeerCert                string `json:"peerCert"`
-	PeerKey                 string `json:"peerKey"`
+	PeerKey                 string `json:"peerKey,omitempty"`
 	ServerCert              string `json:"serverCert"`
-	ServerKey               string `json:"serverKey"`
+	ServerKey               string `json:"serverKey,omitempty"`
 	ClusterCA               string `json:"clusterCA,omitempty"`
 	APIServerCert           string `json:"apiServerCert,omitempty"`
 	APIServerKey            string `json:"apiServerKey,omitempty"`
@@ -101,10 +105,39 @@ func ParseTLS(s string) (*TLS, error) {
 	if err := json.Unmarshal([]byte(s), &t); err != nil {
 		return nil, fmt.Errorf("decode %s metadata: not valid JSON", KeyTLS)
 	}
-	if t.CA == "" || t.PeerCert == "" || t.PeerKey == "" || t.ServerCert == "" || t.ServerKey == "" {
-		return nil, fmt.Errorf("%s metadata: every one of ca, peerCert, peerKey, serverCert and serverKey is required", KeyTLS)
+	if t.CA == "" || t.PeerCert == "" || t.ServerCert == "" {
+		return nil, fmt.Errorf("%s metadata: every one of ca, peerCert and serverCert is required", KeyTLS)
 	}
 	return &t, nil
+}
+
+// Public is the bundle without its private keys: the kubeha-tls document.
+func (t TLS) Public() TLS {
+	t.PeerKey, t.ServerKey, t.APIServerKey, t.APIServerEtcdClientKey = "", "", "", ""
+	t.ServiceAccountKey, t.ControllerManagerKey, t.SchedulerKey, t.HealthcheckKey = "", "", "", ""
+	return t
+}
+
+// Keys is the document of the bundle's private keys alone: the payload of
+// the master's Secret Manager version.
+func (t TLS) Keys() string {
+	return Encode(TLS{PeerKey: t.PeerKey, ServerKey: t.ServerKey, APIServerKey: t.APIServerKey, APIServerEtcdClientKey: t.APIServerEtcdClientKey,
+		ServiceAccountKey: t.ServiceAccountKey, ControllerManagerKey: t.ControllerManagerKey, SchedulerKey: t.SchedulerKey, HealthcheckKey: t.HealthcheckKey})
+}
+
+// AddKeys adds the private keys of a Keys document to t. Errors never
+// quote the content.
+func (t *TLS) AddKeys(doc string) error {
+	var k TLS
+	if err := json.Unmarshal([]byte(doc), &k); err != nil {
+		return fmt.Errorf("decode the private keys: not valid JSON")
+	}
+	if k.PeerKey == "" || k.ServerKey == "" {
+		return fmt.Errorf("the private keys: peerKey and serverKey are required")
+	}
+	t.PeerKey, t.ServerKey, t.APIServerKey, t.APIServerEtcdClientKey = k.PeerKey, k.ServerKey, k.APIServerKey, k.APIServerEtcdClientKey
+	t.ServiceAccountKey, t.ControllerManagerKey, t.SchedulerKey, t.HealthcheckKey = k.ServiceAccountKey, k.ControllerManagerKey, k.SchedulerKey, k.HealthcheckKey
+	return nil
 }
 
 // Encode is the JSON of a metadata document.

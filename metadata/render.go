@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"sort"
@@ -56,7 +57,15 @@ type Boot struct {
 	KubeletURL    string
 	KubeletSHA512 string
 	TLS           *TLS
+	// Keys is the Secret Manager version holding TLS's private keys
+	// (projects/P/secrets/S/versions/N), and SecretManagerURL where the
+	// master reads it (default https://secretmanager.googleapis.com).
+	Keys             string
+	SecretManagerURL string
 }
+
+// DefaultSecretManagerURL is Secret Manager's endpoint on GCE.
+const DefaultSecretManagerURL = "https://secretmanager.googleapis.com"
 
 // EtcdImage is the etcd image of a version such as v3.7.3, tagged as
 // Kubernetes' registry tags it (3.7.3-0).
@@ -84,6 +93,9 @@ func Render(b Boot) ([]Item, error) {
 	if b.TLS == nil {
 		return nil, fmt.Errorf("render metadata of %s: no certificates", b.Name)
 	}
+	if b.Keys == "" {
+		return nil, fmt.Errorf("render metadata of %s: no Secret Manager version for its private keys", b.Name)
+	}
 	if b.Config.KubernetesVersion == "" || b.EtcdVersion == "" {
 		return nil, fmt.Errorf("render metadata of %s: no Kubernetes or etcd version", b.Name)
 	}
@@ -95,7 +107,8 @@ func Render(b Boot) ([]Item, error) {
 	items := []Item{
 		{KeyConfig, Encode(b.Config)},
 		{KeyEtcd, Encode(etcd)},
-		{KeyTLS, Encode(b.TLS)},
+		{KeyTLS, Encode(b.TLS.Public())},
+		{KeyKeys, b.Keys},
 		{KeyKubeEnv, KubeEnv(b)},
 		{KeyStartupScript, StartupScript},
 	}
@@ -132,6 +145,7 @@ func KubeEnv(b Boot) string {
 		{"SERVICE_CLUSTER_IP_RANGE", ServiceClusterIPRange},
 		{"KUBE_APISERVER_HEALTHCHECK_IMAGE", HealthcheckImage},
 		{"HEALTHCHECK_PORT", strconv.Itoa(HealthCheckPort)},
+		{"SECRET_MANAGER_URL", cmp.Or(b.SecretManagerURL, DefaultSecretManagerURL)},
 	}
 	var sb strings.Builder
 	for _, v := range vars {

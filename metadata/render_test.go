@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ func fixtureBoot() Boot {
 			ServiceAccountKey: pem("PRIVATE KEY"), ServiceAccountPub: pem("PUBLIC KEY"), ControllerManagerCert: pem("CERTIFICATE"),
 			ControllerManagerKey: pem("PRIVATE KEY"), SchedulerCert: pem("CERTIFICATE"), SchedulerKey: pem("PRIVATE KEY"),
 			HealthcheckCert: pem("CERTIFICATE"), HealthcheckKey: pem("PRIVATE KEY")},
+		Keys: "projects/p-test/secrets/prod-master-abc-keys/versions/1",
 	}
 }
 
@@ -50,7 +52,7 @@ func TestRenderGolden(t *testing.T) {
 		keys = append(keys, it.Key)
 		golden.Check(t, filepath.Join("testdata", it.Key+".golden"), []byte(it.Value))
 	}
-	if strings.Join(keys, ",") != "kube-env,kubeha-config,kubeha-etcd,kubeha-tls,startup-script" {
+	if strings.Join(keys, ",") != "kube-env,kubeha-config,kubeha-etcd,kubeha-keys,kubeha-tls,startup-script" {
 		t.Errorf("keys %v", keys)
 	}
 	etcd, err := ParseEtcd(items[2].Value)
@@ -177,6 +179,34 @@ func TestStartupScriptRefusesWrongKubelet(t *testing.T) {
 	}
 }
 
+// TestStartupScriptRefusesWithoutKeyAccess: a VM whose service account may
+// not read its keys in Secret Manager (403) stops the boot with one line
+// naming the account, the version and the role to grant, and starts
+// nothing; no key is left on disk.
+func TestStartupScriptRefusesWithoutKeyAccess(t *testing.T) {
+	b := fixtureBoot()
+	b.Keys = "projects/p-test/secrets/denied-keys/versions/1"
+	root, calls, out, err := startupScript(t, &b)
+	if err == nil {
+		t.Fatalf("the boot went on without its keys:\n%s", out)
+	}
+	line := "kubeha: the service account prod-master@p-test.iam.gserviceaccount.com may not read " + b.Keys +
+		" (HTTP 403 from Secret Manager): grant it roles/secretmanager.secretAccessor on the secret; nothing started"
+	if strings.TrimSpace(out) != line {
+		t.Errorf("output %q\nwant the one line %q", out, line)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "etc/srv/kubernetes/pki"))
+	if len(entries) != 0 {
+		t.Errorf("files left in the PKI directory: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/kubernetes/manifests")); err == nil {
+		t.Error("static pods were written")
+	}
+	if strings.Contains(calls, "kubelet") {
+		t.Errorf("the kubelet was started:\n%s", calls)
+	}
+}
+
 const kubeletBytes = "#!/bin/sh\n# a kubelet\n"
 
 func sha512Hex(s string) string {
@@ -208,9 +238,27 @@ func startupScriptRunner(t *testing.T, b *Boot) func(root string) (string, error
 		t.Skip("bash is not installed")
 	}
 	var md map[string]string
+	// The VM's metadata server and, for the keys, Secret Manager's access
+	// method: stand-ins here; sim/machine runs the script against the
+	// emulator's own metadata server and Secret Manager.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/release/kubelet" {
+		sa := "/computeMetadata/v1/instance/service-accounts/default/"
+		switch {
+		case r.URL.Path == "/release/kubelet":
 			io.WriteString(w, kubeletBytes)
+			return
+		case r.URL.Path == sa+"email":
+			io.WriteString(w, "prod-master@p-test.iam.gserviceaccount.com")
+			return
+		case r.URL.Path == sa+"token":
+			io.WriteString(w, `{"access_token": "token-of-the-vm", "expires_in": 3599, "token_type": "Bearer"}`)
+			return
+		case r.URL.Path == "/v1/"+b.Keys+":access":
+			if r.Header.Get("Authorization") != "Bearer token-of-the-vm" || strings.Contains(b.Keys, "denied") {
+				http.Error(w, `{"error": {"code": 403, "status": "PERMISSION_DENIED"}}`, http.StatusForbidden)
+				return
+			}
+			fmt.Fprintf(w, "{\n  \"name\": %q,\n  \"payload\": {\n    \"data\": %q\n  }\n}\n", b.Keys, base64.StdEncoding.EncodeToString([]byte(b.TLS.Keys())))
 			return
 		}
 		v, ok := md[strings.TrimPrefix(r.URL.Path, "/computeMetadata/v1/instance/attributes/")]
@@ -222,6 +270,7 @@ func startupScriptRunner(t *testing.T, b *Boot) func(root string) (string, error
 	}))
 	t.Cleanup(srv.Close)
 	b.KubeletURL = srv.URL + "/release/kubelet"
+	b.SecretManagerURL = srv.URL
 	if b.KubeletSHA512 == fixtureBoot().KubeletSHA512 {
 		b.KubeletSHA512 = sha512Hex(kubeletBytes)
 	}

@@ -16,7 +16,8 @@ set -o errexit -o nounset -o pipefail
 # that machine's directory, so the same absolute paths land inside it.
 readonly ROOT="${KUBEHA_ROOT:-}"
 # GCE_METADATA_HOST is the variable Google's client libraries honour too.
-readonly METADATA="http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance/attributes"
+readonly METADATA_ROOT="http://${GCE_METADATA_HOST:-metadata.google.internal}/computeMetadata/v1/instance"
+readonly METADATA="${METADATA_ROOT}/attributes"
 readonly SRV="${ROOT}/etc/srv/kubernetes"
 readonly PKI_DIR="${PKI_DIR:-${SRV}/pki}"
 readonly MANIFESTS="${MANIFESTS:-${ROOT}/etc/kubernetes/manifests}"
@@ -57,11 +58,39 @@ write_secret() {
   (umask 077 && printf '%s\n' "${content}" >"${path}.tmp" && mv "${path}.tmp" "${path}")
 }
 
+# private_keys FILE writes the kubeha-tls-shaped document of this master's
+# private keys: the Secret Manager version kubeha-keys names, read with an
+# access token of the VM's service account. Keys are never in metadata. A
+# service account that may not read it stops the boot with one line, and
+# leaves no file behind.
+private_keys() {
+  local out="$1"
+  local version token email body code
+  version="$(metadata kubeha-keys)"
+  email="$(curl --fail --silent --show-error --retry 10 --retry-delay 2 -H 'Metadata-Flavor: Google' \
+    "${METADATA_ROOT}/service-accounts/default/email")"
+  token="$(curl --fail --silent --show-error --retry 10 --retry-delay 2 -H 'Metadata-Flavor: Google' \
+    "${METADATA_ROOT}/service-accounts/default/token" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')"
+  body="$(mktemp "${PKI_DIR}/.access.XXXXXX")"
+  code="$(curl --silent --show-error --retry 5 --retry-delay 2 -o "${body}" -w '%{http_code}' \
+    -H "Authorization: Bearer ${token}" "${SECRET_MANAGER_URL}/v1/${version}:access")"
+  if [[ "${code}" != 200 ]]; then
+    rm -f "${body}" "${out}"
+    log "the service account ${email} may not read ${version} (HTTP ${code} from Secret Manager): grant it roles/secretmanager.secretAccessor on the secret; nothing started" >&2
+    exit 1
+  fi
+  sed -n 's/.*"data" *: *"\([^"]*\)".*/\1/p' "${body}" | base64 -d >"${out}"
+  rm -f "${body}"
+}
+
 write_certificates() {
-  local doc field file
-  doc="$(metadata kubeha-tls)"
+  local doc keys field file
   mkdir -p "${PKI_DIR}"
   chmod 0700 "${PKI_DIR}"
+  keys="$(mktemp "${PKI_DIR}/.keys.XXXXXX")"
+  private_keys "${keys}" # not in a subshell: a refusal ends the boot
+  doc="$(metadata kubeha-tls)"$'\n'"$(cat "${keys}")"
+  rm -f "${keys}"
   while read -r field file; do
     write_secret "${PKI_DIR}/${file}" "$(tls_field "${doc}" "${field}")"
   done <<'FILES'

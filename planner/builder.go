@@ -50,6 +50,7 @@ type builder struct {
 	lastEtcd   string // the last step that changed membership: etcd steps run one at a time
 	fwEtcd     string // the etcd firewall: a new master's peers must reach it
 	staticStep string // the static IP's reservation
+	saStep     string // the masters' service account's creation
 	hcStep     string // the health check's creation or update
 	poolStep   string // the target pool's creation
 	ruleStep   string // the forwarding rule's creation
@@ -184,6 +185,9 @@ func (b *builder) add(s *Step, deps ...string) string {
 	}
 	s.ID = strconv.Itoa(len(b.steps) + 1)
 	s.Change = s.Action.Change()
+	if s.Action == CreateInstance || s.Action == RenewCertificates {
+		deps = append(deps, b.saStep) // a master runs as it, and its keys are readable by it
+	}
 	if s.Action.Etcd() && b.lastEtcd != "" {
 		deps = append(deps, b.lastEtcd)
 	}

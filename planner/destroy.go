@@ -24,8 +24,9 @@ type DestroyOptions struct {
 // Destroy returns the plan that deletes everything of the cluster observed
 // holds, as kube-down.sh does: first a final etcd snapshot, then the load
 // balancer and the masters (with their etcd members: the whole cluster
-// goes, so no member is removed one by one), then their disks and
-// addresses, the static IP and the firewalls. It acts on observed alone,
+// goes, so no member is removed one by one), then their disks, addresses
+// and key secrets, the static IP, the masters' service account (when
+// kubeha made it) and the firewalls. It acts on observed alone,
 // whose resources carry this cluster's names and labels, and of the
 // firewalls on kubeha's own only: nothing of another cluster is touched.
 // Run again after an interruption, it plans what is left.
@@ -108,6 +109,17 @@ func Destroy(desired *spec.Cluster, observed *state.Cluster, o DestroyOptions) (
 	if observed.StaticIP != nil {
 		// On the single master's access config or on the rule.
 		add(&Step{Action: ReleaseAddress, Target: observed.StaticIP.Name, Reason: "the cluster's static IP"}, append([]string{snap, rule}, masters...)...)
+	}
+
+	// The masters' keys and, if kubeha made it, their service account.
+	if id := observed.Identity; id != nil {
+		for _, name := range id.Secrets {
+			owner := strings.TrimSuffix(name, "-keys")
+			add(&Step{Action: DeleteSecret, Target: name, Replica: owner, Reason: "the master's private keys in Secret Manager"}, snap, gone[owner])
+		}
+		if id.Managed && id.Exists {
+			add(&Step{Action: DeleteServiceAccount, Target: id.ServiceAccount, Reason: "the account kubeha made for the masters"}, append([]string{snap}, masters...)...)
+		}
 	}
 
 	// kubeha's firewalls, last.

@@ -12,8 +12,8 @@ import (
 
 // TestDestroyLeavesNothing: for every generated state, destroy (stopped
 // anywhere once and run again, as after a kill) leaves nothing of the
-// cluster: no master, disk, address, static IP, load balancer or kubeha
-// firewall; it touches only the cluster's resources; no data disk goes
+// cluster: no master, disk, address, static IP, load balancer, key
+// secret, kubeha-made service account or kubeha firewall; it touches only the cluster's resources; no data disk goes
 // without a final snapshot unless --no-snapshot; and it is refused only
 // when etcd cannot give that snapshot.
 func TestDestroyLeavesNothing(t *testing.T) {
@@ -58,6 +58,9 @@ func TestDestroyLeavesNothing(t *testing.T) {
 			c := m.c
 			if len(c.Instances)+len(c.Disks)+len(c.Addresses) > 0 || c.StaticIP != nil || c.ForwardingRule != nil || c.TargetPool != nil || c.HealthCheck != nil {
 				t.Fatalf("left behind: %s", mustJSON(c))
+			}
+			if id := c.Identity; id != nil && (id.Exists || len(id.Secrets) > 0) {
+				t.Fatalf("left the service account (%t) or key secrets %v", id.Exists, id.Secrets)
 			}
 			for _, fw := range c.Firewalls {
 				if slices.Contains(spec.AllResourceNames(sp.Metadata.Name), fw.Name) {

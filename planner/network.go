@@ -72,3 +72,25 @@ func (b *builder) observedFirewall(name string) *state.Firewall {
 	}
 	return nil
 }
+
+// identity creates the service account kubeha manages for the masters when
+// it is missing; a missing account the spec names is refused in preflight.
+func (b *builder) identity() {
+	id := b.obs.Identity
+	if id == nil || id.Exists || !id.Managed {
+		return
+	}
+	b.saStep = b.add(&Step{Action: CreateServiceAccount, Target: id.ServiceAccount, Phase: "network",
+		Reason: "the masters run as their own account, with no project role, never the Compute Engine default one"})
+}
+
+// hasReplica says a master of this name exists, or is created or removed
+// by the plan (which deletes its keys after it).
+func (b *builder) hasReplica(name string) bool {
+	for _, r := range b.replicas {
+		if r.name == name {
+			return true
+		}
+	}
+	return false
+}

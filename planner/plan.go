@@ -47,7 +47,8 @@ func ComputeWith(desired *spec.Cluster, observed *state.Cluster, opts Options) (
 
 // build runs every pass, in order. A refusal in any pass ends the plan.
 func (b *builder) build() error {
-	b.network() // the firewalls and the static IP
+	b.identity() // the masters' service account
+	b.network()  // the firewalls and the static IP
 	if b.startStopped() {
 		return b.err // no master runs: etcd cannot be observed until they start
 	}

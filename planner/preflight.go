@@ -23,6 +23,10 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 	if err := networkPreflight(desired, observed.Network); err != nil {
 		return err
 	}
+	if id := observed.Identity; id != nil && !id.Managed && !id.Exists {
+		return refuse("spec.masters.serviceAccount: %s does not exist in project %s: create it, or leave the field out and kubeha manages one (%s)",
+			id.ServiceAccount, desired.Spec.GCE.Project, spec.MasterServiceAccountID(desired.Metadata.Name))
+	}
 	names := map[string]bool{}
 	var all []string
 	for _, in := range observed.Instances {

@@ -93,6 +93,15 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Etcd.Members = append(c.Etcd.Members, &state.Member{ID: m.nextID, IsLearner: true, Instance: s.Replica, Error: "not started"})
 	case CreateInstance:
 		spec := s.Instance
+		if c.Identity != nil {
+			if !c.Identity.Exists {
+				m.fail("step %s creates %s before the service account it runs as", s.ID, spec.Name)
+			}
+			if !slices.Contains(c.Identity.Secrets, spec.Name+"-keys") {
+				c.Identity.Secrets = append(c.Identity.Secrets, spec.Name+"-keys")
+				slices.Sort(c.Identity.Secrets)
+			}
+		}
 		in := &state.Instance{Name: spec.Name, Zone: spec.Zone, Status: "RUNNING", MachineType: spec.Config.MachineType, HasDataDisk: true,
 			Labels: map[string]string{"kubeha-cluster": m.sp.Metadata.Name, "kubeha-role": "master"}}
 		cfg := spec.Config
@@ -211,6 +220,18 @@ func (m *model) apply(p *Plan, s *Step) {
 			}
 			c.StaticIP = nil
 		}
+	case CreateServiceAccount:
+		c.Identity.Exists = true
+	case DeleteServiceAccount:
+		if len(c.Instances) > 0 {
+			m.fail("step %s deletes the masters' service account while masters run as it", s.ID)
+		}
+		c.Identity.Exists = false
+	case DeleteSecret:
+		if m.instance(strings.TrimSuffix(s.Target, "-keys")) != nil {
+			m.fail("step %s deletes the keys of %s, which still runs", s.ID, s.Target)
+		}
+		c.Identity.Secrets = slices.DeleteFunc(c.Identity.Secrets, func(n string) bool { return n == s.Target })
 	case SaveSnapshot:
 		if !c.Etcd.Reachable || len(c.Instances) == 0 {
 			m.fail("step %s saves a snapshot of an etcd that cannot give one", s.ID)
@@ -245,6 +266,11 @@ func (m *model) converged() {
 	c, n := m.c, m.sp.Spec.Masters.Replicas
 	if len(c.Instances) != n || len(c.Voters()) != n || len(c.Learners()) != 0 {
 		m.fail("converged to %d instances, %d voters, %d learners; want %d", len(c.Instances), len(c.Voters()), len(c.Learners()), n)
+	}
+	if id := c.Identity; id != nil {
+		if !id.Exists || len(id.Secrets) != n {
+			m.fail("converged with the service account existing=%t and key secrets %v for %d masters", id.Exists, id.Secrets, n)
+		}
 	}
 	o := c.Orphans()
 	if len(o.Members)+len(o.Disks)+len(o.Addresses) > 0 {
@@ -351,6 +377,19 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		obs.Etcd.Members = append(obs.Etcd.Members, &state.Member{ID: id, IsLearner: true, Error: "not started"}) // orphaned learner
 		obs.Disks = append(obs.Disks, &state.Disk{Name: "prod-master-zz9-pd", Zone: allZones[0], SizeGb: 20})
 		obs.Addresses = append(obs.Addresses, &state.Address{Name: "prod-master-zz9-internal", Address: "10.0.9.9", Type: "INTERNAL", Status: "RESERVED"})
+	}
+	if r.IntN(2) == 0 {
+		// The masters' identity observed: kubeha's account (missing before
+		// the first apply), and the key secrets of the masters, one leaked.
+		id := &state.Identity{ServiceAccount: "prod-master@p.iam.gserviceaccount.com", Managed: true, Exists: current > 0 || r.IntN(2) == 0}
+		for _, in := range obs.Instances {
+			id.Secrets = append(id.Secrets, in.Name+"-keys")
+		}
+		if r.IntN(4) == 0 {
+			id.Secrets = append(id.Secrets, "prod-master-zz8-keys")
+		}
+		slices.Sort(id.Secrets)
+		obs.Identity = id
 	}
 	var opts Options
 	if current > 0 && r.IntN(8) == 0 {

@@ -92,6 +92,14 @@ func (b *builder) leaks() {
 		b.add(&Step{Action: ReleaseAddress, Target: a.Name, Phase: "cleanup",
 			Reason: "leaked: an internal address with no master"}, b.orphanRemovals...)
 	}
+	if id := b.obs.Identity; id != nil {
+		for _, name := range id.Secrets {
+			if !b.hasReplica(strings.TrimSuffix(name, "-keys")) {
+				b.add(&Step{Action: DeleteSecret, Target: name, Phase: "cleanup",
+					Reason: "leaked: the private keys of a master that no longer exists"}, b.orphanRemovals...)
+			}
+		}
+	}
 	if b.obs.TargetPool != nil {
 		for _, l := range b.obs.TargetPool.Dangling {
 			b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), PoolLink: l, Phase: "load balancer",

@@ -247,6 +247,10 @@ func (b *builder) removeReplica(r *replica, reason string) {
 		b.add(&Step{Action: ReleaseAddress, Target: spec.InternalAddressName(r.name), Replica: r.name, Phase: phase,
 			Reason: "its internal address"}, del)
 	}
+	if id := b.obs.Identity; id != nil && (r.obs == nil || slices.Contains(id.Secrets, spec.KeysSecretName(r.name))) {
+		b.add(&Step{Action: DeleteSecret, Target: spec.KeysSecretName(r.name), Replica: r.name, Phase: phase,
+			Reason: "its private keys in Secret Manager"}, del)
+	}
 	r.removed = true
 }
 

@@ -38,6 +38,7 @@ const (
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
+//	identity [missing] [named] [secrets=NAME,...]   (the masters' service account, kubeha's or named in the spec, and key secrets)
 //	network NAME [missing] [custom] [subnetwork=missing|ours|other-network]   (the spec names NAME and, with subnetwork=, "masters")
 var scenarioSyntax = map[string]struct {
 	args        int
@@ -60,7 +61,8 @@ var scenarioSyntax = map[string]struct {
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
 	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
-	"network":              {args: 1, keys: []string{"subnetwork"}, flags: []string{"missing", "custom"},
+	"identity":             {keys: []string{"secrets"}, flags: []string{"missing", "named"}},
+	"network": {args: 1, keys: []string{"subnetwork"}, flags: []string{"missing", "custom"},
 		values: map[string][]string{"subnetwork": {"missing", "ours", "other-network"}}},
 }
 
@@ -311,6 +313,16 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				}
 			}
 			obs.Network = n
+		case "identity":
+			id := &state.Identity{ServiceAccount: "prod-master@" + tProject + ".iam.gserviceaccount.com", Managed: !flags["named"], Exists: !flags["missing"]}
+			if flags["named"] {
+				id.ServiceAccount = "masters@" + tProject + ".iam.gserviceaccount.com"
+				sp.Spec.Masters.ServiceAccount = id.ServiceAccount
+			}
+			if v := kv["secrets"]; v != "" {
+				id.Secrets = strings.Split(v, ",")
+			}
+			obs.Identity = id
 		case "destroy":
 			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
 		default:

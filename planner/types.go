@@ -91,6 +91,13 @@ const (
 	// SaveSnapshot saves an etcd snapshot in the backups directory: the
 	// first step of a destroy, before anything is deleted.
 	SaveSnapshot Action = "save-etcd-snapshot"
+	// CreateServiceAccount creates the service account kubeha manages for
+	// the masters (CLUSTER-master), before the first master is created.
+	CreateServiceAccount Action = "create-service-account"
+	DeleteServiceAccount Action = "delete-service-account"
+	// DeleteSecret deletes the Secret Manager secret of a master's private
+	// keys once the master is gone.
+	DeleteSecret Action = "delete-secret"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -136,6 +143,9 @@ var actions = map[Action]actionInfo{
 	ReleaseAddress:       {change: Delete},
 	RenewCertificates:    {change: Update, etcd: true},
 	SaveSnapshot:         {change: Update, etcd: true},
+	CreateServiceAccount: {change: Create},
+	DeleteServiceAccount: {change: Delete},
+	DeleteSecret:         {change: Delete},
 }
 
 // Actions lists every action, sorted.

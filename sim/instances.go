@@ -55,6 +55,11 @@ func (s *Server) insertInstance(r *request) (any, error) {
 	if in.Tags != nil {
 		in.Tags.Fingerprint = fingerprint(in.Tags.Items)
 	}
+	for _, sa := range in.ServiceAccounts {
+		if sa.Email == "default" {
+			sa.Email = DefaultServiceAccount
+		}
+	}
 	// Network: one interface on the named network, with its internal IP.
 	if len(in.NetworkInterfaces) == 0 {
 		in.NetworkInterfaces = []*compute.NetworkInterface{{}}
@@ -152,6 +157,11 @@ func (s *Server) checkInstanceRefsLocked(r *request, key, region string, in *com
 		}
 		if disk.Status != "READY" {
 			return opNotReady(dk)
+		}
+	}
+	for _, sa := range in.ServiceAccounts {
+		if !s.w.serviceAccountExists(r.project, sa.Email) {
+			return opNotFound(serviceAccountKey(r.project, sa.Email))
 		}
 	}
 	for _, ni := range in.NetworkInterfaces {

@@ -124,7 +124,7 @@ func (s *Server) bootLocked(key string) {
 	s.members[key] = m
 	if s.opts.Kubernetes != nil {
 		m.machine = &machine.Machine{Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
-			PortOffset: s.portOffset}
+			PortOffset: s.portOffset, ServiceAccount: serviceAccountOf(in), Token: s.token}
 		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
 		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {
 			m.status.Name = cfg.Name
@@ -135,6 +135,9 @@ func (s *Server) bootLocked(key string) {
 	cfg, err := metadata.ParseEtcd(etcdDoc)
 	if err == nil && tlsDoc != "" {
 		m.tls, err = metadata.ParseTLS(tlsDoc)
+	}
+	if err == nil && m.tls != nil {
+		err = s.readKeysLocked(in, m.tls)
 	}
 	if err != nil {
 		// A VM with broken metadata boots, and its etcd never starts.
@@ -474,4 +477,28 @@ func (s *Server) Members() []MemberStatus {
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Instance < out[j].Instance })
 	return out
+}
+
+// serviceAccountOf is the email an instance runs as ("" for none).
+func serviceAccountOf(in *compute.Instance) string {
+	if len(in.ServiceAccounts) == 0 {
+		return ""
+	}
+	return in.ServiceAccounts[0].Email
+}
+
+// readKeysLocked adds to t the private keys of the Secret Manager version
+// the instance's kubeha-keys item names, read as the instance's service
+// account: what the startup script does on a VM.
+func (s *Server) readKeysLocked(in *compute.Instance, t *metadata.TLS) error {
+	version := allItems(in)[metadata.KeyKeys]
+	if version == "" {
+		return nil // a master of a kubeha before Secret Manager: its keys are in kubeha-tls
+	}
+	email := serviceAccountOf(in)
+	data, err := s.accessSecretLocked(email, version)
+	if err != nil {
+		return fmt.Errorf("the service account %s may not read %s (%v): grant it %s on the secret; etcd not started", cmp.Or(email, "(none)"), version, err, AccessorRole)
+	}
+	return t.AddKeys(string(data))
 }

@@ -56,7 +56,7 @@ func TestNetworks(t *testing.T) {
 	inst := func(name string, ni *compute.NetworkInterface) (*compute.Operation, error) {
 		return c.Instances.Insert(project, zoneB, &compute.Instance{Name: name, MachineType: "n1-standard-1",
 			NetworkInterfaces: []*compute.NetworkInterface{ni},
-			Disks: []*compute.AttachedDisk{{Boot: true, AutoDelete: true, InitializeParams: &compute.AttachedDiskInitializeParams{SourceImage: "projects/cos-cloud/global/images/family/cos-stable"}}}}).Context(ctx).Do()
+			Disks:             []*compute.AttachedDisk{{Boot: true, AutoDelete: true, InitializeParams: &compute.AttachedDiskInitializeParams{SourceImage: "projects/cos-cloud/global/images/family/cos-stable"}}}}).Context(ctx).Do()
 	}
 	op, err = inst("no-subnet", &compute.NetworkInterface{Network: "global/networks/vpc"})
 	opFails(t, op, err, c, "INVALID_USAGE")

@@ -24,6 +24,7 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/zones/{zone}/instances/{name}/start", "instances.start", s.startInstance},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setMetadata", "instances.setMetadata", s.setMetadata},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setLabels", "instances.setLabels", s.setLabels},
+		{"POST " + p + "/zones/{zone}/instances/{name}/setServiceAccount", "instances.setServiceAccount", s.setServiceAccount},
 		{"POST " + p + "/zones/{zone}/instances/{name}/addAccessConfig", "instances.addAccessConfig", s.addAccessConfig},
 		{"POST " + p + "/zones/{zone}/instances/{name}/deleteAccessConfig", "instances.deleteAccessConfig", s.deleteAccessConfig},
 
@@ -83,6 +84,8 @@ func (s *Server) handler() http.Handler {
 		(&apiError{http.StatusNotFound, "notFound", "The emulator does not serve " + r.Method + " " + r.URL.Path}).write(w)
 	})
 	mux.HandleFunc("POST /batch/compute/v1", batchHandler(mux))
+	s.iamHandler(mux)
+	s.secretsHandler(mux)
 	const a = "/sim/v1/projects/{project}/zones/{zone}/instances/{name}"
 	mux.HandleFunc("POST "+a+"/crash", s.adminCrash)
 	mux.HandleFunc("POST "+a+"/revive", s.adminRevive)

@@ -77,11 +77,14 @@ type Server struct {
 	tmpRoot bool
 	log     *slog.Logger
 
-	mu       sync.Mutex
-	w        *world
-	latency  map[string]time.Duration // unscaled, by method ("instances.insert", "default", "boot")
-	faults   faultConfig
-	rng      *rand.Rand
+	mu      sync.Mutex
+	w       *world
+	latency map[string]time.Duration // unscaled, by method ("instances.insert", "default", "boot")
+	faults  faultConfig
+	rng     *rand.Rand
+	// tokenKey signs the access tokens the machines' metadata servers
+	// hand out (iam.go).
+	tokenKey [32]byte
 	total    int
 	byMethod map[string]int
 	// noRequestID counts the inserts that carried no requestId.
@@ -146,6 +149,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		log:         opts.Logger,
 		latency:     profile,
 		rng:         rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+		tokenKey:    randomKey(),
 		byMethod:    map[string]int{},
 		noRequestID: map[string]int{},
 		waiters:     map[string]chan struct{}{},

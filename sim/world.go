@@ -15,6 +15,7 @@ import (
 	"github.com/kubeha/kubeha/internal/atomicfile"
 
 	compute "google.golang.org/api/compute/v1"
+	iam "google.golang.org/api/iam/v1"
 )
 
 // canonicalBase prefixes every selfLink the emulator stores; responses
@@ -34,6 +35,9 @@ type world struct {
 	Firewalls       map[string]*compute.Firewall        `json:"firewalls"`
 	Networks        map[string]*compute.Network         `json:"networks,omitempty"`
 	Subnetworks     map[string]*compute.Subnetwork      `json:"subnetworks,omitempty"`
+	ServiceAccounts map[string]*iam.ServiceAccount      `json:"serviceAccounts,omitempty"`
+	// Secrets hold private keys: state.json is written 0600.
+	Secrets map[string]*secret `json:"secrets,omitempty"`
 	// Blocks maps a subnetwork to the loopback block its internal IPs come
 	// from (see networks.go); the default subnetworks use Subnet.
 	Blocks     map[string]*block     `json:"blocks,omitempty"`
@@ -76,6 +80,8 @@ func newWorld(subnet string) *world {
 		Firewalls:       map[string]*compute.Firewall{},
 		Networks:        map[string]*compute.Network{},
 		Subnetworks:     map[string]*compute.Subnetwork{},
+		ServiceAccounts: map[string]*iam.ServiceAccount{},
+		Secrets:         map[string]*secret{},
 		Blocks:          map[string]*block{},
 		Operations:      map[string]*operation{},
 		Crashed:         map[string]bool{},

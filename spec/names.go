@@ -2,6 +2,8 @@ package spec
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 )
 
@@ -109,4 +111,29 @@ func (g GCE) SubnetworkPath() string {
 	}
 	net := strings.Split(g.NetworkPath(), "/")
 	return "projects/" + net[1] + "/regions/" + g.Region + "/subnetworks/" + net[4]
+}
+
+// KeysSecretName is the Secret Manager secret of a master's private keys.
+func KeysSecretName(instance string) string { return instance + "-keys" }
+
+// MasterServiceAccountID is the account ID of the service account kubeha
+// creates for a cluster's masters: CLUSTER-master, shortened to IAM's 30
+// characters (with a hash of the name, so that two clusters never share
+// one).
+func MasterServiceAccountID(cluster string) string {
+	id := MasterName(cluster)
+	if len(id) <= 30 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(cluster))
+	return strings.TrimRight(id[:21], "-") + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// MasterServiceAccount is the email the masters run as: the spec's
+// spec.masters.serviceAccount, or the one kubeha manages.
+func (c *Cluster) MasterServiceAccount() string {
+	if c.Spec.Masters.ServiceAccount != "" {
+		return c.Spec.Masters.ServiceAccount
+	}
+	return MasterServiceAccountID(c.Metadata.Name) + "@" + c.Spec.GCE.Project + ".iam.gserviceaccount.com"
 }

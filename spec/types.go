@@ -72,7 +72,10 @@ type Masters struct {
 	MachineType string   `json:"machineType,omitempty" validate:"omitempty,gcemachinetype" doc:"Machine type of every master. Default: n1-standard-2."`
 	Image       string   `json:"image,omitempty" validate:"omitempty,gceimage" doc:"Boot image of every master. Default: projects/cos-cloud/global/images/family/cos-stable."`
 	DiskSizeGb  int      `json:"diskSizeGb,omitempty" validate:"omitempty,min=10,max=65536" doc:"Size of each master's etcd data disk in GB. Default: 20."`
-	DiskType    string   `json:"diskType,omitempty" validate:"omitempty,oneof=pd-ssd pd-balanced pd-standard" jsonschema:"enum=pd-ssd pd-balanced pd-standard" doc:"kube-up's MASTER_DISK_TYPE: the etcd data disk's type. etcd waits on fsync for every write, and pd-standard's latency is a known cause of leader churn. Default: pd-ssd."`
+	// ServiceAccount names an existing service account; empty, kubeha
+	// manages CLUSTER-master.
+	ServiceAccount string `json:"serviceAccount,omitempty" validate:"omitempty,email" doc:"Email of an existing service account the masters run as. Default: one kubeha creates and deletes with the cluster, CLUSTER-master@PROJECT.iam.gserviceaccount.com. Never the Compute Engine default account, which has Editor in most projects."`
+	DiskType       string `json:"diskType,omitempty" validate:"omitempty,oneof=pd-ssd pd-balanced pd-standard" jsonschema:"enum=pd-ssd pd-balanced pd-standard" doc:"kube-up's MASTER_DISK_TYPE: the etcd data disk's type. etcd waits on fsync for every write, and pd-standard's latency is a known cause of leader churn. Default: pd-ssd."`
 }
 
 // Etcd configures the clustered etcd that runs on every master.

@@ -29,6 +29,9 @@ type Cluster struct {
 	// Network is the masters' network and subnetwork as the spec names
 	// them (nil: not observed).
 	Network *Network `json:"network,omitempty"`
+	// Identity is the masters' service account and key secrets (nil: not
+	// observed).
+	Identity *Identity `json:"identity,omitempty"`
 
 	Etcd Etcd `json:"etcd"`
 
@@ -37,6 +40,15 @@ type Cluster struct {
 	OtherRegions []string `json:"otherRegions,omitempty"`
 
 	ObservedAt time.Time `json:"observedAt"`
+}
+
+// Identity is what exists of the masters' service account and of the
+// Secret Manager secrets of their private keys.
+type Identity struct {
+	ServiceAccount string   `json:"serviceAccount"` // the email the masters run as
+	Managed        bool     `json:"managed"`        // kubeha's own (CLUSTER-master), not spec.masters.serviceAccount
+	Exists         bool     `json:"exists"`
+	Secrets        []string `json:"secrets"` // this cluster's key secrets (INSTANCE-keys), sorted
 }
 
 // Network is what exists of the network and subnetwork the spec names.

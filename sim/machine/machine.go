@@ -28,6 +28,10 @@ type Machine struct {
 	// PortOffset moves the ports below 1024 its pods serve on (see
 	// kubelet.Runner); 0 where this process may bind them.
 	PortOffset int
+	// ServiceAccount is the email the VM runs as, and Token the access
+	// token its metadata server hands out for it (nil: none).
+	ServiceAccount string
+	Token          func(email string) string
 
 	mu      sync.Mutex
 	md      *http.Server
@@ -195,6 +199,29 @@ func (m *Machine) serveMetadata() (string, error) {
 		}
 		w.Header().Set("Metadata-Flavor", "Google")
 		io.WriteString(w, v)
+	})
+	// The service account's email and an access token for it, as the
+	// startup script asks for them to read its keys from Secret Manager.
+	sa := "/computeMetadata/v1/instance/service-accounts/default/"
+	mux.HandleFunc(sa+"{what}", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" {
+			http.Error(w, "Missing Metadata-Flavor:Google header.", http.StatusForbidden)
+			return
+		}
+		if m.ServiceAccount == "" || m.Token == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Metadata-Flavor", "Google")
+		switch r.PathValue("what") {
+		case "email":
+			io.WriteString(w, m.ServiceAccount)
+		case "token":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"access_token":%q,"expires_in":3599,"token_type":"Bearer"}`, m.Token(m.ServiceAccount))
+		default:
+			http.NotFound(w, r)
+		}
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
