@@ -90,7 +90,7 @@ func benchApply(b *testing.B, timeScale float64) {
 		e.srv.ResetRequests()
 		b.StartTimer()
 		t0 := time.Now()
-		if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Parallelism: 8}); err != nil {
+		if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, Parallelism: 8}); err != nil {
 			b.Fatal(err)
 		}
 		wall = time.Since(t0)

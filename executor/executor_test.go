@@ -20,15 +20,17 @@ import (
 func testSpec(replicas int) *spec.Cluster { return simtest.Spec("exe", "p-exe", replicas) }
 
 type env struct {
-	srv *sim.Server
-	sp  *spec.Cluster
-	pki *pki.PKI
-	src observe.Source
+	srv   *sim.Server
+	sp    *spec.Cluster
+	pki   *pki.PKI
+	src   observe.Source
+	smURL string // where the masters read their keys
 }
 
 func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 	t.Helper()
-	srv, c := simtest.Start(t, opts)
+	srv, _ := simtest.Start(t, opts)
+	apis := simtest.Clients(t, srv)
 	p, err := pki.Ensure(t.TempDir(), "exe")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +40,7 @@ func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 	// The kubelet download the emulator serves.
 	sp.Spec.Kubernetes.ReleaseURL = srv.Release().ReleaseURL
 	sp.Spec.Kubernetes.KubeletSHA512 = srv.Release().KubeletSHA512[sp.Spec.Kubernetes.Version]
-	return &env{srv: srv, sp: sp, pki: p, src: observe.Source{Compute: c, EtcdTLS: tlsCfg}}
+	return &env{srv: srv, sp: sp, pki: p, src: observe.Source{Compute: apis.Compute, IAM: apis.IAM, Secrets: apis.Secrets, EtcdTLS: tlsCfg}, smURL: apis.SecretManagerURL}
 }
 
 func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {
@@ -91,7 +93,7 @@ func TestApplyConvergesAndReportsProgress(t *testing.T) {
 	e := newEnv(t, sim.Options{}, 3)
 	p, obs := e.plan(t)
 	rec := &recorder{}
-	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, BackupDir: t.TempDir()}); err != nil {
+	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, BackupDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	if started, finished := rec.counts(); started != len(p.Steps) || finished != len(p.Steps) {
@@ -143,7 +145,7 @@ func TestApplyStopsAtAFailedStep(t *testing.T) {
 	}
 	p.Steps = steps
 	rec := &recorder{}
-	err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, Gate: 5 * time.Second})
+	err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: rec, Gate: 5 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "create-instance") || !strings.Contains(err.Error(), "RESOURCE_NOT_FOUND") {
 		t.Fatalf("apply of a broken plan: %v", err)
 	}
@@ -158,7 +160,7 @@ func TestApplyInterruptedStopsAtSafePoint(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &recorder{}
 	hooks := &cancelAfter{recorder: rec, n: 3, cancel: cancel}
-	err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: hooks})
+	err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, Hooks: hooks})
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("apply after cancel: %v", err)
 	}
@@ -167,7 +169,7 @@ func TestApplyInterruptedStopsAtSafePoint(t *testing.T) {
 	}
 	// The next apply converges.
 	p, obs = e.plan(t)
-	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki}); err != nil {
+	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki}); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := e.plan(t); !again.NoChanges {

@@ -48,6 +48,9 @@ var handlers = map[planner.Action]handler{
 	planner.ReleaseAddress:       (*executor).releaseAddress,
 	planner.RenewCertificates:    (*executor).renew,
 	planner.SaveSnapshot:         (*executor).saveSnapshot,
+	planner.CreateServiceAccount: (*executor).createServiceAccount,
+	planner.DeleteServiceAccount: (*executor).deleteServiceAccount,
+	planner.DeleteSecret:         (*executor).deleteSecret,
 }
 
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }

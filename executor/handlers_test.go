@@ -77,7 +77,7 @@ func TestEveryStepKindTwice(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 		faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
-		err = Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir(), Hooks: seen, twice: true})
+		err = Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir(), Hooks: seen, twice: true})
 		faults(t, e, `{"rate":0}`)
 		if err != nil {
 			t.Fatalf("%s, every step twice, one request in ten failing after the emulator acted: %v\n%s", what, err, planner.Format(p))
@@ -151,7 +151,7 @@ func TestEveryStepKindTwice(t *testing.T) {
 	}
 	backups := t.TempDir()
 	faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
-	err = Apply(ctx, p, Options{Compute: c, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
+	err = Apply(ctx, p, Options{Compute: c, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
 	faults(t, e, `{"rate":0}`)
 	if err != nil {
 		t.Fatalf("destroy, every step twice: %v\n%s", err, planner.Format(p))
@@ -190,7 +190,7 @@ func TestRenewalKeepsForeignMetadata(t *testing.T) {
 	e := newEnv(t, sim.Options{}, 1)
 	p, obs := e.plan(t)
 	ctx := context.Background()
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	c, project := e.src.Compute, e.sp.Spec.GCE.Project
@@ -217,7 +217,7 @@ func TestRenewalKeepsForeignMetadata(t *testing.T) {
 	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
 		t.Fatalf("plan with certificates due: %v\n%s", err, planner.Format(p))
 	}
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := c.Instances.Get(project, "europe-west1-b", "exe-master").Do()
@@ -253,7 +253,7 @@ func TestCreateWaitsForAResourceAnEarlierApplyStarted(t *testing.T) {
 	}
 	resp.Body.Close()
 	p, obs := e.plan(t)
-	x, err := newExecutor(p, Options{Compute: e.src.Compute, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()})
+	x, err := newExecutor(p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestLockOfADeadHolder(t *testing.T) {
 	}
 	env := newEnv(t, sim.Options{}, 1)
 	p, obs := env.plan(t)
-	if err := Apply(context.Background(), p, Options{Compute: env.src.Compute, Spec: env.sp, Observed: obs, PKI: env.pki, BackupDir: t.TempDir()}); err != nil {
+	if err := Apply(context.Background(), p, Options{Compute: env.src.Compute, IAM: env.src.IAM, Secrets: env.src.Secrets, SecretManagerURL: env.smURL, Spec: env.sp, Observed: obs, PKI: env.pki, BackupDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	members := env.srv.Members()

@@ -310,7 +310,7 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	if err != nil {
 		return "failed", err
 	}
-	obs, record, err := observe.WithHealth(ctx, observe.Source{Compute: l.o.Compute, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, record, err := observe.WithHealth(ctx, observe.Source{Compute: l.o.Compute, IAM: l.o.Apply.IAM, Secrets: l.o.Apply.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
 	if err != nil {
 		return "failed", err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -68,8 +69,22 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 	release := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(kubeletFile) }))
 	t.Cleanup(release.Close)
 	sum := sha512.Sum512(kubeletFile)
+	// Secret Manager's access method for the master's keys (a stand-in: the
+	// emulator's own Secret Manager serves it in e2e), asked with the token
+	// of the machine's service account.
+	const version = "projects/p/secrets/mach-master-keys/versions/1"
+	const email = "mach-master@p.iam.gserviceaccount.com"
+	token := func(email string) string { return "token-of-" + email }
+	secrets := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/"+version+":access" || r.Header.Get("Authorization") != "Bearer "+token(email) {
+			http.Error(w, `{"error": {"code": 403}}`, http.StatusForbidden)
+			return
+		}
+		fmt.Fprintf(w, `{"name": %q, "payload": {"data": %q}}`, version, base64.StdEncoding.EncodeToString([]byte(certs.Metadata().Keys())))
+	}))
+	t.Cleanup(secrets.Close)
 	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
-		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(),
+		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(), Keys: version, SecretManagerURL: secrets.URL,
 		KubeletURL: release.URL + "/kubelet", KubeletSHA512: hex.EncodeToString(sum[:]),
 		Config: metadata.Config{QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MaxLearners: 6, KubernetesVersion: rel.Kubernetes}})
 	if err != nil {
@@ -83,7 +98,8 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 	if !kubelet.MayBindLowPorts() {
 		offset = kubelet.LowPortOffset // an ordinary user: 443 is served on 10443
 	}
-	return &Machine{Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins, PortOffset: offset}, p, ip
+	return &Machine{Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins, PortOffset: offset,
+		ServiceAccount: email, Token: token}, p, ip
 }
 
 // TestMasterBootsAControlPlane boots one master through the boot contract:

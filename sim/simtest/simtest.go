@@ -10,6 +10,7 @@ import (
 
 	compute "google.golang.org/api/compute/v1"
 
+	"github.com/kubeha/kubeha/internal/gcpapi"
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/spec"
 )
@@ -40,5 +41,16 @@ func Spec(name, project string, replicas int) *spec.Cluster {
 		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: project, Region: "europe-west1"}, MultiZone: true,
 			Masters: spec.Masters{Replicas: replicas, Zones: []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}}}}
 	spec.SetDefaults(c)
+	return c
+}
+
+// Clients are clients of the emulator's Compute, IAM and Secret Manager
+// APIs.
+func Clients(t testing.TB, srv *sim.Server) *gcpapi.Clients {
+	t.Helper()
+	c, err := gcpapi.Emulator(context.Background(), srv.URL())
+	if err != nil {
+		t.Fatalf("clients of the emulator: %v", err)
+	}
 	return c
 }

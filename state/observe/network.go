@@ -2,9 +2,13 @@ package observe
 
 import (
 	"context"
+	"path"
+	"regexp"
+	"sort"
 	"strings"
 
 	compute "google.golang.org/api/compute/v1"
+	"google.golang.org/api/secretmanager/v1"
 
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -34,5 +38,33 @@ func observeNetwork(ctx context.Context, svc *compute.Service, g spec.GCE) (*sta
 	if sn != nil {
 		out.SubnetworkOf = sn.Network[strings.Index(sn.Network, "projects/"):]
 	}
+	return out, nil
+}
+
+// observeIdentity reads the masters' service account and this cluster's
+// key secrets (INSTANCE-keys of a master's name, labelled as this
+// cluster's).
+func observeIdentity(ctx context.Context, src Source, c *spec.Cluster) (*state.Identity, error) {
+	out := &state.Identity{ServiceAccount: c.MasterServiceAccount(), Managed: c.Spec.Masters.ServiceAccount == "", Secrets: []string{}}
+	project := c.Spec.GCE.Project
+	sa, err := ignoreNotFound(src.IAM.Projects.ServiceAccounts.Get("projects/" + project + "/serviceAccounts/" + out.ServiceAccount).Context(ctx).Do())
+	if err != nil {
+		return nil, err
+	}
+	out.Exists = sa != nil
+	re := regexp.MustCompile("^" + masterNameRe(c.Metadata.Name) + "-keys$")
+	err = src.Secrets.Projects.Secrets.List("projects/"+project).Pages(ctx, func(l *secretmanager.ListSecretsResponse) error {
+		for _, s := range l.Secrets {
+			name := path.Base(s.Name)
+			if v, ok := s.Labels[spec.LabelCluster]; re.MatchString(name) && (!ok || v == c.Metadata.Name) {
+				out.Secrets = append(out.Secrets, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(out.Secrets)
 	return out, nil
 }

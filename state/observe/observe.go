@@ -20,6 +20,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iam/v1"
+	"google.golang.org/api/secretmanager/v1"
 
 	compute "google.golang.org/api/compute/v1"
 
@@ -41,6 +43,10 @@ type Source struct {
 	// PKIDir is where EtcdTLS was read from, to name its files when etcd
 	// refuses them.
 	PKIDir string
+	// IAM and Secrets read the masters' service account and key secrets
+	// (nil: not observed).
+	IAM     *iam.Service
+	Secrets *secretmanager.Service
 }
 
 // ComputeRequests is the number of compute API calls one Observe makes for
@@ -55,7 +61,7 @@ const ComputeRequests = 8
 // result, not an error; errors are GCE calls that failed.
 func Cluster(ctx context.Context, src Source, c *spec.Cluster) (*state.Cluster, error) {
 	out := &state.Cluster{Name: c.Metadata.Name, Project: c.Spec.GCE.Project, Region: c.Spec.GCE.Region, ObservedAt: time.Now().UTC()}
-	if err := observeGCE(ctx, src.Compute, c, out); err != nil {
+	if err := observeGCE(ctx, src, c, out); err != nil {
 		return nil, err
 	}
 	timeout := src.EtcdTimeout
@@ -71,7 +77,8 @@ func masterNameRe(cluster string) string {
 	return regexp.QuoteMeta(spec.MasterName(cluster)) + `(-[a-z0-9]{3})?`
 }
 
-func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out *state.Cluster) error {
+func observeGCE(ctx context.Context, src Source, c *spec.Cluster, out *state.Cluster) error {
+	svc := src.Compute
 	project, region, name := c.Spec.GCE.Project, c.Spec.GCE.Region, c.Metadata.Name
 	re := masterNameRe(name)
 	var (
@@ -145,6 +152,13 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 		network, err = observeNetwork(ctx, svc, c.Spec.GCE)
 		return err
 	})
+	var identity *state.Identity
+	if src.IAM != nil && src.Secrets != nil {
+		run("service account and secrets", func() (err error) {
+			identity, err = observeIdentity(ctx, src, c)
+			return err
+		})
+	}
 	run("firewalls", func() error {
 		firewalls = nil
 		filter := fmt.Sprintf("name eq %q", regexp.QuoteMeta(spec.MasterName(name))+"-.*")
@@ -216,7 +230,7 @@ func observeGCE(ctx context.Context, svc *compute.Service, c *spec.Cluster, out 
 	if hc != nil {
 		out.HealthCheck = &state.HealthCheck{Name: hc.Name, Port: hc.Port, Path: hc.RequestPath}
 	}
-	out.Network = network
+	out.Network, out.Identity = network, identity
 	for _, f := range firewalls {
 		fw := &state.Firewall{Name: f.Name, SourceTags: f.SourceTags, TargetTags: f.TargetTags, Sources: f.SourceRanges}
 		for _, a := range f.Allowed {

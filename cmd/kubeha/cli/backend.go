@@ -12,10 +12,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/api/option"
 
 	compute "google.golang.org/api/compute/v1"
 
+	"github.com/kubeha/kubeha/internal/gcpapi"
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/spec"
 )
@@ -40,6 +40,7 @@ func (o *backendOptions) addFlags(cmd *cobra.Command) {
 
 // backend is a connected Compute API.
 type backend struct {
+	*gcpapi.Clients
 	compute *compute.Service
 	sim     *sim.Server // non-nil with --sim
 	kind    string      // for messages: "GCE", "the emulator at URL", "the embedded emulator"
@@ -142,24 +143,25 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start the embedded emulator in %s: %w", o.simDir, err)
 		}
-		c, err := srv.Client(ctx)
+		c, err := gcpapi.Emulator(ctx, srv.URL())
 		if err != nil {
 			srv.Close()
 			return nil, fmt.Errorf("connect to the embedded emulator: %w", err)
 		}
-		return &backend{compute: c, sim: srv, kind: "the embedded emulator (" + o.simDir + ")", emulator: srv.URL()}, nil
+		return &backend{Clients: c, compute: c.Compute, sim: srv, kind: "the embedded emulator (" + o.simDir + ")", emulator: srv.URL()}, nil
 	case endpoint != "":
-		c, err := compute.NewService(ctx, option.WithEndpoint(normalizeEndpoint(endpoint)), option.WithoutAuthentication())
+		base := strings.TrimSuffix(normalizeEndpoint(endpoint), "/compute/v1/")
+		c, err := gcpapi.Emulator(ctx, base)
 		if err != nil {
 			return nil, fmt.Errorf("connect to the Compute API at %s: %w", endpoint, err)
 		}
-		return &backend{compute: c, kind: "the Compute API at " + endpoint, emulator: strings.TrimSuffix(normalizeEndpoint(endpoint), "/compute/v1/")}, nil
+		return &backend{Clients: c, compute: c.Compute, kind: "the Compute API at " + endpoint, emulator: base}, nil
 	default:
-		c, err := compute.NewService(ctx, option.WithScopes(compute.ComputeScope))
+		c, err := gcpapi.Google(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("connect to GCE with Application Default Credentials (run `gcloud auth application-default login`, or use --sim to try kubeha on the emulator): %w", err)
 		}
-		return &backend{compute: c, kind: "GCE"}, nil
+		return &backend{Clients: c, compute: c.Compute, kind: "GCE"}, nil
 	}
 }
 

@@ -64,7 +64,7 @@ func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluste
 		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: e.parallelism,
 		BackupDir: backupDir(c), LockWait: e.lockTimeout,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
-		Hooks: view, Downloads: e.downloads,
+		Hooks: view, Downloads: e.downloads, IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL,
 	})
 	if errors.Is(err, executor.ErrInterrupted) {
 		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha %s again to finish", err, e.verb)
