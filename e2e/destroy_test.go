@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestDestroy: kubeha destroy of 3 masters, killed (SIGKILL) in the middle
+// TestDestroy: after an apply of 3 masters, gcloud sees no private key in
+// instance metadata and each master's key secret readable by the masters'
+// account alone. kubeha destroy of the 3 masters, killed (SIGKILL) in the middle
 // of deleting them and run again, leaves nothing of the cluster, saved a
 // final snapshot first, and leaves another cluster in the same project
 // untouched (it still converges).
@@ -23,6 +26,7 @@ func TestDestroy(t *testing.T) {
 	c.write(3, false)
 	c.apply()
 	c.converged(3)
+	gcloudSeesNoKeys(t, c, 3)
 	before := c.resourceNames()
 
 	// Killed once 6 steps are done and another has started: the snapshot,
@@ -103,4 +107,60 @@ func (c *cluster) resourceNames() []string {
 		}
 	}
 	return out
+}
+
+// gcloudSeesNoKeys checks, with gcloud (an independent client) where it is
+// installed, that no instance's metadata holds a private key, that every
+// master runs as the masters' own account, and that each master's key
+// secret exists with an IAM policy naming that account alone.
+func gcloudSeesNoKeys(t *testing.T, c *cluster, masters int) {
+	t.Helper()
+	gcloud, err := exec.LookPath("gcloud")
+	if err != nil {
+		t.Log("gcloud is not installed: its view of the keys is not checked")
+		return
+	}
+	cfg := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(gcloud, append(args, "--quiet")...)
+		cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg, "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gcloud %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	run("config", "set", "api_endpoint_overrides/compute", c.endpoint+"/compute/v1/")
+	run("config", "set", "api_endpoint_overrides/secretmanager", c.endpoint+"/secretmanager/")
+	run("config", "set", "auth/disable_credentials", "true")
+	run("config", "set", "core/project", "kubeha-e2e")
+	var instances []struct {
+		Name            string
+		ServiceAccounts []struct{ Email string } `json:"serviceAccounts"`
+	}
+	out := run("compute", "instances", "list", "--filter", "labels.kubeha-cluster="+c.name, "--format=json")
+	if strings.Contains(out, "PRIVATE KEY") {
+		t.Error("gcloud compute instances list shows a private key in instance metadata")
+	}
+	if err := json.Unmarshal([]byte(out), &instances); err != nil || len(instances) != masters {
+		t.Fatalf("gcloud compute instances list: %v\n%s", err, out)
+	}
+	account := c.name + "-master@kubeha-e2e.iam.gserviceaccount.com"
+	for _, in := range instances {
+		if len(in.ServiceAccounts) != 1 || in.ServiceAccounts[0].Email != account {
+			t.Errorf("%s runs as %+v, want %s", in.Name, in.ServiceAccounts, account)
+		}
+		var policy struct {
+			Bindings []struct {
+				Role    string
+				Members []string
+			}
+		}
+		out := run("secrets", "get-iam-policy", in.Name+"-keys", "--format=json")
+		if err := json.Unmarshal([]byte(out), &policy); err != nil || len(policy.Bindings) != 1 ||
+			policy.Bindings[0].Role != "roles/secretmanager.secretAccessor" || strings.Join(policy.Bindings[0].Members, ",") != "serviceAccount:"+account {
+			t.Errorf("gcloud secrets get-iam-policy %s-keys: %v\n%s", in.Name, err, out)
+		}
+	}
 }

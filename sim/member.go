@@ -478,27 +478,3 @@ func (s *Server) Members() []MemberStatus {
 	sort.Slice(out, func(i, j int) bool { return out[i].Instance < out[j].Instance })
 	return out
 }
-
-// serviceAccountOf is the email an instance runs as ("" for none).
-func serviceAccountOf(in *compute.Instance) string {
-	if len(in.ServiceAccounts) == 0 {
-		return ""
-	}
-	return in.ServiceAccounts[0].Email
-}
-
-// readKeysLocked adds to t the private keys of the Secret Manager version
-// the instance's kubeha-keys item names, read as the instance's service
-// account: what the startup script does on a VM.
-func (s *Server) readKeysLocked(in *compute.Instance, t *metadata.TLS) error {
-	version := allItems(in)[metadata.KeyKeys]
-	if version == "" {
-		return nil // a master of a kubeha before Secret Manager: its keys are in kubeha-tls
-	}
-	email := serviceAccountOf(in)
-	data, err := s.accessSecretLocked(email, version)
-	if err != nil {
-		return fmt.Errorf("the service account %s may not read %s (%v): grant it %s on the secret; etcd not started", cmp.Or(email, "(none)"), version, err, AccessorRole)
-	}
-	return t.AddKeys(string(data))
-}

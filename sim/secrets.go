@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubeha/kubeha/metadata"
+	compute "google.golang.org/api/compute/v1"
 	secretmanager "google.golang.org/api/secretmanager/v1"
 )
 
@@ -245,4 +248,28 @@ func cmpOr[T any](v, def *T) *T {
 		return v
 	}
 	return def
+}
+
+// serviceAccountOf is the email an instance runs as ("" for none).
+func serviceAccountOf(in *compute.Instance) string {
+	if len(in.ServiceAccounts) == 0 {
+		return ""
+	}
+	return in.ServiceAccounts[0].Email
+}
+
+// readKeysLocked adds to t the private keys of the Secret Manager version
+// the instance's kubeha-keys item names, read as the instance's service
+// account: what the startup script does on a VM.
+func (s *Server) readKeysLocked(in *compute.Instance, t *metadata.TLS) error {
+	version := allItems(in)[metadata.KeyKeys]
+	if version == "" {
+		return nil // a master of a kubeha before Secret Manager: its keys are in kubeha-tls
+	}
+	email := serviceAccountOf(in)
+	data, err := s.accessSecretLocked(email, version)
+	if err != nil {
+		return fmt.Errorf("the service account %s may not read %s (%v): grant it %s on the secret; etcd not started", cmp.Or(email, "(none)"), version, err, AccessorRole)
+	}
+	return t.AddKeys(string(data))
 }
