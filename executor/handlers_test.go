@@ -3,6 +3,8 @@ package executor
 import (
 	"context"
 	"net/http"
+	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"slices"
@@ -185,7 +187,9 @@ func TestEveryStepKindTwice(t *testing.T) {
 
 // TestRenewalKeepsForeignMetadata: a renewal rewrites the metadata kubeha
 // owns and keeps every other key (ssh-keys, enable-oslogin, keys other
-// tools set), since setMetadata replaces the whole set.
+// tools set), since setMetadata replaces the whole set. The foreign keys
+// are added with gcloud compute instances add-metadata where gcloud is
+// installed.
 func TestRenewalKeepsForeignMetadata(t *testing.T) {
 	e := newEnv(t, sim.Options{}, 1)
 	p, obs := e.plan(t)
@@ -199,15 +203,32 @@ func TestRenewalKeepsForeignMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	foreign := map[string]string{"ssh-keys": "alice:ssh-ed25519 AAAA alice", "enable-oslogin": "TRUE", "other-tool": "kept"}
-	items := in.Metadata.Items
-	for k, v := range foreign {
-		items = append(items, &compute.MetadataItems{Key: k, Value: &v})
+	if gcloud, err := exec.LookPath("gcloud"); err == nil {
+		// As an operator would: gcloud compute instances add-metadata.
+		cfg := t.TempDir()
+		for _, args := range [][]string{
+			{"config", "set", "api_endpoint_overrides/compute", e.srv.URL() + "/compute/v1/"},
+			{"config", "set", "auth/disable_credentials", "true"},
+			{"compute", "instances", "add-metadata", "exe-master", "--project", project, "--zone", "europe-west1-b",
+				"--metadata", "ssh-keys=" + foreign["ssh-keys"] + ",enable-oslogin=TRUE,other-tool=kept"},
+		} {
+			cmd := exec.Command(gcloud, append(args, "--quiet")...)
+			cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("gcloud %v: %v\n%s", args, err, out)
+			}
+		}
+	} else {
+		items := in.Metadata.Items
+		for k, v := range foreign {
+			items = append(items, &compute.MetadataItems{Key: k, Value: &v})
+		}
+		op, err := c.Instances.SetMetadata(project, "europe-west1-b", "exe-master", &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ZoneOperations.Wait(project, "europe-west1-b", op.Name).Do()
 	}
-	op, err := c.Instances.SetMetadata(project, "europe-west1-b", "exe-master", &compute.Metadata{Items: items, Fingerprint: in.Metadata.Fingerprint}).Do()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ZoneOperations.Wait(project, "europe-west1-b", op.Name).Do()
 	obs, err = observe.Cluster(ctx, e.src, e.sp)
 	if err != nil {
 		t.Fatal(err)

@@ -285,7 +285,7 @@ func (s *Server) startInstance(r *request) (any, error) {
 func (s *Server) setMetadata(r *request) (any, error) {
 	key := instKey(r)
 	return update(s, r, s.w.Instances, key, func(md *compute.Metadata, in *compute.Instance) (any, error) {
-		if md.Fingerprint != in.Metadata.Fingerprint {
+		if !sameFingerprint(md.Fingerprint, in.Metadata.Fingerprint) {
 			return nil, errFingerprint("metadata")
 		}
 		in.Metadata = &compute.Metadata{Kind: "compute#metadata", Items: md.Items, Fingerprint: fingerprint(md.Items)}
@@ -296,7 +296,7 @@ func (s *Server) setMetadata(r *request) (any, error) {
 func (s *Server) setLabels(r *request) (any, error) {
 	key := instKey(r)
 	return update(s, r, s.w.Instances, key, func(req *compute.InstancesSetLabelsRequest, in *compute.Instance) (any, error) {
-		if req.LabelFingerprint != in.LabelFingerprint {
+		if !sameFingerprint(req.LabelFingerprint, in.LabelFingerprint) {
 			return nil, errFingerprint("label")
 		}
 		in.Labels = req.Labels

@@ -156,3 +156,20 @@ func isCode(err error, code int) bool {
 	var ge *googleapi.Error
 	return errors.As(err, &ge) && ge.Code == code
 }
+
+// TestFingerprintForms: a fingerprint sent back in base64's URL-safe form
+// (as gcloud sends it) is the same fingerprint.
+func TestFingerprintForms(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"ab+/cd==", "ab-_cd==", true},
+		{"ab+/cd==", "ab-_cd", true},
+		{"ab+/cd==", "ab+/ce==", false},
+	} {
+		if got := sameFingerprint(tc.a, tc.b); got != tc.same {
+			t.Errorf("sameFingerprint(%q, %q) = %t", tc.a, tc.b, got)
+		}
+	}
+}

@@ -210,6 +210,16 @@ func fingerprint(v any) string {
 	return base64.StdEncoding.EncodeToString(sum[:8])
 }
 
+// sameFingerprint compares fingerprints as GCE does: as bytes. They are
+// base64, and gcloud sends back the URL-safe form of the standard one
+// GCE (and the emulator) gave it.
+func sameFingerprint(a, b string) bool {
+	norm := func(s string) string {
+		return strings.TrimRight(strings.NewReplacer("-", "+", "_", "/").Replace(s), "=")
+	}
+	return norm(a) == norm(b)
+}
+
 // link is the canonical selfLink of a relative path.
 func link(rel string) string { return canonicalBase + rel }
 
