@@ -177,8 +177,9 @@ func (a *apiClient) serving(s status) {
 // and both leases are renewed by a live holder. The API server's
 // certificate is valid for the static IP and not for a master's ephemeral
 // IP (the HA-masters guide's note). The masters run in a custom-mode VPC
-// and its subnetwork, made through the Compute API as a user would with
-// gcloud; without spec.gce.subnetwork the spec is refused, naming it.
+// and its subnetwork, made with gcloud (through the Compute API where gcloud
+// is not installed); without spec.gce.subnetwork the spec is refused,
+// naming it.
 func TestControlPlaneOnEmulator(t *testing.T) {
 	c := newControlPlaneCluster(t, "cp")
 	svc := c.compute(t)
@@ -192,8 +193,25 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitOp(svc.Networks.Insert("kubeha-e2e", &compute.Network{Name: "cp-vpc", ForceSendFields: []string{"AutoCreateSubnetworks"}}).Context(ctx).Do())
-	waitOp(svc.Subnetworks.Insert("kubeha-e2e", "europe-west1", &compute.Subnetwork{Name: "cp-masters", Network: "global/networks/cp-vpc", IpCidrRange: "10.42.0.0/24"}).Context(ctx).Do())
+	if gcloud, err := exec.LookPath("gcloud"); err == nil {
+		// As an operator would, where gcloud is installed.
+		cfg := t.TempDir()
+		for _, args := range [][]string{
+			{"config", "set", "api_endpoint_overrides/compute", c.endpoint + "/compute/v1/"},
+			{"config", "set", "auth/disable_credentials", "true"},
+			{"compute", "networks", "create", "cp-vpc", "--project", "kubeha-e2e", "--subnet-mode", "custom"},
+			{"compute", "networks", "subnets", "create", "cp-masters", "--project", "kubeha-e2e", "--network", "cp-vpc", "--region", "europe-west1", "--range", "10.42.0.0/24"},
+		} {
+			cmd := exec.Command(gcloud, append(args, "--quiet")...)
+			cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("gcloud %v: %v\n%s", args, err, out)
+			}
+		}
+	} else {
+		waitOp(svc.Networks.Insert("kubeha-e2e", &compute.Network{Name: "cp-vpc", ForceSendFields: []string{"AutoCreateSubnetworks"}}).Context(ctx).Do())
+		waitOp(svc.Subnetworks.Insert("kubeha-e2e", "europe-west1", &compute.Subnetwork{Name: "cp-masters", Network: "global/networks/cp-vpc", IpCidrRange: "10.42.0.0/24"}).Context(ctx).Do())
+	}
 	c.gce = "    network: cp-vpc\n"
 	c.write(1, false)
 	if r := c.kubeha("plan", "-f", c.spec); r.code != 1 || !strings.Contains(r.stderr, "spec.gce.subnetwork: required, as network projects/kubeha-e2e/global/networks/cp-vpc is a custom-mode VPC") {

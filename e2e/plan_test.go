@@ -31,7 +31,7 @@ func TestPlanOnEmptyProject(t *testing.T) {
 	dir, specPath := simEnv(t, "ha-3.yaml")
 	simDir := filepath.Join(dir, "sim")
 	r := runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "--detailed-exitcode", "--out", filepath.Join(dir, "plan.json"))
-	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 18 to create, 5 to update, 0 to delete.") || !strings.Contains(r.stdout, "bootstrap: the first master") {
+	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 19 to create, 5 to update, 0 to delete.") || !strings.Contains(r.stdout, "bootstrap: the first master") {
 		t.Fatalf("plan: %+v", r)
 	}
 	var saved map[string]any
@@ -46,7 +46,7 @@ func TestPlanOnEmptyProject(t *testing.T) {
 			Action string `json:"action"`
 		} `json:"steps"`
 	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil || p.NoChanges || len(p.Steps) != 23 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil || p.NoChanges || len(p.Steps) != 24 {
 		t.Fatalf("plan -o json: %+v", r)
 	}
 	r = runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "-o", "markdown")
@@ -73,7 +73,7 @@ func TestPlanThroughSimServe(t *testing.T) {
 	_, specPath := simEnv(t, "quickstart.yaml")
 	for _, endpoint := range []string{url, url + "/compute/v1/"} {
 		r := runKubeha(t, "", "plan", "--gce-endpoint", endpoint, "-f", specPath)
-		if r.code != 0 || !strings.Contains(r.stdout, "Plan: 7 to create, 0 to update, 0 to delete.") {
+		if r.code != 0 || !strings.Contains(r.stdout, "Plan: 8 to create, 0 to update, 0 to delete.") {
 			t.Fatalf("plan against %s: %+v", endpoint, r)
 		}
 	}
