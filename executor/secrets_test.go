@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/state"
 	"github.com/kubeha/kubeha/state/observe"
 )
 
@@ -132,4 +134,61 @@ func mustB64(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestRenewalMovesAMasterToItsAccount: a master of an earlier kubeha runs
+// as the Compute Engine default account; its renewal moves it to the
+// masters' own account while it is stopped, and it comes back healthy on
+// keys read from Secret Manager.
+func TestRenewalMovesAMasterToItsAccount(t *testing.T) {
+	e := newEnv(t, sim.Options{}, 1)
+	ctx := context.Background()
+	opts := func(obs *state.Cluster) Options {
+		return Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}
+	}
+	p, obs := e.plan(t)
+	if err := Apply(ctx, p, opts(obs)); err != nil {
+		t.Fatal(err)
+	}
+	c, project, zone := e.src.Compute, e.sp.Spec.GCE.Project, "europe-west1-b"
+	wait := func(op *compute.Operation, err error) {
+		t.Helper()
+		for err == nil && op.Status != "DONE" {
+			op, err = c.ZoneOperations.Wait(project, zone, op.Name).Do()
+		}
+		if err == nil && op.Error != nil {
+			err = fmt.Errorf("%s", op.Error.Errors[0].Message)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As an earlier kubeha left it: on the default account (which may not
+	// read the keys; its member keeps running from before).
+	wait(c.Instances.Stop(project, zone, "exe-master").Do())
+	wait(c.Instances.SetServiceAccount(project, zone, "exe-master", &compute.InstancesSetServiceAccountRequest{Email: "default"}).Do())
+	if _, err := e.src.Secrets.Projects.Secrets.SetIamPolicy("projects/"+project+"/secrets/exe-master-keys", &secretmanager.SetIamPolicyRequest{
+		Policy: &secretmanager.Policy{Bindings: []*secretmanager.Binding{{Role: accessorRole, Members: []string{"serviceAccount:" + sim.DefaultServiceAccount}}}}}).Do(); err != nil {
+		t.Fatal(err)
+	}
+	wait(c.Instances.Start(project, zone, "exe-master").Do())
+	obs, err := observe.Cluster(ctx, e.src, e.sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour) // its certificates are due
+	p, err = planner.Compute(e.sp, obs)
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
+		t.Fatalf("plan: %v\n%s", err, planner.Format(p))
+	}
+	if err := Apply(ctx, p, opts(obs)); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := c.Instances.Get(project, zone, "exe-master").Do()
+	if len(in.ServiceAccounts) != 1 || in.ServiceAccounts[0].Email != e.sp.MasterServiceAccount() {
+		t.Errorf("after its renewal the master runs as %+v", in.ServiceAccounts)
+	}
+	if again, _ := e.plan(t); !again.NoChanges {
+		t.Errorf("not converged:\n%s", planner.Format(again))
+	}
 }

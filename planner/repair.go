@@ -199,6 +199,9 @@ func (b *builder) renewals() {
 		if static != "" && !slices.Contains(certs.APIServerIPs, static) {
 			why = append(why, "the API server certificate does not name the static IP "+static)
 		}
+		if certs.KeysInMetadata {
+			why = append(why, "its private keys are in instance metadata, which anyone with compute.instances.get reads: they move to Secret Manager")
+		}
 		if len(why) == 0 {
 			continue
 		}

@@ -89,6 +89,9 @@ type CertInfo struct {
 	NotAfter     time.Time `json:"notAfter"`     // the earliest expiry of the peer, server and API server certificates
 	PeerIPs      []string  `json:"peerIPs"`      // IP SANs of the etcd peer certificate
 	APIServerIPs []string  `json:"apiServerIPs"` // IP SANs of the API server certificate
+	// KeysInMetadata says kubeha-tls still holds private keys (a master of
+	// a kubeha before Secret Manager): the next renewal moves them.
+	KeysInMetadata bool `json:"keysInMetadata,omitempty"`
 }
 
 // Disk is an etcd data disk.

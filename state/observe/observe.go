@@ -428,7 +428,7 @@ func certInfo(doc string) *state.CertInfo {
 	if err != nil {
 		return nil
 	}
-	info := &state.CertInfo{}
+	info := &state.CertInfo{KeysInMetadata: t.PeerKey != "" || t.ServerKey != "" || t.APIServerKey != "" || t.ServiceAccountKey != ""}
 	for i, certPEM := range []string{t.PeerCert, t.ServerCert, t.APIServerCert} {
 		if certPEM == "" {
 			continue
