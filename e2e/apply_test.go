@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/kubeha/kubeha/cmd/kubeha/cli"
 	"github.com/kubeha/kubeha/pki"
 )
 
@@ -84,31 +85,8 @@ func (c *cluster) apply(extra ...string) result {
 	return r
 }
 
-type status struct {
-	Replicas []struct {
-		Name, Zone, InstanceStatus, InternalIP, ExternalIP string
-		Etcd                                               struct {
-			ID      string `json:"id"`
-			Role    string `json:"role"`
-			Healthy bool   `json:"healthy"`
-			Leader  bool   `json:"leader"`
-		} `json:"etcd"`
-	} `json:"replicas"`
-	StaticIP struct {
-		Address    string `json:"address"`
-		AttachedTo string `json:"attachedTo"`
-	} `json:"staticIP"`
-	LoadBalancer struct {
-		Exists    bool     `json:"exists"`
-		Instances []string `json:"instances"`
-	} `json:"loadBalancer"`
-	Etcd struct {
-		Voters, Learners, HealthyVoters, Quorum int
-	} `json:"etcd"`
-	Orphans struct {
-		Members, Disks, Addresses []string
-	} `json:"orphans"`
-}
+// status is what kubeha status -o json says.
+type status = cli.StatusDoc
 
 func (c *cluster) status() status {
 	c.t.Helper()

@@ -193,21 +193,10 @@ func TestControlPlaneOnEmulator(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if gcloud, err := exec.LookPath("gcloud"); err == nil {
+	if gcloud := c.gcloud(t); gcloud != nil {
 		// As an operator would, where gcloud is installed.
-		cfg := t.TempDir()
-		for _, args := range [][]string{
-			{"config", "set", "api_endpoint_overrides/compute", c.endpoint + "/compute/v1/"},
-			{"config", "set", "auth/disable_credentials", "true"},
-			{"compute", "networks", "create", "cp-vpc", "--project", "kubeha-e2e", "--subnet-mode", "custom"},
-			{"compute", "networks", "subnets", "create", "cp-masters", "--project", "kubeha-e2e", "--network", "cp-vpc", "--region", "europe-west1", "--range", "10.42.0.0/24"},
-		} {
-			cmd := exec.Command(gcloud, append(args, "--quiet")...)
-			cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("gcloud %v: %v\n%s", args, err, out)
-			}
-		}
+		gcloud("compute", "networks", "create", "cp-vpc", "--subnet-mode", "custom")
+		gcloud("compute", "networks", "subnets", "create", "cp-masters", "--network", "cp-vpc", "--region", "europe-west1", "--range", "10.42.0.0/24")
 	} else {
 		waitOp(svc.Networks.Insert("kubeha-e2e", &compute.Network{Name: "cp-vpc", ForceSendFields: []string{"AutoCreateSubnetworks"}}).Context(ctx).Do())
 		waitOp(svc.Subnetworks.Insert("kubeha-e2e", "europe-west1", &compute.Subnetwork{Name: "cp-masters", Network: "global/networks/cp-vpc", IpCidrRange: "10.42.0.0/24"}).Context(ctx).Do())

@@ -115,26 +115,11 @@ func (c *cluster) resourceNames() []string {
 // secret exists with an IAM policy naming that account alone.
 func gcloudSeesNoKeys(t *testing.T, c *cluster, masters int) {
 	t.Helper()
-	gcloud, err := exec.LookPath("gcloud")
-	if err != nil {
+	run := c.gcloud(t)
+	if run == nil {
 		t.Log("gcloud is not installed: its view of the keys is not checked")
 		return
 	}
-	cfg := t.TempDir()
-	run := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(gcloud, append(args, "--quiet")...)
-		cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg, "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("gcloud %s: %v", strings.Join(args, " "), err)
-		}
-		return string(out)
-	}
-	run("config", "set", "api_endpoint_overrides/compute", c.endpoint+"/compute/v1/")
-	run("config", "set", "api_endpoint_overrides/secretmanager", c.endpoint+"/secretmanager/")
-	run("config", "set", "auth/disable_credentials", "true")
-	run("config", "set", "core/project", "kubeha-e2e")
 	var instances []struct {
 		Name            string
 		ServiceAccounts []struct{ Email string } `json:"serviceAccounts"`
@@ -163,4 +148,32 @@ func gcloudSeesNoKeys(t *testing.T, c *cluster, masters int) {
 			t.Errorf("gcloud secrets get-iam-policy %s-keys: %v\n%s", in.Name, err, out)
 		}
 	}
+}
+
+// gcloud is the gcloud CLI, configured for the cluster's emulator and
+// project (nil where gcloud is not installed): it runs a command and gives
+// its standard output, failing the test when the command fails.
+func (c *cluster) gcloud(t *testing.T) func(args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("gcloud")
+	if err != nil {
+		return nil
+	}
+	cfg := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append(args, "--quiet")...)
+		cmd.Env = append(os.Environ(), "CLOUDSDK_CONFIG="+cfg, "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gcloud %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	for api, path := range map[string]string{"compute": "/compute/v1/", "secretmanager": "/secretmanager/", "iam": "/iam/"} {
+		run("config", "set", "api_endpoint_overrides/"+api, c.endpoint+path)
+	}
+	run("config", "set", "auth/disable_credentials", "true")
+	run("config", "set", "core/project", "kubeha-e2e")
+	return run
 }

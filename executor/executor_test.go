@@ -199,3 +199,35 @@ func slicesDelete(s []string, v string) []string {
 	}
 	return out
 }
+
+// options are the Options of an apply on this env, against obs.
+func (e *env) options(t testing.TB, obs *state.Cluster) Options {
+	return e.options(t, obs)
+}
+
+// planRenewal observes the cluster as if a year from now, when every
+// certificate is due, and plans: it must be one renewal.
+func (e *env) planRenewal(t *testing.T) (*planner.Plan, *state.Cluster) {
+	t.Helper()
+	obs, err := observe.Cluster(context.Background(), e.src, e.sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour)
+	p, err := planner.Compute(e.sp, obs)
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
+		t.Fatalf("plan with the certificates due: %v\n%s", err, planner.Format(p))
+	}
+	return p, obs
+}
+
+// appliedEnv is an env whose cluster of replicas masters is applied.
+func appliedEnv(t *testing.T, replicas int) *env {
+	t.Helper()
+	e := newEnv(t, sim.Options{}, replicas)
+	p, obs := e.plan(t)
+	if err := Apply(context.Background(), p, e.options(t, obs)); err != nil {
+		t.Fatalf("apply %d master(s): %v", replicas, err)
+	}
+	return e
+}

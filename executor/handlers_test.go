@@ -191,12 +191,8 @@ func TestEveryStepKindTwice(t *testing.T) {
 // are added with gcloud compute instances add-metadata where gcloud is
 // installed.
 func TestRenewalKeepsForeignMetadata(t *testing.T) {
-	e := newEnv(t, sim.Options{}, 1)
-	p, obs := e.plan(t)
+	e := appliedEnv(t, 1)
 	ctx := context.Background()
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
 	c, project := e.src.Compute, e.sp.Spec.GCE.Project
 	in, err := c.Instances.Get(project, "europe-west1-b", "exe-master").Do()
 	if err != nil {
@@ -229,16 +225,8 @@ func TestRenewalKeepsForeignMetadata(t *testing.T) {
 		}
 		c.ZoneOperations.Wait(project, "europe-west1-b", op.Name).Do()
 	}
-	obs, err = observe.Cluster(ctx, e.src, e.sp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour) // the certificates are due
-	p, err = planner.Compute(e.sp, obs)
-	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
-		t.Fatalf("plan with certificates due: %v\n%s", err, planner.Format(p))
-	}
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+	p, obs := e.planRenewal(t)
+	if err := Apply(ctx, p, e.options(t, obs)); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := c.Instances.Get(project, "europe-west1-b", "exe-master").Do()
@@ -274,7 +262,7 @@ func TestCreateWaitsForAResourceAnEarlierApplyStarted(t *testing.T) {
 	}
 	resp.Body.Close()
 	p, obs := e.plan(t)
-	x, err := newExecutor(p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()})
+	x, err := newExecutor(p, e.options(t, obs))
 	if err != nil {
 		t.Fatal(err)
 	}

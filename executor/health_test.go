@@ -28,7 +28,7 @@ func cluster3(t *testing.T) (*env, *executor) {
 	t.Helper()
 	e := newEnv(t, sim.Options{}, 3)
 	p, obs := e.plan(t)
-	if err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+	if err := Apply(context.Background(), p, e.options(t, obs)); err != nil {
 		t.Fatal(err)
 	}
 	p, obs = e.plan(t)
@@ -209,7 +209,7 @@ func gateEndsOnCancel(t *testing.T, x *executor) {
 // change fails at once, naming it, and nothing is changed.
 func preflightRefusesWhenAVoterIsDown(t *testing.T, e *env, p *planner.Plan, obs *state.Cluster, victim string) {
 	t0 := time.Now()
-	err := Apply(context.Background(), p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()})
+	err := Apply(context.Background(), p, e.options(t, obs))
 	if err == nil || !strings.Contains(err.Error(), "preflight") || !strings.Contains(err.Error(), "down: "+victim+" (") ||
 		!strings.Contains(err.Error(), "Nothing was changed") {
 		t.Fatalf("apply with a voter down since the plan: %v", err)

@@ -14,8 +14,6 @@ import (
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
-	"github.com/kubeha/kubeha/state"
-	"github.com/kubeha/kubeha/state/observe"
 )
 
 // TestKeysAreInSecretManager: a master runs as the cluster's own service
@@ -25,12 +23,8 @@ import (
 // whose account may not read its keys does not start its etcd, and says
 // why in one line.
 func TestKeysAreInSecretManager(t *testing.T) {
-	e := newEnv(t, sim.Options{}, 1)
+	e := appliedEnv(t, 1)
 	ctx := context.Background()
-	p, obs := e.plan(t)
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
 	project, email := e.sp.Spec.GCE.Project, e.sp.MasterServiceAccount()
 	in, err := e.src.Compute.Instances.Get(project, "europe-west1-b", "exe-master").Do()
 	if err != nil {
@@ -61,13 +55,8 @@ func TestKeysAreInSecretManager(t *testing.T) {
 	}
 
 	// Renewal: a new version; the old one is disabled once the master runs.
-	obs, _ = observe.Cluster(ctx, e.src, e.sp)
-	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour)
-	p, err = planner.Compute(e.sp, obs)
-	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
-		t.Fatalf("plan with certificates due: %v", err)
-	}
-	if err := Apply(ctx, p, Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}); err != nil {
+	p, obs := e.planRenewal(t)
+	if err := Apply(ctx, p, e.options(t, obs)); err != nil {
 		t.Fatal(err)
 	}
 	in, _ = e.src.Compute.Instances.Get(project, "europe-west1-b", "exe-master").Do()
@@ -141,15 +130,8 @@ func mustB64(t *testing.T, s string) string {
 // masters' own account while it is stopped, and it comes back healthy on
 // keys read from Secret Manager.
 func TestRenewalMovesAMasterToItsAccount(t *testing.T) {
-	e := newEnv(t, sim.Options{}, 1)
+	e := appliedEnv(t, 1)
 	ctx := context.Background()
-	opts := func(obs *state.Cluster) Options {
-		return Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}
-	}
-	p, obs := e.plan(t)
-	if err := Apply(ctx, p, opts(obs)); err != nil {
-		t.Fatal(err)
-	}
 	c, project, zone := e.src.Compute, e.sp.Spec.GCE.Project, "europe-west1-b"
 	wait := func(op *compute.Operation, err error) {
 		t.Helper()
@@ -172,16 +154,8 @@ func TestRenewalMovesAMasterToItsAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(c.Instances.Start(project, zone, "exe-master").Do())
-	obs, err := observe.Cluster(ctx, e.src, e.sp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs.ObservedAt = time.Now().Add(400 * 24 * time.Hour) // its certificates are due
-	p, err = planner.Compute(e.sp, obs)
-	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != planner.RenewCertificates {
-		t.Fatalf("plan: %v\n%s", err, planner.Format(p))
-	}
-	if err := Apply(ctx, p, opts(obs)); err != nil {
+	p, obs := e.planRenewal(t)
+	if err := Apply(ctx, p, e.options(t, obs)); err != nil {
 		t.Fatal(err)
 	}
 	in, _ := c.Instances.Get(project, zone, "exe-master").Do()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,11 +18,8 @@ import (
 
 type applyOptions struct {
 	clusterOptions
-	autoApprove bool
-	replace     []string
-	lockTimeout time.Duration
-	output      string
-	parallelism int
+	execution
+	replace []string
 }
 
 func newApplyCommand(streams IOStreams) *cobra.Command {
@@ -42,11 +38,8 @@ func newApplyCommand(streams IOStreams) *cobra.Command {
 		return runApply(cmd, streams, o, saved)
 	})
 	o.addFlags(cmd, "path of cluster.yaml", true)
-	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "apply without asking")
+	o.addExecutionFlags(cmd, "apply")
 	cmd.Flags().StringArrayVar(&o.replace, "replace", nil, "replace this master in its zone (repeatable)")
-	cmd.Flags().DurationVar(&o.lockTimeout, "lock-timeout", 0, "wait this long for another apply to finish (default: fail at once, naming it)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "progress as text lines, or json: one event per line")
-	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "most steps at once")
 	return cmd
 }
 
@@ -79,17 +72,13 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 			c = current // relative paths (pki.dir) resolve from the file given
 		}
 	}
-	b, err := o.backend.connect(ctx)
+	// Nothing is written (not the health record, not the PKI) before a
+	// saved plan is accepted.
+	b, obs, record, err := connectAndObserve(ctx, &o.backend, c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	// Nothing is written (not the health record, not the PKI) before a
-	// saved plan is accepted.
-	obs, record, err := observeOnly(ctx, b, c)
-	if err != nil {
-		return err
-	}
 	var plan *planner.Plan
 	if saved != nil {
 		if plan, err = saved.Check(current, obs); err != nil {
@@ -105,8 +94,10 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	if err := record(); err != nil {
 		return err
 	}
-	return carryOut(ctx, streams, b, c, obs, plan, execution{verb: "apply", autoApprove: o.autoApprove || savedPath != "",
-		output: o.output, parallelism: o.parallelism, lockTimeout: o.lockTimeout, downloads: downloads})
+	e := o.execution
+	e.autoApprove = e.autoApprove || savedPath != "" // a saved plan was approved when it was reviewed
+	e.downloads = downloads
+	return carryOut(ctx, streams, b, c, obs, plan, e)
 }
 
 // confirm asks on a terminal, and refuses without one.

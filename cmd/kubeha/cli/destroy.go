@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,22 +17,16 @@ import (
 
 type destroyOptions struct {
 	clusterOptions
-	autoApprove bool
-	noSnapshot  bool
-	lockTimeout time.Duration
-	output      string
-	parallelism int
+	execution
+	noSnapshot bool
 }
 
 func newDestroyCommand(streams IOStreams) *cobra.Command {
 	var o destroyOptions
 	cmd := newCommand("destroy", cobra.NoArgs, func(cmd *cobra.Command, _ []string) error { return runDestroy(cmd, streams, o) })
 	o.addFlags(cmd, "path of cluster.yaml", false)
-	cmd.Flags().BoolVar(&o.autoApprove, "auto-approve", false, "destroy without asking")
+	o.addExecutionFlags(cmd, "destroy")
 	cmd.Flags().BoolVar(&o.noSnapshot, "no-snapshot", false, "when etcd cannot give a final snapshot, delete its data without one")
-	cmd.Flags().DurationVar(&o.lockTimeout, "lock-timeout", 0, "wait this long for an apply to finish (default: fail at once, naming it)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "progress as text lines, or json: one event per line")
-	cmd.Flags().IntVar(&o.parallelism, "parallelism", 4, "most steps at once")
 	return cmd
 }
 
@@ -46,15 +39,11 @@ func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
 	if err != nil {
 		return err
 	}
-	b, err := o.backend.connect(ctx)
+	b, obs, _, err := connectAndObserve(ctx, &o.backend, c)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	obs, _, err := observeOnly(ctx, b, c)
-	if err != nil {
-		return err
-	}
 	final, err := interruptedDestroySnapshot(c)
 	if err != nil {
 		return err
@@ -67,8 +56,7 @@ func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
 		fmt.Fprintf(streams.Out, "Nothing of cluster %s exists in project %s: nothing to destroy.\n", c.Metadata.Name, c.Spec.GCE.Project)
 		return nil
 	}
-	if err := carryOut(ctx, streams, b, c, obs, plan, execution{verb: "destroy", autoApprove: o.autoApprove,
-		output: o.output, parallelism: o.parallelism, lockTimeout: o.lockTimeout}); err != nil {
+	if err := carryOut(ctx, streams, b, c, obs, plan, o.execution); err != nil {
 		return err
 	}
 	// Nothing of the cluster is left: neither is its members' health record.

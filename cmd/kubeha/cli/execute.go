@@ -14,6 +14,7 @@ import (
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
+	"github.com/spf13/cobra"
 )
 
 // execution is how apply and destroy carry out a plan.
@@ -24,6 +25,15 @@ type execution struct {
 	parallelism int
 	lockTimeout time.Duration
 	downloads   spec.Downloads
+}
+
+// addExecutionFlags adds the flags of a command that carries out a plan.
+func (e *execution) addExecutionFlags(cmd *cobra.Command, verb string) {
+	e.verb = verb
+	cmd.Flags().BoolVar(&e.autoApprove, "auto-approve", false, verb+" without asking")
+	cmd.Flags().DurationVar(&e.lockTimeout, "lock-timeout", 0, "wait this long for another apply or destroy to finish (default: fail at once, naming it)")
+	cmd.Flags().StringVarP(&e.output, "output", "o", "text", "progress as text lines, or json: one event per line")
+	cmd.Flags().IntVar(&e.parallelism, "parallelism", 4, "most steps at once")
 }
 
 // carryOut shows the plan, asks (unless auto-approved) and carries it out

@@ -17,26 +17,33 @@ func loadAndObserve(ctx context.Context, streams IOStreams, file string, o *back
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	b, err := o.connect(ctx)
-	if err != nil {
-		return nil, nil, nil, err
+	b, obs, record, err := connectAndObserve(ctx, o, c)
+	if err == nil {
+		err = record()
 	}
-	obs, err := observeAndRecord(ctx, b, c)
 	if err != nil {
-		b.Close()
+		if b != nil {
+			b.Close()
+		}
 		return nil, nil, nil, err
 	}
 	return c, b, obs, nil
 }
 
-// observeAndRecord reads the cluster of a spec and records member health (so that
-// remediation.unhealthyAfter spans runs of kubeha).
-func observeAndRecord(ctx context.Context, b *backend, c *spec.Cluster) (*state.Cluster, error) {
+// connectAndObserve connects the backend and observes the cluster of c,
+// writing nothing: record saves the health record. The caller closes the
+// backend.
+func connectAndObserve(ctx context.Context, o *backendOptions, c *spec.Cluster) (*backend, *state.Cluster, func() error, error) {
+	b, err := o.connect(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	obs, record, err := observeOnly(ctx, b, c)
 	if err != nil {
-		return nil, err
+		b.Close()
+		return nil, nil, nil, err
 	}
-	return obs, record()
+	return b, obs, record, nil
 }
 
 // observeOnly reads the cluster of a spec, with how long each member has

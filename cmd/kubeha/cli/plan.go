@@ -34,20 +34,12 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	c, _, err := loadSpec(streams, o.file)
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	b, err := o.backend.connect(ctx)
+	c, b, obs, err := loadAndObserve(ctx, streams, o.file, &o.backend)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	obs, err := observeAndRecord(ctx, b, c)
-	if err != nil {
-		return err
-	}
 	opts := planner.Options{Replace: o.replace}
 	p, err := planner.ComputeWith(c, obs, opts)
 	if err != nil {

@@ -10,15 +10,16 @@ import (
 	"github.com/kubeha/kubeha/state"
 )
 
-// statusDoc is `status -o json` (DESIGN.md §5).
-type statusDoc struct {
+// StatusDoc is the document `kubeha status -o json` prints (DESIGN.md §5),
+// for Go programs that read it; testdata/status.json holds its keys.
+type StatusDoc struct {
 	Cluster string `json:"cluster"`
 	Project string `json:"project"`
 	Region  string `json:"region"`
 	// EmulatedControlPlane is what the emulator's masters run: "etcd only"
 	// or "Kubernetes v1.37.2" (absent on GCE).
 	EmulatedControlPlane string          `json:"emulatedControlPlane,omitempty"`
-	Replicas             []statusReplica `json:"replicas"`
+	Replicas             []StatusReplica `json:"replicas"`
 	StaticIP             struct {
 		Address    string `json:"address"`
 		AttachedTo string `json:"attachedTo"`
@@ -40,7 +41,8 @@ type statusDoc struct {
 	} `json:"orphans"`
 }
 
-type statusReplica struct {
+// StatusReplica is one master in a StatusDoc.
+type StatusReplica struct {
 	Name           string `json:"name"`
 	Zone           string `json:"zone"`
 	InstanceStatus string `json:"instanceStatus"`
@@ -55,10 +57,10 @@ type statusReplica struct {
 	} `json:"etcd"`
 }
 
-func newStatusDoc(c *state.Cluster) *statusDoc {
-	d := &statusDoc{Cluster: c.Name, Project: c.Project, Region: c.Region, Replicas: []statusReplica{}}
+func newStatusDoc(c *state.Cluster) *StatusDoc {
+	d := &StatusDoc{Cluster: c.Name, Project: c.Project, Region: c.Region, Replicas: []StatusReplica{}}
 	for _, r := range c.Replicas() {
-		sr := statusReplica{Name: r.Name(), Zone: r.Zone(), InstanceStatus: r.Instance.Status, InternalIP: r.Instance.InternalIP, ExternalIP: r.Instance.NatIP}
+		sr := StatusReplica{Name: r.Name(), Zone: r.Zone(), InstanceStatus: r.Instance.Status, InternalIP: r.Instance.InternalIP, ExternalIP: r.Instance.NatIP}
 		sr.Etcd.Role = "none"
 		if m := r.Member; m != nil {
 			sr.Etcd.ID = strconv.FormatUint(m.ID, 16)
