@@ -202,7 +202,7 @@ func slicesDelete(s []string, v string) []string {
 
 // options are the Options of an apply on this env, against obs.
 func (e *env) options(t testing.TB, obs *state.Cluster) Options {
-	return e.options(t, obs)
+	return Options{Compute: e.src.Compute, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: t.TempDir()}
 }
 
 // planRenewal observes the cluster as if a year from now, when every
