@@ -310,6 +310,7 @@ func (c *cluster) counts() map[string]int {
 // converges in one apply and creates nothing twice: every insert carries a
 // requestId, and a retried insert gets the first call's operation.
 func TestApplyWithAPIFaults(t *testing.T) {
+	t.Parallel() // its own emulator; nothing in it is timed
 	c, _ := appliedCluster(t, "faults", 1, false)
 	c.write(5, false)
 	c.setFaults(`{"rate":0.1,"codes":[429,503],"after":true}`)
