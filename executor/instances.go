@@ -132,9 +132,10 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return err
 	}
-	// A step run again (or an insert that found the instance made) issued
-	// keys no instance boots from: only the version it boots from stays
-	// readable.
+	// A step run again (an insert that found the instance made, or whose
+	// requestId GCE recognised as an earlier run's) issued keys no instance
+	// boots from: only the version the instance boots from, read from it,
+	// stays readable.
 	made, err := x.instance(ctx, in.Zone, in.Name)
 	if err != nil {
 		return err
