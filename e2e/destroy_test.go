@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,6 +29,9 @@ func TestDestroy(t *testing.T) {
 	c.converged(3)
 	gcloudSeesNoKeys(t, c, 3)
 	before := c.resourceNames()
+	if !slices.Contains(before, "doomed-master") || !slices.Contains(before, "bystander-master") || !slices.Contains(before, "doomed-master-etcd") {
+		t.Fatalf("the listing does not see both clusters: %v", before)
+	}
 
 	// Killed once 6 steps are done and another has started: the snapshot,
 	// the load balancer and masters are going.
@@ -91,16 +95,23 @@ func (c *cluster) resourceNames() []string {
 			c.t.Fatalf("list %s: %v", coll, err)
 		}
 		var named []struct{ Name string }
+		decode := func(raw json.RawMessage, v any) {
+			if len(raw) > 0 {
+				if err := json.Unmarshal(raw, v); err != nil {
+					c.t.Fatalf("list %s: %v", coll, err)
+				}
+			}
+		}
 		if strings.HasPrefix(coll, "aggregated/") {
 			var scoped map[string]map[string]json.RawMessage
-			json.Unmarshal(l.Items, &scoped)
+			decode(l.Items, &scoped)
 			for _, sl := range scoped {
 				var some []struct{ Name string }
-				json.Unmarshal(sl[strings.TrimPrefix(coll, "aggregated/")], &some)
+				decode(sl[strings.TrimPrefix(coll, "aggregated/")], &some)
 				named = append(named, some...)
 			}
 		} else {
-			json.Unmarshal(l.Items, &named)
+			decode(l.Items, &named)
 		}
 		for _, n := range named {
 			out = append(out, n.Name)

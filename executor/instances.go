@@ -26,7 +26,6 @@ func (x *executor) instance(ctx context.Context, zone, name string) (*compute.In
 	})
 }
 
-// boot renders what a master boots with, issuing its certificates now.
 // healthCheck is the target pool's legacy HTTP health check: the masters'
 // kube-apiserver-healthcheck, asked for the API server's readiness every 2
 // s; out of rotation after 3 failures, back after 2 passes.
@@ -36,8 +35,9 @@ func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
 		Description: "kubeha: the API servers of cluster " + x.cluster()}
 }
 
-// Its private keys go to a new version of its secret, named by the
-// kubeha-keys item (keys, returned).
+// boot renders what a master boots with, issuing its certificates now. Its
+// private keys go to a new version of its secret, which the kubeha-keys
+// item names (keys, returned).
 func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) (items []*compute.MetadataItems, keys string, err error) {
 	static, err := x.staticIP(ctx)
 	if err != nil {
@@ -115,7 +115,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		},
 		NetworkInterfaces: []*compute.NetworkInterface{ni},
 		Metadata:          &compute.Metadata{Items: items},
-		ServiceAccounts:   []*compute.ServiceAccount{{Email: x.o.Spec.MasterServiceAccount(), Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}},
+		ServiceAccounts:   []*compute.ServiceAccount{{Email: x.o.Spec.MasterServiceAccount(), Scopes: []string{compute.CloudPlatformScope}}},
 	}
 	err = x.gce.create(ctx, "create-instance "+in.Name, func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.Insert(p, in.Zone, inst).RequestId(x.requestID(s)).Context(ctx).Do()
@@ -275,7 +275,7 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	if sa := x.o.Spec.MasterServiceAccount(); len(in.ServiceAccounts) == 0 || in.ServiceAccounts[0].Email != sa {
 		if err := x.gce.op(ctx, what, func() (*compute.Operation, error) {
 			return x.o.Compute.Instances.SetServiceAccount(p, s.Zone, s.Target, &compute.InstancesSetServiceAccountRequest{Email: sa,
-				Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}}).Context(ctx).Do()
+				Scopes: []string{compute.CloudPlatformScope}}).Context(ctx).Do()
 		}); err != nil {
 			return err
 		}

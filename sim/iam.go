@@ -91,7 +91,8 @@ func (s *Server) iamHandler(mux *http.ServeMux) {
 }
 
 // googleAPI serves one method of an API other than Compute: JSON in and
-// out, errors in Google's shape, counted by its path.
+// out, errors in Google's shape. Unlike Compute's, these requests are not
+// counted (GET /sim/v1/requests counts Compute's).
 func (s *Server) googleAPI(h func(r *http.Request) (any, *apiError)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		v, err := h(r)

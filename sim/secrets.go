@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubeha/kubeha/metadata"
 	compute "google.golang.org/api/compute/v1"
 	secretmanager "google.golang.org/api/secretmanager/v1"
+
+	"github.com/kubeha/kubeha/metadata"
 )
 
 // Secret Manager (secretmanager.googleapis.com v1): secrets, their
@@ -103,7 +104,13 @@ func (s *Server) secretMethod(r *http.Request) (any, *apiError) {
 		return nil, errNotFound(key)
 	}
 	if method == "access" {
-		return s.accessLocked(sec, caller, strings.TrimPrefix(version, "/"))
+		v, e := s.accessLocked(sec, caller, strings.TrimPrefix(version, "/"))
+		if e != nil {
+			return nil, e
+		}
+		crc := int64(crc32.Checksum(v.Data, crc32.MakeTable(crc32.Castagnoli)))
+		return &secretmanager.AccessSecretVersionResponse{Name: v.Version.Name,
+			Payload: &secretmanager.SecretPayload{Data: base64.StdEncoding.EncodeToString(v.Data), DataCrc32c: crc, ForceSendFields: []string{"DataCrc32c"}}}, nil
 	}
 	if caller != "" {
 		return nil, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("Permission denied on resource '%s' for %s: only the project's owner manages secrets in the emulator", key, caller)}
@@ -128,7 +135,7 @@ func (s *Server) secretMethod(r *http.Request) (any, *apiError) {
 		sec.Versions = append(sec.Versions, &secretVersion{Version: v, Data: data})
 		return v, nil
 	case r.Method == http.MethodGet && method == "getIamPolicy":
-		return cmpOr(sec.Policy, &secretmanager.Policy{Version: 1, Etag: "ACAB"}), nil
+		return cmp.Or(sec.Policy, &secretmanager.Policy{Version: 1, Etag: "ACAB"}), nil
 	case r.Method == http.MethodPost && method == "setIamPolicy":
 		var req secretmanager.SetIamPolicyRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Policy == nil {
@@ -180,9 +187,9 @@ func (sec *secret) version(id string) *secretVersion {
 	return sec.Versions[n-1]
 }
 
-// accessLocked gives a version's payload to the owner ("") or to a member
-// of the secret's accessor role, and refuses anyone else (403).
-func (s *Server) accessLocked(sec *secret, caller, version string) (any, *apiError) {
+// accessLocked gives a version to the owner ("") or to a member of the
+// secret's accessor role, and refuses anyone else (403).
+func (s *Server) accessLocked(sec *secret, caller, version string) (*secretVersion, *apiError) {
 	name := sec.Secret.Name + "/versions/" + version
 	if caller != "" && !sec.grants(caller) {
 		return nil, deniedAccess(name)
@@ -194,9 +201,7 @@ func (s *Server) accessLocked(sec *secret, caller, version string) (any, *apiErr
 	if v.Version.State != "ENABLED" {
 		return nil, &apiError{http.StatusBadRequest, "failedPrecondition", fmt.Sprintf("%s is in %s state.", v.Version.Name, v.Version.State)}
 	}
-	crc := int64(crc32.Checksum(v.Data, crc32.MakeTable(crc32.Castagnoli)))
-	return &secretmanager.AccessSecretVersionResponse{Name: v.Version.Name,
-		Payload: &secretmanager.SecretPayload{Data: base64.StdEncoding.EncodeToString(v.Data), DataCrc32c: crc, ForceSendFields: []string{"DataCrc32c"}}}, nil
+	return v, nil
 }
 
 func (sec *secret) grants(member string) bool {
@@ -228,26 +233,20 @@ func (s *Server) owner(r *http.Request) *apiError {
 	return nil
 }
 
-// AccessSecret reads a secret version as an instance running as email
-// would: the embedded etcd members of the emulator read their keys so.
+// accessSecretLocked reads a secret version as an instance running as
+// email would: the embedded etcd members of the emulator read their keys
+// so.
 func (s *Server) accessSecretLocked(email, version string) ([]byte, error) {
 	key, id, _ := strings.Cut(version, "/versions/")
 	sec, ok := s.w.Secrets[key]
 	if !ok {
 		return nil, deniedAccess(version)
 	}
-	resp, e := s.accessLocked(sec, "serviceAccount:"+email, id)
+	v, e := s.accessLocked(sec, "serviceAccount:"+email, id)
 	if e != nil {
 		return nil, e
 	}
-	return base64.StdEncoding.DecodeString(resp.(*secretmanager.AccessSecretVersionResponse).Payload.Data)
-}
-
-func cmpOr[T any](v, def *T) *T {
-	if v != nil {
-		return v
-	}
-	return def
+	return v.Data, nil
 }
 
 // serviceAccountOf is the email an instance runs as ("" for none).

@@ -443,6 +443,10 @@ func (c *Cluster) Dir() string {
 	return filepath.Dir(c.Source)
 }
 
+// BackupDir is where the cluster's etcd snapshots go: backups/ beside its
+// PKI directory.
+func (c *Cluster) BackupDir() string { return filepath.Join(c.PKIDir(), "..", "backups") }
+
 // PKIDir is the resolved directory of the cluster's PKI.
 func (c *Cluster) PKIDir() string {
 	if filepath.IsAbs(c.Spec.PKI.Dir) {

@@ -344,7 +344,7 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	l.log.Info("applying", "cluster", name, "steps", len(plan.Steps), "create", plan.Summary.Create, "update", plan.Summary.Update, "delete", plan.Summary.Delete)
 	o := l.o.Apply
 	o.Compute, o.Spec, o.Observed, o.PKI, o.Who = l.o.Compute, c, obs, p, l.o.Who
-	o.BackupDir = filepath.Join(c.PKIDir(), "..", "backups")
+	o.BackupDir = c.BackupDir()
 	hooks := &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}
 	o.Hooks = hooks
 	if err := executor.Apply(ctx, plan, o); err != nil {

@@ -13,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	compute "google.golang.org/api/compute/v1"
-
 	"github.com/kubeha/kubeha/internal/gcpapi"
 	"github.com/kubeha/kubeha/sim"
 	"github.com/kubeha/kubeha/spec"
@@ -38,12 +36,11 @@ func (o *backendOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.simDir, "sim-dir", SimDir, "state directory of the embedded emulator used with --sim")
 }
 
-// backend is a connected Compute API.
+// backend is the connected Google APIs: Google's or kubeha's emulator's.
 type backend struct {
 	*gcpapi.Clients
-	compute *compute.Service
-	sim     *sim.Server // non-nil with --sim
-	kind    string      // for messages: "GCE", "the emulator at URL", "the embedded emulator"
+	sim  *sim.Server // non-nil with --sim
+	kind string      // for messages: "GCE", "the emulator at URL", "the embedded emulator"
 	// emulator is the base URL of kubeha's emulator when the backend may
 	// be one (--sim, or an endpoint given): its admin API says what its
 	// masters run.
@@ -148,20 +145,20 @@ func (o *backendOptions) connect(ctx context.Context) (*backend, error) {
 			srv.Close()
 			return nil, fmt.Errorf("connect to the embedded emulator: %w", err)
 		}
-		return &backend{Clients: c, compute: c.Compute, sim: srv, kind: "the embedded emulator (" + o.simDir + ")", emulator: srv.URL()}, nil
+		return &backend{Clients: c, sim: srv, kind: "the embedded emulator (" + o.simDir + ")", emulator: srv.URL()}, nil
 	case endpoint != "":
 		base := strings.TrimSuffix(normalizeEndpoint(endpoint), "/compute/v1/")
 		c, err := gcpapi.Emulator(ctx, base)
 		if err != nil {
 			return nil, fmt.Errorf("connect to the Compute API at %s: %w", endpoint, err)
 		}
-		return &backend{Clients: c, compute: c.Compute, kind: "the Compute API at " + endpoint, emulator: base}, nil
+		return &backend{Clients: c, kind: "the Compute API at " + endpoint, emulator: base}, nil
 	default:
 		c, err := gcpapi.Google(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("connect to GCE with Application Default Credentials (run `gcloud auth application-default login`, or use --sim to try kubeha on the emulator): %w", err)
 		}
-		return &backend{Clients: c, compute: c.Compute, kind: "GCE"}, nil
+		return &backend{Clients: c, kind: "GCE"}, nil
 	}
 }
 

@@ -64,14 +64,14 @@ func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
 		return fmt.Errorf("remove the health record of cluster %s: %w", c.Metadata.Name, err)
 	}
 	fmt.Fprintf(streams.ErrOut, "Cluster %s is destroyed. Kept on this machine: its PKI in %s and its etcd snapshots in %s.\n",
-		c.Metadata.Name, c.PKIDir(), filepath.Clean(backupDir(c)))
+		c.Metadata.Name, c.PKIDir(), filepath.Clean(c.BackupDir()))
 	return nil
 }
 
 // interruptedDestroySnapshot is the newest final snapshot a destroy of
 // this cluster saved ("" when none): backups/TIME-CLUSTER-before-destroy-rREV.db.
 func interruptedDestroySnapshot(c *spec.Cluster) (string, error) {
-	dir := backupDir(c)
+	dir := c.BackupDir()
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"path/filepath"
 	"time"
 
 	"github.com/kubeha/kubeha/executor"
@@ -71,8 +70,8 @@ func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluste
 	defer view.close()
 	start := time.Now()
 	err = executor.Apply(ctx, plan, executor.Options{
-		Compute: b.compute, Spec: c, Observed: obs, PKI: p, Parallelism: e.parallelism,
-		BackupDir: backupDir(c), LockWait: e.lockTimeout,
+		Compute: b.Compute, Spec: c, Observed: obs, PKI: p, Parallelism: e.parallelism,
+		BackupDir: c.BackupDir(), LockWait: e.lockTimeout,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
 		Hooks: view, Downloads: e.downloads, IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL,
 	})
@@ -88,7 +87,3 @@ func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluste
 	view.complete(e.verb, plan, time.Since(start))
 	return nil
 }
-
-// backupDir is where etcd snapshots of the cluster go: backups/ beside
-// its PKI directory.
-func backupDir(c *spec.Cluster) string { return filepath.Join(c.PKIDir(), "..", "backups") }

@@ -53,7 +53,7 @@ func observeOnly(ctx context.Context, b *backend, c *spec.Cluster) (obs *state.C
 	if err != nil {
 		return nil, nil, err
 	}
-	obs, record, err = observe.WithHealth(ctx, observe.Source{Compute: b.compute, IAM: b.IAM, Secrets: b.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, record, err = observe.WithHealth(ctx, observe.Source{Compute: b.Compute, IAM: b.IAM, Secrets: b.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}

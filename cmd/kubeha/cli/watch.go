@@ -94,7 +94,7 @@ func runWatch(ctx context.Context, streams IOStreams, o watchOptions) error {
 	host, _ := os.Hostname()
 	ready.Store(true)
 	return watch.Run(ctx, watch.Options{
-		Compute: b.compute, Path: o.file, Resync: o.resync, Debounce: o.debounce, Logger: log, Metrics: metrics,
+		Compute: b.Compute, Path: o.file, Resync: o.resync, Debounce: o.debounce, Logger: log, Metrics: metrics,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
 		Apply: executor.Options{Downloads: b.downloads(ctx), IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL},
 	})
