@@ -60,13 +60,17 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	if err != nil {
 		return nil, "", fmt.Errorf("boot %s: %w", name, err)
 	}
+	userAddons, err := metadata.ReadUserAddons(x.o.Spec.AddonsDir())
+	if err != nil {
+		return nil, "", fmt.Errorf("boot %s: %w", name, err)
+	}
 	tls := certs.Metadata()
 	if keys, err = x.storeKeys(ctx, name, tls.Keys()); err != nil {
 		return nil, "", err
 	}
 	rendered, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
 		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
-		Keys: keys, SecretManagerURL: x.o.SecretManagerURL})
+		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: x.o.Spec.Spec.Addons.CheckInterval.Duration})
 	if err != nil {
 		return nil, "", err
 	}

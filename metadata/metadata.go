@@ -14,8 +14,11 @@ const (
 	// KeyKeys names the Secret Manager version that holds the master's
 	// private keys (projects/P/secrets/S/versions/N): no key is ever in
 	// instance metadata, which anyone with compute.instances.get reads.
-	KeyKeys          = "kubeha-keys"
-	KeyKubeEnv       = "kube-env"
+	KeyKeys    = "kubeha-keys"
+	KeyKubeEnv = "kube-env"
+	// KeyAddons holds the add-ons the masters' add-on manager keeps in sync
+	// (ArchiveAddons): kubeha's and the user's.
+	KeyAddons        = "kubeha-addons"
 	KeyStartupScript = "startup-script"
 )
 
@@ -65,6 +68,14 @@ type TLS struct {
 	SchedulerKey            string `json:"schedulerKey,omitempty"`
 	HealthcheckCert         string `json:"healthcheckCert,omitempty"`
 	HealthcheckKey          string `json:"healthcheckKey,omitempty"`
+	// The cluster CA's key, with which kube-controller-manager signs the
+	// kubelets' client certificates; the master's kubelet (system:node:NAME)
+	// and the add-on manager's client.
+	ClusterCAKey     string `json:"clusterCAKey,omitempty"`
+	KubeletCert      string `json:"kubeletCert,omitempty"`
+	KubeletKey       string `json:"kubeletKey,omitempty"`
+	AddonManagerCert string `json:"addonManagerCert,omitempty"`
+	AddonManagerKey  string `json:"addonManagerKey,omitempty"`
 }
 
 // String hides the keys, so a TLS bundle printed by mistake leaks nothing.
@@ -115,6 +126,7 @@ func ParseTLS(s string) (*TLS, error) {
 func (t TLS) Public() TLS {
 	t.PeerKey, t.ServerKey, t.APIServerKey, t.APIServerEtcdClientKey = "", "", "", ""
 	t.ServiceAccountKey, t.ControllerManagerKey, t.SchedulerKey, t.HealthcheckKey = "", "", "", ""
+	t.ClusterCAKey, t.KubeletKey, t.AddonManagerKey = "", "", ""
 	return t
 }
 
@@ -122,7 +134,8 @@ func (t TLS) Public() TLS {
 // the master's Secret Manager version.
 func (t TLS) Keys() string {
 	return Encode(TLS{PeerKey: t.PeerKey, ServerKey: t.ServerKey, APIServerKey: t.APIServerKey, APIServerEtcdClientKey: t.APIServerEtcdClientKey,
-		ServiceAccountKey: t.ServiceAccountKey, ControllerManagerKey: t.ControllerManagerKey, SchedulerKey: t.SchedulerKey, HealthcheckKey: t.HealthcheckKey})
+		ServiceAccountKey: t.ServiceAccountKey, ControllerManagerKey: t.ControllerManagerKey, SchedulerKey: t.SchedulerKey, HealthcheckKey: t.HealthcheckKey,
+		ClusterCAKey: t.ClusterCAKey, KubeletKey: t.KubeletKey, AddonManagerKey: t.AddonManagerKey})
 }
 
 // AddKeys adds the private keys of a Keys document to t. Errors never
@@ -137,6 +150,7 @@ func (t *TLS) AddKeys(doc string) error {
 	}
 	t.PeerKey, t.ServerKey, t.APIServerKey, t.APIServerEtcdClientKey = k.PeerKey, k.ServerKey, k.APIServerKey, k.APIServerEtcdClientKey
 	t.ServiceAccountKey, t.ControllerManagerKey, t.SchedulerKey, t.HealthcheckKey = k.ServiceAccountKey, k.ControllerManagerKey, k.SchedulerKey, k.HealthcheckKey
+	t.ClusterCAKey, t.KubeletKey, t.AddonManagerKey = k.ClusterCAKey, k.KubeletKey, k.AddonManagerKey
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // StartupScript is the startup-script of every master: it reads kube-env
@@ -62,6 +63,11 @@ type Boot struct {
 	// master reads it (default https://secretmanager.googleapis.com).
 	Keys             string
 	SecretManagerURL string
+	// UserAddons are the files of spec.addons.dir (path → content), kept in
+	// sync beside kubeha's own add-ons; AddonCheckInterval how often the
+	// add-on manager applies them (0: DefaultAddonCheckInterval).
+	UserAddons         map[string]string
+	AddonCheckInterval time.Duration
 }
 
 // DefaultSecretManagerURL is Secret Manager's endpoint on GCE.
@@ -104,7 +110,16 @@ func Render(b Boot) ([]Item, error) {
 	}
 	etcd := Etcd{Name: b.Name, PeerURL: b.PeerURL(), ClientURL: b.ClientURL(), InitialCluster: b.InitialCluster, InitialClusterState: b.ClusterState,
 		MaxLearners: b.Config.MaxLearners}
+	addons, err := Addons(b)
+	if err != nil {
+		return nil, err
+	}
+	archive, err := ArchiveAddons(addons)
+	if err != nil {
+		return nil, fmt.Errorf("render metadata of %s: %w", b.Name, err)
+	}
 	items := []Item{
+		{KeyAddons, archive},
 		{KeyConfig, Encode(b.Config)},
 		{KeyEtcd, Encode(etcd)},
 		{KeyTLS, Encode(b.TLS.Public())},
@@ -146,6 +161,11 @@ func KubeEnv(b Boot) string {
 		{"KUBE_APISERVER_HEALTHCHECK_IMAGE", HealthcheckImage},
 		{"HEALTHCHECK_PORT", strconv.Itoa(HealthCheckPort)},
 		{"SECRET_MANAGER_URL", cmp.Or(b.SecretManagerURL, DefaultSecretManagerURL)},
+		{"KUBE_ADDON_MANAGER_IMAGE", AddonManagerImage},
+		{"ADDON_CHECK_INTERVAL_SEC", strconv.Itoa(int(cmp.Or(b.AddonCheckInterval, DefaultAddonCheckInterval) / time.Second))},
+		{"DNS_SERVER_IP", DNSServerIP},
+		{"DNS_DOMAIN", DNSDomain},
+		{"NODE_TAINT", "node-role.kubernetes.io/control-plane:NoSchedule"},
 	}
 	var sb strings.Builder
 	for _, v := range vars {

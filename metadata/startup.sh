@@ -21,6 +21,7 @@ readonly METADATA="${METADATA_ROOT}/attributes"
 readonly SRV="${ROOT}/etc/srv/kubernetes"
 readonly PKI_DIR="${PKI_DIR:-${SRV}/pki}"
 readonly MANIFESTS="${MANIFESTS:-${ROOT}/etc/kubernetes/manifests}"
+readonly ADDONS="${ADDONS:-${ROOT}/etc/kubernetes/addons}"
 readonly DATA_DISK="${DATA_DISK:-${ROOT}/dev/disk/by-id/google-master-pd}"
 readonly DATA_MOUNT="${DATA_MOUNT:-${ROOT}/mnt/disks/master-pd}"
 readonly BOOT_DISK_DATA_DIR="${BOOT_DISK_DATA_DIR:-${ROOT}/var/etcd/data}"
@@ -112,6 +113,11 @@ schedulerCert scheduler.crt
 schedulerKey scheduler.key
 healthcheckCert kube-apiserver-healthcheck.crt
 healthcheckKey kube-apiserver-healthcheck.key
+clusterCAKey ca.key
+kubeletCert kubelet.crt
+kubeletKey kubelet.key
+addonManagerCert addon-manager.crt
+addonManagerKey addon-manager.key
 FILES
 }
 
@@ -185,10 +191,14 @@ configure_containerd() {
   fi
 }
 
-# The kubelet runs standalone: it registers no node and runs the static
-# pods of MANIFESTS only. Its own API listens on the loopback only.
+# The kubelet runs the static pods of MANIFESTS and registers the master
+# as a Node, as kube-up's masters do: with its own client certificate
+# (system:node:NAME), tainted NODE_TAINT so that only pods that tolerate it
+# (DaemonSets such as kube-proxy) run here. Its own API listens on the
+# loopback only.
 write_kubelet_unit() {
   local changed=1
+  write_kubeconfig kubelet "system:node:${KUBERNETES_MASTER_NAME}"
   write_if_changed "${ROOT}/etc/kubernetes/kubelet-config.yaml" "apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 staticPodPath: /etc/kubernetes/manifests
@@ -196,6 +206,11 @@ address: 127.0.0.1
 readOnlyPort: 0
 cgroupDriver: systemd
 containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+clusterDNS: [${DNS_SERVER_IP}]
+clusterDomain: ${DNS_DOMAIN}
+registerNode: true
+registerWithTaints:
+- {key: ${NODE_TAINT%%:*}, effect: ${NODE_TAINT##*:}}
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: false}
@@ -206,7 +221,7 @@ After=containerd.service
 Requires=containerd.service
 
 [Service]
-ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --hostname-override=${KUBERNETES_MASTER_NAME}
+ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=${KUBERNETES_MASTER_NAME}
 Restart=always
 RestartSec=10
 
@@ -328,8 +343,10 @@ write_etcd_manifest() {
     "--peer-key-file=${PKI_DIR}/etcd-peer.key")"
 }
 
-# Anonymous requests are allowed on the health paths only (what a
-# kubelet's probe asks without credentials); every other path needs them.
+# Anonymous requests are allowed on the health paths (what a kubelet's
+# probe asks without credentials) and kube-public/cluster-info (the CA and
+# address a node discovers the cluster by, signed with each bootstrap
+# token); every other path needs them.
 # The load balancer's health check goes through kube-apiserver-healthcheck,
 # which authenticates with its own client certificate.
 write_authentication_config() {
@@ -340,7 +357,8 @@ anonymous:
   conditions:
   - path: /livez
   - path: /readyz
-  - path: /healthz"
+  - path: /healthz
+  - path: /api/v1/namespaces/kube-public/configmaps/cluster-info"
 }
 
 # kube-apiserver-healthcheck (kOps' sidecar): the load balancer's legacy
@@ -375,6 +393,7 @@ write_apiserver_manifest() {
     "--service-account-key-file=${PKI_DIR}/sa.pub" \
     "--service-account-signing-key-file=${PKI_DIR}/sa.key" \
     "--authorization-mode=Node,RBAC" \
+    "--enable-bootstrap-token-auth=true" \
     "--authentication-config=${SRV}/authentication-config.yaml" \
     "--enable-admission-plugins=NodeRestriction" \
     "--allow-privileged=true" \
@@ -393,6 +412,9 @@ write_controller_manager_manifest() {
     "--service-account-private-key-file=${PKI_DIR}/sa.key" \
     "--root-ca-file=${PKI_DIR}/ca.crt" \
     "--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}" \
+    "--cluster-signing-cert-file=${PKI_DIR}/ca.crt" \
+    "--cluster-signing-key-file=${PKI_DIR}/ca.key" \
+    "--controllers=*,bootstrapsigner,tokencleaner" \
     "--profiling=false")"
 }
 
@@ -407,6 +429,61 @@ write_scheduler_manifest() {
     "--profiling=false")"
 }
 
+# write_addons puts the add-ons of kubeha-addons (a gzipped tar) in
+# ADDONS, replacing the directory whole when they changed, so that a file
+# removed from the add-ons is gone from it (and the add-on manager prunes
+# what it held).
+write_addons() {
+  local archive
+  archive="$(metadata kubeha-addons)"
+  if [[ -f "${SRV}/addons.archive" ]] && [[ "$(cat "${SRV}/addons.archive")" == "${archive}" ]] && [[ -d "${ADDONS}" ]]; then
+    return
+  fi
+  rm -rf "${ADDONS}.new"
+  mkdir -p "${ADDONS}.new"
+  base64 -d <<<"${archive}" | tar -xz -C "${ADDONS}.new"
+  rm -rf "${ADDONS}.old"
+  if [[ -d "${ADDONS}" ]]; then
+    mv "${ADDONS}" "${ADDONS}.old"
+  fi
+  mv "${ADDONS}.new" "${ADDONS}"
+  rm -rf "${ADDONS}.old"
+  printf '%s' "${archive}" >"${SRV}/addons.archive"
+}
+
+# The add-on manager (kube-up's kube-addons.sh with its kubectl) applies
+# ADDONS every ADDON_CHECK_INTERVAL_SEC: Reconcile objects are kept as the
+# files say (pruned when their file is gone), EnsureExists ones only
+# created. Every master runs one; only the one on the master whose
+# kube-controller-manager holds the leader lease acts.
+write_addon_manager_manifest() {
+  write_kubeconfig addon-manager system:addon-manager
+  write_manifest kube-addon-manager "apiVersion: v1
+kind: Pod
+metadata:
+  name: kube-addon-manager
+  namespace: kube-system
+  labels: {component: kube-addon-manager}
+spec:
+  hostNetwork: true
+  priorityClassName: system-node-critical
+  containers:
+  - name: kube-addon-manager
+    image: ${KUBE_ADDON_MANAGER_IMAGE}
+    env:
+    - {name: KUBECTL_OPTS, value: '--kubeconfig=${SRV}/addon-manager.kubeconfig'}
+    - {name: ADDON_PATH, value: '${ADDONS}'}
+    - {name: TEST_ADDON_CHECK_INTERVAL_SEC, value: '${ADDON_CHECK_INTERVAL_SEC}'}
+    resources:
+      requests: {cpu: 5m, memory: 50Mi}
+    volumeMounts:
+    - {name: addons, mountPath: ${ROOT}/etc/kubernetes/, readOnly: true}
+    - {name: srv, mountPath: ${SRV}, readOnly: true}
+  volumes:
+  - {name: addons, hostPath: {path: ${ROOT}/etc/kubernetes/}}
+  - {name: srv, hostPath: {path: ${SRV}}}"
+}
+
 main() {
   load_kube_env
   install_kubelet
@@ -418,6 +495,8 @@ main() {
   write_controller_manager_manifest
   write_scheduler_manifest
   write_healthcheck_manifest
+  write_addons
+  write_addon_manager_manifest
   configure_containerd
   write_kubelet_unit
   log "${KUBERNETES_MASTER_NAME} wrote the static pods of Kubernetes ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} (${INITIAL_ETCD_CLUSTER_STATE} member ${ETCD_NAME})"

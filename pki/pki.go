@@ -275,6 +275,15 @@ type ReplicaCerts struct {
 	// for its readiness.
 	HealthcheckCert string
 	HealthcheckKey  string
+	// The cluster CA's key: kube-controller-manager signs the kubelets'
+	// client certificates with it (--cluster-signing-key-file), as kube-up's
+	// and kubeadm's masters do.
+	ClusterCAKey string
+	// The master's own kubelet (CN system:node:NAME, group system:nodes),
+	// which registers the master as a Node, and the add-on manager's client
+	// (system:addon-manager in system:masters, as kube-up's is).
+	KubeletCert, KubeletKey           string
+	AddonManagerCert, AddonManagerKey string
 }
 
 // String hides the keys.
@@ -327,6 +336,15 @@ func (p *PKI) IssueReplica(req ReplicaRequest) (*ReplicaCerts, error) {
 		return nil, err
 	}
 	if out.HealthcheckCert, out.HealthcheckKey, err = p.issue(p.ClusterCA, "kube-apiserver-healthcheck", nil, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if out.KubeletCert, out.KubeletKey, err = p.issue(p.ClusterCA, "system:node:"+req.Name, []string{"system:nodes"}, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if out.AddonManagerCert, out.AddonManagerKey, err = p.issue(p.ClusterCA, "system:addon-manager", []string{"system:masters"}, nil, nil, client); err != nil {
+		return nil, err
+	}
+	if out.ClusterCAKey, err = encodeKey(p.ClusterCA.key); err != nil {
 		return nil, err
 	}
 	if p.saKey == "" {
@@ -417,7 +435,9 @@ func (c *ReplicaCerts) Metadata() *metadata.TLS {
 		ServiceAccountKey: c.ServiceAccountKey, ServiceAccountPub: c.ServiceAccountPub,
 		ControllerManagerCert: c.ControllerManagerCert, ControllerManagerKey: c.ControllerManagerKey,
 		SchedulerCert: c.SchedulerCert, SchedulerKey: c.SchedulerKey,
-		HealthcheckCert: c.HealthcheckCert, HealthcheckKey: c.HealthcheckKey}
+		HealthcheckCert: c.HealthcheckCert, HealthcheckKey: c.HealthcheckKey,
+		ClusterCAKey: c.ClusterCAKey, KubeletCert: c.KubeletCert, KubeletKey: c.KubeletKey,
+		AddonManagerCert: c.AddonManagerCert, AddonManagerKey: c.AddonManagerKey}
 }
 
 // writePair writes a private key (mode 0600) first, then its certificate

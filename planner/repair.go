@@ -202,6 +202,9 @@ func (b *builder) renewals() {
 		if certs.KeysInMetadata {
 			why = append(why, "its private keys are in instance metadata, which anyone with compute.instances.get reads: they move to Secret Manager")
 		}
+		if certs.NoNodeCredentials {
+			why = append(why, "it has no kubelet certificate nor the cluster signing key (a master of an earlier kubeha): it registers no Node and signs no kubelet's certificate")
+		}
 		if len(why) == 0 {
 			continue
 		}

@@ -33,7 +33,7 @@ const (
 //
 //	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...]
 //	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T]
-//	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
+//	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
@@ -48,7 +48,7 @@ var scenarioSyntax = map[string]struct {
 	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
 	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat"}, flags: []string{"pool", "nodisk", "noaddr"},
-		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
+		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},
 	"address":              {args: 1},
@@ -205,6 +205,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.77", in.InternalIP}}
 			case "keys-in-metadata":
 				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}, KeysInMetadata: true}
+			case "no-node-credentials":
+				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}, NoNodeCredentials: true}
 			case "":
 				in.Certs = &state.CertInfo{NotAfter: scenarioNow.Add(300 * 24 * time.Hour), PeerIPs: []string{in.InternalIP}, APIServerIPs: []string{"203.0.113.10", in.InternalIP}}
 			}

@@ -123,7 +123,7 @@ func (s *Server) bootLocked(key string) {
 	m.cancel = cancel
 	s.members[key] = m
 	if s.opts.Kubernetes != nil {
-		m.machine = &machine.Machine{Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
+		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
 			PortOffset: s.portOffset, ServiceAccount: serviceAccountOf(in), Token: s.token}
 		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
 		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {

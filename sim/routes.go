@@ -98,6 +98,8 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /sim/v1/members", s.adminMembers)
 	mux.HandleFunc("GET /sim/v1/release", s.adminRelease)
 	mux.HandleFunc("GET /sim/v1/ports", s.adminPorts)
+	mux.HandleFunc("GET /sim/v1/nodes", s.adminNodes)
+	mux.HandleFunc("POST /sim/v1/nodes", s.adminScaleNodes)
 	mux.HandleFunc("GET /release/{version}/bin/linux/amd64/kubelet", s.serveKubelet)
 	return mux
 }

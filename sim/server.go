@@ -94,6 +94,7 @@ type Server struct {
 	frozen      map[string]*member       // instance key -> its hung machine (crashed)
 	timers      map[string]*time.Timer
 	balancer    *balancer // the static IPs' network path
+	nodes       *nodePool // the hollow worker nodes
 	// portOffset moves the ports below 1024 (LowPortOffset or 0).
 	portOffset int
 
@@ -203,6 +204,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.resume()
 	s.startBalancer()
+	s.nodes = newNodePool(s.root, opts.Kubernetes)
+	if err := s.nodes.resume(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -276,6 +282,9 @@ func (s *Server) Close() error {
 	s.members, s.frozen = map[string]*member{}, map[string]*member{}
 	saveErr := s.w.save(s.opts.Dir)
 	s.mu.Unlock()
+	if s.nodes != nil {
+		s.nodes.stop()
+	}
 	var wg sync.WaitGroup
 	for _, m := range members {
 		wg.Add(1)

@@ -39,6 +39,15 @@ type ClusterSpec struct {
 	PKI         PKI         `json:"pki,omitempty"`
 	Kubernetes  Kubernetes  `json:"kubernetes,omitempty"`
 	Access      Access      `json:"access,omitempty"`
+	Addons      Addons      `json:"addons,omitempty"`
+}
+
+// Addons are the cluster's add-ons beyond kubeha's own (node bootstrap
+// RBAC, cluster-info, CoreDNS, kube-proxy), kept in sync by the add-on
+// manager every master runs, as kube-up's does.
+type Addons struct {
+	Dir           string   `json:"dir,omitempty" doc:"Directory of the user's add-on manifests (*.yaml, *.yml, *.json, in subdirectories too), relative to cluster.yaml. Objects labelled addonmanager.kubernetes.io/mode=Reconcile are kept as the files say and pruned when their file is removed; EnsureExists ones are created once. Default: none."`
+	CheckInterval Duration `json:"checkInterval,omitempty" doc:"How often the add-on manager applies the add-ons (kube-addons.sh's ADDON_CHECK_INTERVAL_SEC), whole seconds between 5s and 1h. Default: 1m."`
 }
 
 // Access says where kubeha itself runs: it talks to etcd on the masters'

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -127,6 +128,7 @@ func Validate(c *Cluster) (warnings, problems []Problem) {
 	problems = append(problems, remediationProblems(&c.Spec.Remediation)...)
 	problems = append(problems, kubernetesProblems(&c.Spec.Kubernetes)...)
 	problems = append(problems, accessProblems(&c.Spec.Access)...)
+	problems = append(problems, addonProblems(&c.Spec.Addons)...)
 	problems = append(problems, networkProblems(&c.Spec.GCE)...)
 	sortProblems(problems)
 	if len(problems) == 0 {
@@ -284,6 +286,31 @@ func remediationProblems(r *Remediation) []Problem {
 		return []Problem{{Field: "spec.remediation.unhealthyAfter", Message: fmt.Sprintf("%s is out of range: use between %s and %s (%s)", d, MinUnhealthyAfter, MaxUnhealthyAfter, why)}}
 	}
 	return nil
+}
+
+// Bounds of addons.checkInterval.
+const (
+	MinAddonCheckInterval = 5 * time.Second
+	MaxAddonCheckInterval = time.Hour
+)
+
+func addonProblems(a *Addons) []Problem {
+	d := a.CheckInterval.Duration
+	if d == 0 {
+		return nil
+	}
+	if d < MinAddonCheckInterval || d > MaxAddonCheckInterval || d%time.Second != 0 {
+		return []Problem{{Field: "spec.addons.checkInterval", Message: fmt.Sprintf("%s is not whole seconds between %s and %s: the add-on manager counts its interval in seconds; write e.g. 30s or 1m (default)", d, MinAddonCheckInterval, MaxAddonCheckInterval)}}
+	}
+	return nil
+}
+
+// AddonsDir is the resolved spec.addons.dir, "" when it is not set.
+func (c *Cluster) AddonsDir() string {
+	if c.Spec.Addons.Dir == "" || filepath.IsAbs(c.Spec.Addons.Dir) {
+		return c.Spec.Addons.Dir
+	}
+	return filepath.Join(c.Dir(), c.Spec.Addons.Dir)
 }
 
 // ZoneCount is how many masters a zone holds.

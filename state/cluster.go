@@ -92,6 +92,11 @@ type CertInfo struct {
 	// KeysInMetadata says kubeha-tls still holds private keys (a master of
 	// a kubeha before Secret Manager): the next renewal moves them.
 	KeysInMetadata bool `json:"keysInMetadata,omitempty"`
+	// NoNodeCredentials says the master has no kubelet client certificate
+	// or cluster signing key (a master of a kubeha before nodes could
+	// join): it cannot register as a Node nor sign a kubelet's
+	// certificate until renewed.
+	NoNodeCredentials bool `json:"noNodeCredentials,omitempty"`
 }
 
 // Disk is an etcd data disk.

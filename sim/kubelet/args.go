@@ -66,6 +66,15 @@ func (r *Runner) port(p int) int {
 
 var serverRe = regexp.MustCompile(`(server: https://[^\s:]+):([0-9]+)`)
 
+// MapKubeconfig is the kubeconfig at path as a process here uses it: a
+// copy whose server port is mapped where ports are, else path itself.
+func (r *Runner) MapKubeconfig(path string) (string, error) {
+	if r.PortOffset == 0 {
+		return path, nil
+	}
+	return r.mapKubeconfig(path)
+}
+
 // mapKubeconfig writes a copy of a kubeconfig whose server port is mapped,
 // and returns its path.
 func (r *Runner) mapKubeconfig(path string) (string, error) {

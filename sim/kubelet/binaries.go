@@ -24,7 +24,14 @@ type Binaries struct {
 	// Healthcheck is the tag of kOps' kube-apiserver-healthcheck image
 	// whose stand-in was built (1.34.0).
 	Healthcheck string
+	// AddonManager is the tag of kube-up's add-on manager image, run here
+	// as its script (kube-addons-main.sh, kube-addons.sh) with the kubectl
+	// of the release.
+	AddonManager string
 }
+
+// AddonManagerScript is the add-on manager image's entrypoint.
+const AddonManagerScript = "kube-addons-main.sh"
 
 // ErrNoBinaries says the control-plane binaries are not built.
 var ErrNoBinaries = errors.New("the Kubernetes binaries are not built: run make kube-binaries")
@@ -70,13 +77,16 @@ func LoadBinaries(dir string) (*Binaries, error) {
 				b.Etcd = fields[i+1]
 			case "kube-apiserver-healthcheck":
 				b.Healthcheck = fields[i+1]
+			case "kube-addon-manager":
+				b.AddonManager = fields[i+1]
 			}
 		}
 	}
-	if b.Kubernetes == "" || b.Etcd == "" || b.Healthcheck == "" {
-		return nil, fmt.Errorf("%s/VERSIONS does not say which Kubernetes, etcd and kube-apiserver-healthcheck were built: run make kube-binaries again", dir)
+	if b.Kubernetes == "" || b.Etcd == "" || b.Healthcheck == "" || b.AddonManager == "" {
+		return nil, fmt.Errorf("%s/VERSIONS does not say which Kubernetes, etcd, kube-apiserver-healthcheck and add-on manager were built: run make kube-binaries again", dir)
 	}
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-apiserver-healthcheck"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-apiserver-healthcheck",
+		"kubectl", "kubemark", "kube-addons.sh", AddonManagerScript} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return nil, fmt.Errorf("%w (%s lacks %s)", ErrNoBinaries, dir, name)
 		}
@@ -97,11 +107,13 @@ func (b *Binaries) Resolve(image string) (string, error) {
 		want = b.Kubernetes
 	case "kube-apiserver-healthcheck":
 		want = b.Healthcheck
+	case "kube-addon-manager":
+		want, name = b.AddonManager, AddonManagerScript
 	default:
-		return "", fmt.Errorf("image %s: the emulator runs only etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kube-apiserver-healthcheck", image)
+		return "", fmt.Errorf("image %s: the emulator runs only etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-apiserver-healthcheck and kube-addon-manager", image)
 	}
 	if tag != want {
-		return "", fmt.Errorf("image %s: the emulator's binaries are Kubernetes %s, etcd %s and kube-apiserver-healthcheck %s (%s): build them with make kube-binaries", image, b.Kubernetes, b.Etcd, b.Healthcheck, b.Dir)
+		return "", fmt.Errorf("image %s: the emulator's binaries are Kubernetes %s, etcd %s, kube-apiserver-healthcheck %s and kube-addon-manager %s (%s): build them with make kube-binaries", image, b.Kubernetes, b.Etcd, b.Healthcheck, b.AddonManager, b.Dir)
 	}
 	return filepath.Join(b.Dir, name), nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -28,6 +27,10 @@ type podManifest struct {
 			Image   string   `json:"image"`
 			Command []string `json:"command"`
 			Args    []string `json:"args"`
+			Env     []struct {
+				Name  string `json:"name"`
+				Value string `json:"value"`
+			} `json:"env"`
 		} `json:"containers"`
 	} `json:"spec"`
 }
@@ -50,6 +53,13 @@ type Runner struct {
 	// 0 keeps them.
 	PortOffset int
 	LogDir     string // each container logs to LogDir/<pod>.log
+	// Hostname is the machine's host name, which its containers report
+	// where a UTS namespace can be made (see HostnameIsolation).
+	Hostname string
+	// Processes run beside the static pods, each as a pod of its name: the
+	// kubelet's own work that the stand-in does with real code (the hollow
+	// kubelet that registers the machine as a Node).
+	Processes map[string]Process
 	// Poll is how often the manifest directory is read; default 1s.
 	Poll time.Duration
 
@@ -58,6 +68,15 @@ type Runner struct {
 	frozen bool
 	stop   context.CancelFunc
 	done   chan struct{}
+}
+
+// Process is what one container runs: a binary, its arguments, its
+// environment beyond the emulator's, and its working directory.
+type Process struct {
+	Bin  string
+	Args []string
+	Env  []string
+	Dir  string
 }
 
 type running struct {
@@ -185,7 +204,18 @@ func (r *Runner) sync(ctx context.Context) {
 			cur.cancel()
 			<-cur.done
 		}
-		r.launch(ctx, e.Name(), string(data))
+		manifest := string(data)
+		r.start(ctx, e.Name(), strings.TrimSuffix(e.Name(), ".yaml"), manifest, func() (Process, error) { return r.container(manifest) })
+	}
+	for name, proc := range r.Processes {
+		key := "process:" + name
+		seen[key] = true
+		r.mu.Lock()
+		cur := r.pods[key]
+		r.mu.Unlock()
+		if cur == nil {
+			r.start(ctx, key, name, "", func() (Process, error) { return proc, nil })
+		}
 	}
 	r.mu.Lock()
 	var gone []*running
@@ -202,15 +232,17 @@ func (r *Runner) sync(ctx context.Context) {
 	}
 }
 
-func (r *Runner) launch(ctx context.Context, file, manifest string) {
+// start runs a pod (key: its manifest file) named name, whose container
+// resolve gives, restarting it with the kubelet's back-off.
+func (r *Runner) start(ctx context.Context, key, name, manifest string, resolve func() (Process, error)) {
 	pctx, cancel := context.WithCancel(ctx)
-	p := &running{manifest: manifest, cancel: cancel, done: make(chan struct{}), status: PodStatus{Name: strings.TrimSuffix(file, ".yaml"), State: "waiting"}}
+	p := &running{manifest: manifest, cancel: cancel, done: make(chan struct{}), status: PodStatus{Name: name, State: "waiting"}}
 	r.mu.Lock()
-	r.pods[file] = p
+	r.pods[key] = p
 	r.mu.Unlock()
 	go func() {
 		defer close(p.done)
-		bin, args, err := r.container(manifest)
+		proc, err := resolve()
 		if err != nil {
 			r.set(p, "failed", err)
 			<-pctx.Done()
@@ -220,7 +252,7 @@ func (r *Runner) launch(ctx context.Context, file, manifest string) {
 		backoff := time.Second // the first restart (the kubelet waits 10 s)
 		for pctx.Err() == nil {
 			started := time.Now()
-			err := r.run(pctx, p, bin, args)
+			err := r.run(pctx, p, proc)
 			if pctx.Err() != nil {
 				return
 			}
@@ -250,23 +282,24 @@ func (r *Runner) set(p *running, state string, err error) {
 	}
 }
 
-// container reads a manifest's one container: its binary and arguments.
-func (r *Runner) container(manifest string) (string, []string, error) {
+// container reads a manifest's one container: its binary, arguments and
+// environment.
+func (r *Runner) container(manifest string) (Process, error) {
 	var m podManifest
 	if err := yaml.Unmarshal([]byte(manifest), &m); err != nil {
-		return "", nil, fmt.Errorf("read the manifest: %w", err)
+		return Process{}, fmt.Errorf("read the manifest: %w", err)
 	}
 	if len(m.Spec.Containers) != 1 || !m.Spec.HostNetwork {
-		return "", nil, fmt.Errorf("pod %s: the stand-in runs host-network pods of one container", m.Metadata.Name)
+		return Process{}, fmt.Errorf("pod %s: the stand-in runs host-network pods of one container", m.Metadata.Name)
 	}
 	c := m.Spec.Containers[0]
 	bin, err := r.Binaries.Resolve(c.Image)
 	if err != nil {
-		return "", nil, err
+		return Process{}, err
 	}
 	// No command runs the image's entrypoint: its binary.
 	if len(c.Command) > 0 && filepath.Base(c.Command[0]) != filepath.Base(bin) {
-		return "", nil, fmt.Errorf("pod %s: its command %v is not the image's binary %s", m.Metadata.Name, c.Command, filepath.Base(bin))
+		return Process{}, fmt.Errorf("pod %s: its command %v is not the image's binary %s", m.Metadata.Name, c.Command, filepath.Base(bin))
 	}
 	var args []string
 	if len(c.Command) > 0 {
@@ -275,14 +308,33 @@ func (r *Runner) container(manifest string) (string, []string, error) {
 	args = append(args, c.Args...)
 	args, err = r.mapArgs(filepath.Base(bin), args)
 	if err != nil {
-		return "", nil, fmt.Errorf("pod %s: %w", m.Metadata.Name, err)
+		return Process{}, fmt.Errorf("pod %s: %w", m.Metadata.Name, err)
 	}
-	return bin, args, nil
+	proc := Process{Bin: bin, Args: args}
+	for _, e := range c.Env {
+		v := e.Value
+		if name, path, ok := strings.Cut(v, "--kubeconfig="); ok && r.PortOffset != 0 {
+			mapped, err := r.mapKubeconfig(path)
+			if err != nil {
+				return Process{}, fmt.Errorf("pod %s: %w", m.Metadata.Name, err)
+			}
+			v = name + "--kubeconfig=" + mapped
+		}
+		proc.Env = append(proc.Env, e.Name+"="+v)
+	}
+	if filepath.Base(bin) == AddonManagerScript {
+		// The image's entrypoint is a bash script that finds
+		// kube-addons.sh in its working directory, and kubectl where
+		// KUBECTL_BIN says.
+		proc = Process{Bin: "/bin/bash", Args: append([]string{bin}, args...), Dir: r.Binaries.Dir,
+			Env: append(proc.Env, "KUBECTL_BIN="+filepath.Join(r.Binaries.Dir, "kubectl"))}
+	}
+	return proc, nil
 }
 
 // run runs the container once, until it exits or ctx ends (then it and
 // every process it started are killed).
-func (r *Runner) run(ctx context.Context, p *running, bin string, args []string) error {
+func (r *Runner) run(ctx context.Context, p *running, proc Process) error {
 	if err := os.MkdirAll(r.LogDir, 0o755); err != nil {
 		return err
 	}
@@ -291,9 +343,12 @@ func (r *Runner) run(ctx context.Context, p *running, bin string, args []string)
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command(bin, args...)
+	cmd := Command(r.Hostname, proc.Bin, proc.Args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = containerProcAttr()
+	cmd.Dir = proc.Dir
+	if len(proc.Env) > 0 {
+		cmd.Env = append(os.Environ(), proc.Env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

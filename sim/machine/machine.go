@@ -19,6 +19,7 @@ import (
 
 // Machine is one emulated VM.
 type Machine struct {
+	Name     string            // its host name: the instance's name, as a VM's
 	Root     string            // its directory: the VM's /
 	IP       string            // its internal IP (a loopback address here)
 	Metadata map[string]string // its instance attributes
@@ -105,7 +106,14 @@ func (m *Machine) Boot(ctx context.Context) error {
 		return fmt.Errorf("the startup script of %s did not start the kubelet (systemctl was not asked to)", m.IP)
 	}
 	k := &kubelet.Runner{Manifests: m.path("etc/kubernetes/manifests"), Binaries: m.Binaries, Address: m.IP, LogDir: m.path("var/log/pods"), Poll: 500 * time.Millisecond,
-		PortOffset: m.PortOffset}
+		PortOffset: m.PortOffset, Hostname: m.Name}
+	node, err := m.nodeKubelet(k)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", m.IP, err)
+	}
+	if node != nil {
+		k.Processes = map[string]kubelet.Process{"kubelet": *node}
+	}
 	k.Start()
 	m.mu.Lock()
 	m.kubelet = k

@@ -428,7 +428,8 @@ func certInfo(doc string) *state.CertInfo {
 	if err != nil {
 		return nil
 	}
-	info := &state.CertInfo{KeysInMetadata: t.PeerKey != "" || t.ServerKey != "" || t.APIServerKey != "" || t.ServiceAccountKey != ""}
+	info := &state.CertInfo{KeysInMetadata: t.PeerKey != "" || t.ServerKey != "" || t.APIServerKey != "" || t.ServiceAccountKey != "",
+		NoNodeCredentials: t.KubeletCert == ""}
 	for i, certPEM := range []string{t.PeerCert, t.ServerCert, t.APIServerCert} {
 		if certPEM == "" {
 			continue

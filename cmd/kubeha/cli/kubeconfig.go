@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -34,8 +33,9 @@ func runKubeconfig(cmd *cobra.Command, streams IOStreams, o kubeconfigOptions) e
 		return err
 	}
 	defer b.Close()
-	if obs.StaticIP == nil || obs.StaticIP.Address == "" {
-		return fmt.Errorf("cluster %s has no static IP yet: run kubeha apply -f %s first", c.Metadata.Name, o.file)
+	api, err := clusterAPI(cmd.Context(), c, b, obs, o.file)
+	if err != nil {
+		return err
 	}
 	p, err := pki.Ensure(c.PKIDir(), c.Metadata.Name)
 	if err != nil {
@@ -45,14 +45,10 @@ func runKubeconfig(cmd *cobra.Command, streams IOStreams, o kubeconfigOptions) e
 	if err != nil {
 		return err
 	}
-	server := "https://" + obs.StaticIP.Address
-	if port := b.apiPort(cmd.Context()); port != 443 {
-		server += ":" + strconv.Itoa(port) // kubeha's emulator, run by an ordinary user
-	}
-	if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, server, p.ClusterCA.CertPEM, cert, key)), 0o600); err != nil {
+	if err := atomicfile.Write(o.out, []byte(adminKubeconfig(c.Metadata.Name, api.server, api.caPEM, cert, key)), 0o600); err != nil {
 		return fmt.Errorf("write the kubeconfig: %w", err)
 	}
-	fmt.Fprintf(streams.Out, "Wrote the admin kubeconfig of cluster %s (server %s) to %s\n", c.Metadata.Name, server, o.out)
+	fmt.Fprintf(streams.Out, "Wrote the admin kubeconfig of cluster %s (server %s) to %s\n", c.Metadata.Name, api.server, o.out)
 	return nil
 }
 

@@ -27,7 +27,7 @@ type simServeOptions struct {
 
 func newSimCommand(streams IOStreams) *cobra.Command {
 	cmd := newCommand("sim", nil, nil)
-	cmd.AddCommand(newSimServeCommand(streams))
+	cmd.AddCommand(newSimServeCommand(streams), newSimNodesCommand(streams))
 	return cmd
 }
 
