@@ -37,7 +37,8 @@ func fixtureBoot() Boot {
 			APIServerEtcdClientCert: pem("CERTIFICATE"), APIServerEtcdClientKey: pem("PRIVATE KEY"),
 			ServiceAccountKey: pem("PRIVATE KEY"), ServiceAccountPub: pem("PUBLIC KEY"), ControllerManagerCert: pem("CERTIFICATE"),
 			ControllerManagerKey: pem("PRIVATE KEY"), SchedulerCert: pem("CERTIFICATE"), SchedulerKey: pem("PRIVATE KEY"),
-			HealthcheckCert: pem("CERTIFICATE"), HealthcheckKey: pem("PRIVATE KEY")},
+			HealthcheckCert: pem("CERTIFICATE"), HealthcheckKey: pem("PRIVATE KEY"), ClusterCAKey: pem("PRIVATE KEY"),
+			KubeletCert: pem("CERTIFICATE"), KubeletKey: pem("PRIVATE KEY"), AddonManagerCert: pem("CERTIFICATE"), AddonManagerKey: pem("PRIVATE KEY")},
 		Keys: "projects/p-test/secrets/prod-master-abc-keys/versions/1",
 	}
 }
@@ -50,12 +51,17 @@ func TestRenderGolden(t *testing.T) {
 	var keys []string
 	for _, it := range items {
 		keys = append(keys, it.Key)
+		if it.Key == KeyAddons {
+			// The archive as the files it holds: a reviewable golden.
+			golden.Check(t, filepath.Join("testdata", "addons.golden"), []byte(unpackAddons(t, it.Value)))
+			continue
+		}
 		golden.Check(t, filepath.Join("testdata", it.Key+".golden"), []byte(it.Value))
 	}
-	if strings.Join(keys, ",") != "kube-env,kubeha-config,kubeha-etcd,kubeha-keys,kubeha-tls,startup-script" {
+	if strings.Join(keys, ",") != "kube-env,kubeha-addons,kubeha-config,kubeha-etcd,kubeha-keys,kubeha-tls,startup-script" {
 		t.Errorf("keys %v", keys)
 	}
-	etcd, err := ParseEtcd(items[2].Value)
+	etcd, err := ParseEtcd(items[3].Value)
 	if err != nil || etcd.PeerURL != "https://10.0.0.7:2380" || etcd.ClientURL != "https://10.0.0.7:2379" {
 		t.Errorf("kubeha-etcd: %+v %v", etcd, err)
 	}
@@ -90,7 +96,8 @@ func TestStartupScriptRuns(t *testing.T) {
 	for file, want := range map[string]string{"etcd-ca.crt": b.TLS.CA, "etcd-peer.key": b.TLS.PeerKey, "etcd-server.crt": b.TLS.ServerCert,
 		"apiserver.crt": b.TLS.APIServerCert, "apiserver-etcd-client.key": b.TLS.APIServerEtcdClientKey, "ca.crt": b.TLS.ClusterCA,
 		"sa.key": b.TLS.ServiceAccountKey, "sa.pub": b.TLS.ServiceAccountPub, "scheduler.key": b.TLS.SchedulerKey,
-		"controller-manager.crt": b.TLS.ControllerManagerCert, "kube-apiserver-healthcheck.key": b.TLS.HealthcheckKey} {
+		"controller-manager.crt": b.TLS.ControllerManagerCert, "kube-apiserver-healthcheck.key": b.TLS.HealthcheckKey,
+		"ca.key": b.TLS.ClusterCAKey, "kubelet.crt": b.TLS.KubeletCert, "kubelet.key": b.TLS.KubeletKey, "addon-manager.key": b.TLS.AddonManagerKey} {
 		got, err := os.ReadFile(filepath.Join(pki, file))
 		if err != nil || strings.TrimSpace(string(got)) != strings.TrimSpace(want) {
 			t.Errorf("%s: %v\n got %q\nwant %q", file, err, got, want)
@@ -114,8 +121,11 @@ func TestStartupScriptRuns(t *testing.T) {
 			"--data-dir=" + root + "/var/etcd/data"},
 		"kube-apiserver.yaml": {"image: registry.k8s.io/kube-apiserver:v1.37.2", "--advertise-address=203.0.113.10", "--secure-port=443",
 			"--etcd-certfile=", "--service-account-issuer=", "--service-account-signing-key-file=" + pki + "/sa.key", "--authorization-mode=Node,RBAC",
-			"--authentication-config="},
-		"kube-controller-manager.yaml": {"image: registry.k8s.io/kube-controller-manager:v1.37.2", "--leader-elect=true", "--service-account-private-key-file="},
+			"--authentication-config=", "--enable-bootstrap-token-auth=true"},
+		"kube-controller-manager.yaml": {"image: registry.k8s.io/kube-controller-manager:v1.37.2", "--leader-elect=true", "--service-account-private-key-file=",
+			"--cluster-signing-cert-file=" + pki + "/ca.crt", "--cluster-signing-key-file=" + pki + "/ca.key", "--controllers=*,bootstrapsigner,tokencleaner"},
+		"kube-addon-manager.yaml": {"image: " + AddonManagerImage, "{name: ADDON_PATH, value: '" + root + "/etc/kubernetes/addons'}",
+			"{name: KUBECTL_OPTS, value: '--kubeconfig=" + root + "/etc/srv/kubernetes/addon-manager.kubeconfig'}", "{name: TEST_ADDON_CHECK_INTERVAL_SEC, value: '60'}"},
 		"kube-scheduler.yaml":          {"image: registry.k8s.io/kube-scheduler:v1.37.2", "--leader-elect=true", "--kubeconfig="},
 		"kube-apiserver-healthcheck.yaml": {"image: " + HealthcheckImage, "    args:\n    - --ca-cert=" + pki + "/ca.crt",
 			"--client-cert=" + pki + "/kube-apiserver-healthcheck.crt", "--client-key=" + pki + "/kube-apiserver-healthcheck.key"},
@@ -134,11 +144,18 @@ func TestStartupScriptRuns(t *testing.T) {
 	if !strings.Contains(kc, "server: https://10.0.0.7:443") || !strings.Contains(kc, "client-key-data: ") {
 		t.Errorf("scheduler kubeconfig:\n%s", kc)
 	}
+	if got := read("etc/kubernetes/kubelet-config.yaml"); !strings.Contains(got, "registerWithTaints:\n- {key: node-role.kubernetes.io/control-plane, effect: NoSchedule}") {
+		t.Errorf("the kubelet registers its Node without the control-plane taint:\n%s", got)
+	}
 	if got := read("home/kubernetes/bin/kubelet"); got != kubeletBytes {
 		t.Errorf("installed kubelet %q, want the download", got)
 	}
 	for rel, want := range map[string]string{"etc/containerd/config.toml": "SystemdCgroup = true", "etc/kubernetes/kubelet-config.yaml": "staticPodPath: /etc/kubernetes/manifests",
-		"etc/systemd/system/kubelet.service": "ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml"} {
+		"etc/systemd/system/kubelet.service": "ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=prod-master-abc",
+		"etc/srv/kubernetes/kubelet.kubeconfig":         "name: system:node:prod-master-abc",
+		"etc/srv/kubernetes/authentication-config.yaml": "- path: /api/v1/namespaces/kube-public/configmaps/cluster-info",
+		"etc/kubernetes/addons/coredns.yaml":            "name: coredns",
+		"etc/kubernetes/addons/cluster-info.yaml":       "server: https://203.0.113.10"} {
 		if got := read(rel); !strings.Contains(got, want) {
 			t.Errorf("%s lacks %q:\n%s", rel, want, got)
 		}

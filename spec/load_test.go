@@ -220,7 +220,7 @@ func TestParseOddDocuments(t *testing.T) {
 		{"- a\n- b\n", "c.yaml:1: the document is a list: a cluster spec is a mapping"},
 		{"hello\n", "c.yaml:1: the document is a single value"},
 		{"\xff\xfe\x00", "c.yaml: the file is not UTF-8 text"},
-		{"apiVersion: kubeha.io/v1alpha1\nkind: Cluster\nspec: [1, 2]\n", "c.yaml:3: spec: want a mapping with fields gce, masters, multiZone, etcd, remediation, pki, kubernetes, access, got a list"},
+		{"apiVersion: kubeha.io/v1alpha1\nkind: Cluster\nspec: [1, 2]\n", "c.yaml:3: spec: want a mapping with fields gce, masters, multiZone, etcd, remediation, pki, kubernetes, access, addons, got a list"},
 		{"apiVersion: kubeha.io/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec:\n  masters:\n    replicas: 99999999999\n", "c.yaml:6: spec.masters.replicas: 99999999999 is out of range"},
 		{"apiVersion: kubeha.io/v1alpha1\nkind: Cluster\nspec: &a {gce: *a}\n", "c.yaml:3: spec.gce.gce: unknown field \"gce\" in spec.gce"},
 		{"kind: Cluster\n", "c.yaml: apiVersion: is missing: is this a kubeha cluster spec?"},

@@ -85,7 +85,7 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 	t.Cleanup(secrets.Close)
 	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
 		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(), Keys: version, SecretManagerURL: secrets.URL,
-		KubeletURL: release.URL + "/kubelet", KubeletSHA512: hex.EncodeToString(sum[:]),
+		KubeletURL: release.URL + "/kubelet", KubeletSHA512: hex.EncodeToString(sum[:]), AddonCheckInterval: 5 * time.Second,
 		Config: metadata.Config{QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MaxLearners: 6, KubernetesVersion: rel.Kubernetes}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 	if !kubelet.MayBindLowPorts() {
 		offset = kubelet.LowPortOffset // an ordinary user: 443 is served on 10443
 	}
-	return &Machine{Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins, PortOffset: offset,
+	return &Machine{Name: "mach-master", Root: t.TempDir(), IP: ip, Metadata: md, DataDisk: t.TempDir(), Binaries: bins, PortOffset: offset,
 		ServiceAccount: email, Token: token}, p, ip
 }
 
@@ -247,9 +247,52 @@ func testMasterBoot(t *testing.T, m *Machine, p *pki.PKI, ip string) {
 			if code != 200 || json.Unmarshal([]byte(body), &l) != nil || l.Spec.HolderIdentity == "" {
 				return fmt.Errorf("lease %d: %s", code, body)
 			}
+			// The holder is named by the machine's own host name, as on
+			// a VM, where a UTS namespace can be made.
+			if kubelet.HostnameIsolation() != "" && !strings.HasPrefix(l.Spec.HolderIdentity, "mach-master_") {
+				return fmt.Errorf("lease held by %q, not by host mach-master", l.Spec.HolderIdentity)
+			}
 			return nil
 		})
 	}
+	// The master registers as a Node (the hollow kubelet, with the
+	// master's system:node certificate), tainted as kube-up's masters are.
+	waitFor("the master registers its Node", 2*time.Minute, func() error {
+		code, body, err := call("GET", "/api/v1/nodes/mach-master", "")
+		if err != nil {
+			return err
+		}
+		if code != 200 || !strings.Contains(body, `"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"`) {
+			return fmt.Errorf("node %d: %s", code, body)
+		}
+		return nil
+	})
+	// The add-on manager, acting where the controller manager's lease is
+	// held (here), creates kubeha's add-ons.
+	for _, path := range []string{"/apis/apps/v1/namespaces/kube-system/deployments/coredns", "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
+		"/api/v1/namespaces/kube-system/services/kube-dns", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeha:node-autoapprove-bootstrap"} {
+		waitFor("the add-on manager creates "+path, 2*time.Minute, func() error {
+			code, body, err := call("GET", path, "")
+			if err == nil && code != 200 {
+				err = fmt.Errorf("%d: %s", code, body)
+			}
+			return err
+		})
+	}
+	// cluster-info is readable without credentials: a node discovers the
+	// cluster from it.
+	waitFor("anonymous GET cluster-info", time.Minute, func() error {
+		resp, err := anon.Get(base + "/api/v1/namespaces/kube-public/configmaps/cluster-info")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "certificate-authority-data") {
+			return fmt.Errorf("%d: %s", resp.StatusCode, b)
+		}
+		return nil
+	})
 	for _, ps := range m.Pods() {
 		if ps.State != "running" {
 			t.Errorf("pod %+v", ps)
