@@ -28,6 +28,8 @@ type cluster struct {
 	name     string
 	// gce holds more lines of the spec's gce section (network, subnetwork).
 	gce string
+	// tail holds more lines of the spec's spec section (addons).
+	tail string
 }
 
 const tourSpec = `apiVersion: kubeha.io/v1alpha1
@@ -65,7 +67,7 @@ func appliedCluster(t *testing.T, name string, replicas int, remediation bool) (
 
 func (c *cluster) write(replicas int, remediation bool) {
 	c.t.Helper()
-	text := strings.Replace(fmt.Sprintf(tourSpec, c.name, replicas, remediation), "    region: europe-west1\n", "    region: europe-west1\n"+c.gce, 1)
+	text := strings.Replace(fmt.Sprintf(tourSpec, c.name, replicas, remediation), "    region: europe-west1\n", "    region: europe-west1\n"+c.gce, 1) + c.tail
 	if err := os.WriteFile(c.spec, []byte(text), 0o644); err != nil {
 		c.t.Fatal(err)
 	}

@@ -1,0 +1,268 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// joinedCluster is 3 masters running the whole control plane, with nodes
+// hollow nodes joined through the static IP (kubeha join's token, the CSR
+// flow), and kubectl with the admin kubeconfig.
+func joinedCluster(t *testing.T, name string, nodes int) (*cluster, status, kubectl) {
+	t.Helper()
+	c := newControlPlaneCluster(t, name)
+	c.tail = "  addons:\n    checkInterval: 10s\n"
+	c.write(3, false)
+	c.apply()
+	s := c.converged(3)
+	api := c.adminAPI(t)
+	api.serving(s)
+	k := kubectl{t: t, kubeconfig: filepath.Join(c.dir, "admin.kubeconfig")}
+	t0 := time.Now()
+	if r := c.kubeha("sim", "nodes", "-f", c.spec, "--count", itoa(nodes)); r.code != 0 || !strings.Contains(r.stdout, itoa(nodes)+" hollow nodes of cluster "+name) {
+		t.Fatalf("sim nodes --count %d: %+v", nodes, r)
+	}
+	waitFor(t, 4*time.Minute, itoa(nodes)+" workers and 3 masters Ready", func() bool {
+		var l nodeList
+		w, m := 0, 0
+		if k.decode(&l, "get", "nodes") == nil {
+			w, m = l.ready()
+		}
+		return w == nodes && m == 3
+	})
+	t.Logf("%d hollow nodes joined and are Ready %s after kubeha sim nodes", nodes, time.Since(t0).Round(100*time.Millisecond))
+	return c, s, k
+}
+
+// addonManagerLogs are the add-on manager's logs of each master of the
+// emulator in simDir, by master.
+func addonManagerLogs(t *testing.T, simDir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(simDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "kube-addon-manager.log" {
+			data, _ := os.ReadFile(p)
+			out[p] = string(data)
+		}
+		return nil
+	})
+	return out
+}
+
+// TestNodesJoinThroughTheStaticIP: with kubeha join's bootstrap
+// kubeconfig, 20 hollow nodes (the kubelet's code, kubemark) join through
+// the static IP; kubectl sees 20 workers Ready and the 3 masters Ready and
+// tainted; CoreDNS and a kube-proxy on every node run, and a Deployment of
+// 200 pods runs on the workers. An expired token, a token the cluster never
+// issued, a node asking for another node's certificate and a node changing
+// another's Node object are refused. The add-on manager brings back a
+// deleted CoreDNS Deployment within its interval, acting from the one
+// master whose kube-controller-manager leads.
+func TestNodesJoinThroughTheStaticIP(t *testing.T) {
+	t.Parallel()
+	c, _, k := joinedCluster(t, "nodes", 20)
+
+	// kubeha join: the token only in the file, 0600; kubeadm's command.
+	out := filepath.Join(c.dir, "bootstrap.kubeconfig")
+	r := c.kubeha("join", "-f", c.spec, "--out", out, "--print-kubeadm")
+	if r.code != 0 {
+		t.Fatalf("join: %+v", r)
+	}
+	data, _ := os.ReadFile(out)
+	token := regexp.MustCompile(`token: ([a-z0-9]{6})\.([a-z0-9]{16})`).FindStringSubmatch(string(data))
+	if token == nil {
+		t.Fatalf("no bootstrap token in %s:\n%s", out, data)
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o600 {
+		t.Errorf("bootstrap kubeconfig mode %v, want 0600", fi.Mode().Perm())
+	}
+	if !regexp.MustCompile(`kubeadm join [0-9.]+:[0-9]+ --token ` + token[1] + `\.` + token[2] + ` --discovery-token-ca-cert-hash sha256:[0-9a-f]{64}\n`).MatchString(r.stdout) {
+		t.Errorf("join --print-kubeadm:\n%s", r.stdout)
+	}
+	if r := c.kubeha("join", "-f", c.spec, "--out", filepath.Join(c.dir, "quiet.kubeconfig")); r.code != 0 || regexp.MustCompile(`[a-z0-9]{6}\.[a-z0-9]{16}`).MatchString(r.stdout+r.stderr) {
+		t.Errorf("join without --print-kubeadm printed a token, or failed: %+v", r)
+	}
+
+	// The masters are Nodes, tainted; the workers run what is scheduled.
+	var nodes nodeList
+	if err := k.decode(&nodes, "get", "nodes"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl get nodes:\n%s", k.must("get", "nodes"))
+	k.must("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=200")
+	waitFor(t, 4*time.Minute, "200 pods of the Deployment Running", func() bool {
+		var l podList
+		n := 0
+		if k.decode(&l, "get", "pods", "-l", "app=web") == nil {
+			n, _ = l.running()
+		}
+		return n == 200
+	})
+	var web podList
+	k.decode(&web, "get", "pods", "-l", "app=web")
+	if _, on := web.running(); len(on) < 15 {
+		t.Errorf("200 pods on %d nodes: the scheduler does not spread them", len(on))
+	} else {
+		for n := range on {
+			if !strings.HasPrefix(n, "nodes-node-") {
+				t.Errorf("a pod of the Deployment runs on %s, a tainted master", n)
+			}
+		}
+	}
+	waitFor(t, 3*time.Minute, "CoreDNS and a kube-proxy on each of the 23 nodes Running", func() bool {
+		var dns, proxy podList
+		if k.decode(&dns, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns") != nil ||
+			k.decode(&proxy, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-proxy") != nil {
+			return false
+		}
+		d, _ := dns.running()
+		p, on := proxy.running()
+		return d == 2 && p == 23 && len(on) == 23
+	})
+
+	// Refusals, asked as a client with nothing but the credential.
+	api := c.adminAPI(t)
+	ask := func(method, path, bearer string, cert *tls.Certificate, body string) int {
+		t.Helper()
+		cfg := &tls.Config{RootCAs: api.ca}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		req, _ := http.NewRequest(method, api.server+path, strings.NewReader(body))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if method == "PATCH" {
+			req.Header.Set("Content-Type", "application/strategic-merge-patch+json")
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	if code := ask("GET", csrs, token[1]+"."+token[2], nil, ""); code != 200 {
+		t.Errorf("a valid bootstrap token may list CSRs (system:node-bootstrapper): %d", code)
+	}
+	if code := ask("GET", csrs, "abcdef.0123456789abcdef", nil, ""); code != 401 {
+		t.Errorf("a token this cluster never issued (another cluster's): %d, want 401", code)
+	}
+	short := filepath.Join(c.dir, "short.kubeconfig")
+	if r := c.kubeha("join", "-f", c.spec, "--out", short, "--ttl", "2s"); r.code != 0 {
+		t.Fatalf("join --ttl 2s: %+v", r)
+	}
+	data, _ = os.ReadFile(short)
+	expired := regexp.MustCompile(`token: (\S+)`).FindStringSubmatch(string(data))[1]
+	time.Sleep(3 * time.Second)
+	if code := ask("GET", csrs, expired, nil, ""); code != 401 {
+		t.Errorf("an expired bootstrap token: %d, want 401", code)
+	}
+	// A node's own certificate, issued by the CSR flow (not kubeha's PKI).
+	node1 := nodeCert(t, filepath.Dir(c.spec), "nodes-node-1")
+	leaf, _ := x509.ParseCertificate(node1.Certificate[0])
+	if leaf.Subject.CommonName != "system:node:nodes-node-1" || leaf.Issuer.CommonName != "nodes-ca" {
+		t.Errorf("node-1's certificate is %q issued by %q", leaf.Subject.CommonName, leaf.Issuer.CommonName)
+	}
+	if code := ask("PATCH", "/api/v1/nodes/nodes-node-2", "", node1, `{"metadata":{"labels":{"stolen":"yes"}}}`); code != 403 {
+		t.Errorf("node-1 changing node-2's Node (NodeRestriction): %d, want 403", code)
+	}
+	if code := ask("PATCH", "/api/v1/nodes/nodes-node-1", "", node1, `{"metadata":{"labels":{"own":"yes"}}}`); code != 200 {
+		t.Errorf("node-1 changing its own Node: %d, want 200", code)
+	}
+	// NodeRestriction refuses a node's request for another node's
+	// certificate at creation; its own it may ask for (renewals).
+	if code := ask("POST", csrs, "", node1, csrFor(t, "steal-node-2", "system:node:nodes-node-2")); code != 403 {
+		t.Errorf("node-1 asking for node-2's certificate: %d, want 403", code)
+	}
+	if _, err := k.run("get", "csr", "steal-node-2"); err == nil {
+		t.Error("node-1's request for node-2's certificate exists")
+	}
+	if code := ask("POST", csrs, "", node1, csrFor(t, "renew-node-1", "system:node:nodes-node-1")); code != 201 {
+		t.Errorf("node-1 asking for its own certificate: %d, want 201", code)
+	}
+
+	// The add-on manager: one master acts; a deleted CoreDNS comes back.
+	k.must("-n", "kube-system", "delete", "deployment", "coredns")
+	t0 := time.Now()
+	waitFor(t, 30*time.Second, "the add-on manager recreates CoreDNS within its 10 s interval", func() bool {
+		_, err := k.run("-n", "kube-system", "get", "deployment", "coredns")
+		return err == nil
+	})
+	t.Logf("CoreDNS recreated %s after its deletion", time.Since(t0).Round(100*time.Millisecond))
+	var lease struct {
+		Spec struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"spec"`
+	}
+	if err := k.decode(&lease, "-n", "kube-system", "get", "lease", "kube-controller-manager"); err != nil {
+		t.Fatal(err)
+	}
+	leader, _, _ := strings.Cut(lease.Spec.HolderIdentity, "_")
+	acting := 0
+	for path, log := range addonManagerLogs(t, filepath.Join(c.dir, "sim")) {
+		lines := strings.Split(strings.TrimSpace(log), "\n")
+		last := ""
+		for _, l := range lines {
+			if strings.Contains(l, "Leader is ") || strings.Contains(l, "Not elected leader") {
+				last = l
+			}
+		}
+		if last != "" && !strings.Contains(last, ", not ") && !strings.Contains(last, "Not elected") {
+			acting++
+			if !strings.Contains(last, "Leader is "+leader+"_") {
+				t.Errorf("%s acts, but the lease is held by %s: %s", path, leader, last)
+			}
+		}
+	}
+	if acting != 1 {
+		t.Errorf("%d masters' add-on managers act, want exactly 1 (the lease holder %s)", acting, leader)
+	}
+}
+
+// nodeCert is a hollow node's client certificate, which the kubelet wrote
+// after the CSR flow.
+func nodeCert(t *testing.T, dir, node string) *tls.Certificate {
+	t.Helper()
+	var pemPath string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "kubelet-client-current.pem" && strings.Contains(p, "/"+node+"/") {
+			pemPath = p
+		}
+		return nil
+	})
+	if pemPath == "" {
+		t.Fatalf("no client certificate of %s", node)
+	}
+	pair, err := tls.LoadX509KeyPair(pemPath, pemPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pair
+}
+
+// csrFor is a CertificateSigningRequest named name for a kubelet client
+// certificate of cn, as a kubelet asks for one.
+func csrFor(t *testing.T, name, cn string) string {
+	t.Helper()
+	der := newCSR(t, cn, "system:nodes")
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{"request": base64.StdEncoding.EncodeToString(der), "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+			"usages": []string{"digital signature", "client auth"}},
+	})
+	return string(body)
+}
