@@ -54,6 +54,9 @@ type Options struct {
 	IAM              *iam.Service
 	Secrets          *secretmanager.Service
 	SecretManagerURL string
+	// APIPort is where the API is served at the static IP: 443 (0), or
+	// where kubeha's emulator serves it for an ordinary user.
+	APIPort int
 
 	// twice runs every step's handler a second time once it succeeded (the
 	// step's preflight, which checks the membership the step starts from,

@@ -51,6 +51,7 @@ var handlers = map[planner.Action]handler{
 	planner.CreateServiceAccount: (*executor).createServiceAccount,
 	planner.DeleteServiceAccount: (*executor).deleteServiceAccount,
 	planner.DeleteSecret:         (*executor).deleteSecret,
+	planner.DeleteNode:           (*executor).deleteNode,
 }
 
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }

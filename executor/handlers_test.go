@@ -171,7 +171,10 @@ func TestEveryStepKindTwice(t *testing.T) {
 		t.Errorf("inserts without a requestId: %v", missing)
 	}
 	for _, a := range planner.Actions() {
-		if !seen.seen[a] {
+		// delete-node speaks to the Kubernetes API, which this emulator's
+		// etcd-only masters do not serve: e2e's TestWorkloadsOutliveAMaster
+		// runs it, against the real control plane, through 5 -> 3 masters.
+		if !seen.seen[a] && a != planner.DeleteNode {
 			t.Errorf("no %s step ran: this test no longer covers every kind of step", a)
 		}
 	}

@@ -68,7 +68,7 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	if keys, err = x.storeKeys(ctx, name, tls.Keys()); err != nil {
 		return nil, "", err
 	}
-	rendered, err := metadata.Render(metadata.Boot{Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
+	rendered, err := metadata.Render(metadata.Boot{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
 		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
 		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: x.o.Spec.Spec.Addons.CheckInterval.Duration})
 	if err != nil {

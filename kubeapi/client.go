@@ -10,7 +10,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
 	"time"
+
+	"github.com/kubeha/kubeha/pki"
 )
 
 // Client reaches one Kubernetes API server.
@@ -105,4 +110,51 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 		return fmt.Errorf("delete Node %s: %w", name, err)
 	}
 	return nil
+}
+
+// NodeNames lists the names of the Nodes that match a label selector.
+func (c *Client) NodeNames(ctx context.Context, selector string) ([]string, error) {
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/nodes?labelSelector="+url.QueryEscape(selector), nil, &list); err != nil {
+		return nil, fmt.Errorf("list Nodes %s: %w", selector, err)
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, n := range list.Items {
+		names = append(names, n.Metadata.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// ForAdmin is a client of the API at https://ADDRESS[:PORT] (port 0 or 443:
+// none in the URL) as the PKI's admin, trusting the cluster CA alone.
+func ForAdmin(address string, port int, caPEM, certPEM, keyPEM string) (*Client, error) {
+	server := "https://" + address
+	if port != 0 && port != 443 {
+		server += ":" + strconv.Itoa(port)
+	}
+	return New(server, caPEM, certPEM, keyPEM)
+}
+
+// Admin returns what reaches a cluster's API at its static IP as the
+// admin of the PKI in pkiDir, on port (443, or where kubeha's emulator
+// serves it): the PKI is read only when it is called.
+func Admin(pkiDir, cluster string, port int) func(staticIP string) (*Client, error) {
+	return func(staticIP string) (*Client, error) {
+		p, err := pki.Ensure(pkiDir, cluster)
+		if err != nil {
+			return nil, err
+		}
+		cert, key, err := p.Admin()
+		if err != nil {
+			return nil, err
+		}
+		return ForAdmin(staticIP, port, p.ClusterCA.CertPEM, cert, key)
+	}
 }

@@ -47,6 +47,10 @@ const (
 	// UserAddonDir is where the user's add-ons (spec.addons.dir) go in the
 	// masters' add-on directory.
 	UserAddonDir = "user"
+	// MasterNodeLabel is the label each master's kubelet registers its Node
+	// with, valued with the cluster's name: kubeha finds its masters'
+	// Nodes by it (a kubelet may not set node-role.kubernetes.io labels).
+	MasterNodeLabel = "kubeha.io/master"
 	// MaxAddonsValue is the largest metadata value GCE accepts (256 KiB).
 	MaxAddonsValue = 256 << 10
 )

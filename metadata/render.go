@@ -45,6 +45,7 @@ var HealthCheckProbeRanges = []string{"35.191.0.0/16", "209.85.152.0/22", "209.8
 
 // Boot is everything a master boots with.
 type Boot struct {
+	Cluster        string // the cluster's name (metadata.name)
 	Name           string // instance and etcd member name
 	InternalIP     string
 	StaticIP       string // MASTER_ADVERTISE_ADDRESS
@@ -166,6 +167,7 @@ func KubeEnv(b Boot) string {
 		{"DNS_SERVER_IP", DNSServerIP},
 		{"DNS_DOMAIN", DNSDomain},
 		{"NODE_TAINT", "node-role.kubernetes.io/control-plane:NoSchedule"},
+		{"NODE_LABELS", MasterNodeLabel + "=" + b.Cluster},
 	}
 	var sb strings.Builder
 	for _, v := range vars {

@@ -26,7 +26,7 @@ func fixtureBoot() Boot {
 		return "-----BEGIN " + what + "-----\nFIXTURE+" + strings.ReplaceAll(strings.ToLower(what), " ", "/") + "==\n-----END " + what + "-----\n"
 	}
 	return Boot{
-		Name: "prod-master-abc", InternalIP: "10.0.0.7", StaticIP: "203.0.113.10",
+		Cluster: "prod", Name: "prod-master-abc", InternalIP: "10.0.0.7", StaticIP: "203.0.113.10",
 		InitialCluster: "prod-master=https://10.0.0.2:2380,prod-master-abc=https://10.0.0.7:2380", ClusterState: StateExisting,
 		Config: Config{MachineType: "n1-standard-2", Image: "projects/cos-cloud/global/images/family/cos-stable", DiskSizeGb: 20,
 			QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true, MaxLearners: 6, KubernetesVersion: "v1.37.2"},
@@ -126,7 +126,7 @@ func TestStartupScriptRuns(t *testing.T) {
 			"--cluster-signing-cert-file=" + pki + "/ca.crt", "--cluster-signing-key-file=" + pki + "/ca.key", "--controllers=*,bootstrapsigner,tokencleaner"},
 		"kube-addon-manager.yaml": {"image: " + AddonManagerImage, "{name: ADDON_PATH, value: '" + root + "/etc/kubernetes/addons'}",
 			"{name: KUBECTL_OPTS, value: '--kubeconfig=" + root + "/etc/srv/kubernetes/addon-manager.kubeconfig'}", "{name: TEST_ADDON_CHECK_INTERVAL_SEC, value: '60'}"},
-		"kube-scheduler.yaml":          {"image: registry.k8s.io/kube-scheduler:v1.37.2", "--leader-elect=true", "--kubeconfig="},
+		"kube-scheduler.yaml": {"image: registry.k8s.io/kube-scheduler:v1.37.2", "--leader-elect=true", "--kubeconfig="},
 		"kube-apiserver-healthcheck.yaml": {"image: " + HealthcheckImage, "    args:\n    - --ca-cert=" + pki + "/ca.crt",
 			"--client-cert=" + pki + "/kube-apiserver-healthcheck.crt", "--client-key=" + pki + "/kube-apiserver-healthcheck.key"},
 	} {
@@ -151,7 +151,7 @@ func TestStartupScriptRuns(t *testing.T) {
 		t.Errorf("installed kubelet %q, want the download", got)
 	}
 	for rel, want := range map[string]string{"etc/containerd/config.toml": "SystemdCgroup = true", "etc/kubernetes/kubelet-config.yaml": "staticPodPath: /etc/kubernetes/manifests",
-		"etc/systemd/system/kubelet.service": "ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=prod-master-abc",
+		"etc/systemd/system/kubelet.service":            "ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=prod-master-abc --node-labels=kubeha.io/master=prod",
 		"etc/srv/kubernetes/kubelet.kubeconfig":         "name: system:node:prod-master-abc",
 		"etc/srv/kubernetes/authentication-config.yaml": "- path: /api/v1/namespaces/kube-public/configmaps/cluster-info",
 		"etc/kubernetes/addons/coredns.yaml":            "name: coredns",

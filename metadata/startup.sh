@@ -221,7 +221,7 @@ After=containerd.service
 Requires=containerd.service
 
 [Service]
-ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=${KUBERNETES_MASTER_NAME}
+ExecStart=/home/kubernetes/bin/kubelet --config=/etc/kubernetes/kubelet-config.yaml --kubeconfig=/etc/srv/kubernetes/kubelet.kubeconfig --hostname-override=${KUBERNETES_MASTER_NAME} --node-labels=${NODE_LABELS}
 Restart=always
 RestartSec=10
 

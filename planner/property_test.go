@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/strs"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -101,6 +102,11 @@ func (m *model) apply(p *Plan, s *Step) {
 				c.Identity.Secrets = append(c.Identity.Secrets, spec.Name+"-keys")
 				slices.Sort(c.Identity.Secrets)
 			}
+		}
+		if c.Nodes != nil && !slices.Contains(c.Nodes.Masters, spec.Name) {
+			// The master registers its Node as it boots.
+			c.Nodes.Masters = append(c.Nodes.Masters, spec.Name)
+			slices.Sort(c.Nodes.Masters)
 		}
 		in := &state.Instance{Name: spec.Name, Zone: spec.Zone, Status: "RUNNING", MachineType: spec.Config.MachineType, HasDataDisk: true,
 			Labels: map[string]string{"kubeha-cluster": m.sp.Metadata.Name, "kubeha-role": "master"}}
@@ -232,6 +238,13 @@ func (m *model) apply(p *Plan, s *Step) {
 			m.fail("step %s deletes the keys of %s, which still runs", s.ID, s.Target)
 		}
 		c.Identity.Secrets = slices.DeleteFunc(c.Identity.Secrets, func(n string) bool { return n == s.Target })
+	case DeleteNode:
+		if m.instance(s.Target) != nil {
+			m.fail("step %s deletes the Node of %s, which still runs", s.ID, s.Target)
+		}
+		if c.Nodes != nil {
+			c.Nodes.Masters = slices.DeleteFunc(c.Nodes.Masters, func(n string) bool { return n == s.Target })
+		}
 	case SaveSnapshot:
 		if !c.Etcd.Reachable || len(c.Instances) == 0 {
 			m.fail("step %s saves a snapshot of an etcd that cannot give one", s.ID)
@@ -270,6 +283,15 @@ func (m *model) converged() {
 	if id := c.Identity; id != nil {
 		if !id.Exists || len(id.Secrets) != n {
 			m.fail("converged with the service account existing=%t and key secrets %v for %d masters", id.Exists, id.Secrets, n)
+		}
+	}
+	if c.Nodes != nil {
+		var names []string
+		for _, in := range c.Instances {
+			names = append(names, in.Name)
+		}
+		if !strs.SameSet(names, c.Nodes.Masters) {
+			m.fail("converged with master Nodes %v for masters %v", c.Nodes.Masters, names)
 		}
 	}
 	o := c.Orphans()
@@ -390,6 +412,18 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		}
 		slices.Sort(id.Secrets)
 		obs.Identity = id
+	}
+	if r.IntN(2) == 0 {
+		// The masters' Nodes observed, one sometimes leaked by a removal
+		// that was interrupted after its instance was deleted.
+		obs.Nodes = &state.Nodes{}
+		for _, in := range obs.Instances {
+			obs.Nodes.Masters = append(obs.Nodes.Masters, in.Name)
+		}
+		if r.IntN(4) == 0 {
+			obs.Nodes.Masters = append(obs.Nodes.Masters, "prod-master-zz7")
+		}
+		slices.Sort(obs.Nodes.Masters)
 	}
 	var opts Options
 	if current > 0 && r.IntN(8) == 0 {

@@ -100,6 +100,14 @@ func (b *builder) leaks() {
 			}
 		}
 	}
+	if n := b.obs.Nodes; n != nil {
+		for _, name := range n.Masters {
+			if !b.hasReplica(name) {
+				b.add(&Step{Action: DeleteNode, Target: name, Phase: "cleanup",
+					Reason: "leaked: the Node of a master that no longer exists (its removal was interrupted)"}, b.orphanRemovals...)
+			}
+		}
+	}
 	if b.obs.TargetPool != nil {
 		for _, l := range b.obs.TargetPool.Dangling {
 			b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), PoolLink: l, Phase: "load balancer",

@@ -251,6 +251,10 @@ func (b *builder) removeReplica(r *replica, reason string) {
 		b.add(&Step{Action: DeleteSecret, Target: spec.KeysSecretName(r.name), Replica: r.name, Phase: phase,
 			Reason: "its private keys in Secret Manager"}, del)
 	}
+	if n := b.obs.Nodes; n != nil && (r.obs == nil || slices.Contains(n.Masters, r.name)) {
+		b.add(&Step{Action: DeleteNode, Target: r.name, Replica: r.name, Phase: phase,
+			Reason: "its Node in the Kubernetes API, as kube-down deletes the masters' Nodes"}, del)
+	}
 	r.removed = true
 }
 

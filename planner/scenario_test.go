@@ -38,6 +38,7 @@ const (
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
+//	nodes [masters=NAME,...]   (the masters' Nodes in the Kubernetes API)
 //	identity [missing] [named] [secrets=NAME,...]   (the masters' service account, kubeha's or named in the spec, and key secrets)
 //	network NAME [missing] [custom] [subnetwork=missing|ours|other-network]   (the spec names NAME and, with subnetwork=, "masters")
 var scenarioSyntax = map[string]struct {
@@ -62,6 +63,7 @@ var scenarioSyntax = map[string]struct {
 	"etcd-client-firewall": {},
 	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
 	"identity":             {keys: []string{"secrets"}, flags: []string{"missing", "named"}},
+	"nodes":                {keys: []string{"masters"}},
 	"network": {args: 1, keys: []string{"subnetwork"}, flags: []string{"missing", "custom"},
 		values: map[string][]string{"subnetwork": {"missing", "ours", "other-network"}}},
 }
@@ -327,6 +329,11 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				id.Secrets = strings.Split(v, ",")
 			}
 			obs.Identity = id
+		case "nodes":
+			obs.Nodes = &state.Nodes{}
+			if v := kv["masters"]; v != "" {
+				obs.Nodes.Masters = strings.Split(v, ",")
+			}
 		case "destroy":
 			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
 		default:

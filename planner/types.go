@@ -98,6 +98,10 @@ const (
 	// DeleteSecret deletes the Secret Manager secret of a master's private
 	// keys once the master is gone.
 	DeleteSecret Action = "delete-secret"
+	// DeleteNode deletes a removed master's Node from the Kubernetes API,
+	// after its instance is gone (kube-down deletes the masters' Nodes
+	// too); a Node of no master is deleted as a leak.
+	DeleteNode Action = "delete-node"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -139,6 +143,7 @@ var actions = map[Action]actionInfo{
 	MoveLeader:           {change: Update, etcd: true},
 	RemoveMember:         {change: Delete, etcd: true},
 	DeleteInstance:       {change: Delete},
+	DeleteNode:           {change: Delete},
 	DeleteDisk:           {change: Delete},
 	ReleaseAddress:       {change: Delete},
 	RenewCertificates:    {change: Update, etcd: true},

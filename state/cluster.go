@@ -32,6 +32,9 @@ type Cluster struct {
 	// Identity is the masters' service account and key secrets (nil: not
 	// observed).
 	Identity *Identity `json:"identity,omitempty"`
+	// Nodes are the cluster's master Nodes in the Kubernetes API (nil: the
+	// API was not asked, or did not answer).
+	Nodes *Nodes `json:"nodes,omitempty"`
 
 	Etcd Etcd `json:"etcd"`
 
@@ -49,6 +52,13 @@ type Identity struct {
 	Managed        bool     `json:"managed"`        // kubeha's own (CLUSTER-master), not spec.masters.serviceAccount
 	Exists         bool     `json:"exists"`
 	Secrets        []string `json:"secrets"` // this cluster's key secrets (INSTANCE-keys), sorted
+}
+
+// Nodes is what the Kubernetes API holds of the masters.
+type Nodes struct {
+	// Masters are the names of the Nodes the masters registered (label
+	// kubeha.io/master=CLUSTER), sorted.
+	Masters []string `json:"masters"`
 }
 
 // Network is what exists of the network and subnetwork the spec names.

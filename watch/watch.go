@@ -24,6 +24,7 @@ import (
 
 	"github.com/kubeha/kubeha/executor"
 	"github.com/kubeha/kubeha/internal/strs"
+	"github.com/kubeha/kubeha/kubeapi"
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
@@ -310,7 +311,8 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	if err != nil {
 		return "failed", err
 	}
-	obs, record, err := observe.WithHealth(ctx, observe.Source{Compute: l.o.Compute, IAM: l.o.Apply.IAM, Secrets: l.o.Apply.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, record, err := observe.WithHealth(ctx, observe.Source{Compute: l.o.Compute, IAM: l.o.Apply.IAM, Secrets: l.o.Apply.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir(),
+		Kube: kubeapi.Admin(c.PKIDir(), name, l.o.Apply.APIPort)}, c)
 	if err != nil {
 		return "failed", err
 	}

@@ -83,7 +83,7 @@ func newMaster(t testing.TB, bins *kubelet.Binaries) (*Machine, *pki.PKI, string
 		fmt.Fprintf(w, `{"name": %q, "payload": {"data": %q}}`, version, base64.StdEncoding.EncodeToString([]byte(certs.Metadata().Keys())))
 	}))
 	t.Cleanup(secrets.Close)
-	items, err := metadata.Render(metadata.Boot{Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
+	items, err := metadata.Render(metadata.Boot{Cluster: "mach", Name: "mach-master", InternalIP: ip, StaticIP: static, InitialCluster: "mach-master=https://" + ip + ":2380",
 		ClusterState: metadata.StateNew, EtcdVersion: rel.Etcd, TLS: certs.Metadata(), Keys: version, SecretManagerURL: secrets.URL,
 		KubeletURL: release.URL + "/kubelet", KubeletSHA512: hex.EncodeToString(sum[:]), AddonCheckInterval: 5 * time.Second,
 		Config: metadata.Config{QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MaxLearners: 6, KubernetesVersion: rel.Kubernetes}})
@@ -262,7 +262,7 @@ func testMasterBoot(t *testing.T, m *Machine, p *pki.PKI, ip string) {
 		if err != nil {
 			return err
 		}
-		if code != 200 || !strings.Contains(body, `"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"`) {
+		if code != 200 || !strings.Contains(body, `"key":"node-role.kubernetes.io/control-plane","effect":"NoSchedule"`) || !strings.Contains(body, `"kubeha.io/master":"mach"`) {
 			return fmt.Errorf("node %d: %s", code, body)
 		}
 		return nil

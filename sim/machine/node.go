@@ -75,7 +75,11 @@ func (m *Machine) nodeKubelet(r *kubelet.Runner) (*kubelet.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	return HollowKubelet(m.Binaries, name, kubeconfig, m.path("var/lib/kubelet"), taints)
+	var extra []string
+	if l := flags["--node-labels"]; l != "" {
+		extra = append(extra, "--node-labels="+l)
+	}
+	return HollowKubelet(m.Binaries, name, kubeconfig, m.path("var/lib/kubelet"), taints, extra...)
 }
 
 // HollowKubelet is kubemark's hollow kubelet for a Node named name: the

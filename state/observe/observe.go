@@ -26,6 +26,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 
 	"github.com/kubeha/kubeha/internal/gceretry"
+	"github.com/kubeha/kubeha/kubeapi"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -47,6 +48,9 @@ type Source struct {
 	// (nil: not observed).
 	IAM     *iam.Service
 	Secrets *secretmanager.Service
+	// Kube reaches the Kubernetes API at the static IP (nil: the masters'
+	// Nodes are not observed).
+	Kube func(staticIP string) (*kubeapi.Client, error)
 }
 
 // ComputeRequests is the number of compute API calls one Observe makes for
@@ -69,7 +73,29 @@ func Cluster(ctx context.Context, src Source, c *spec.Cluster) (*state.Cluster, 
 		timeout = 3 * time.Second
 	}
 	observeEtcd(ctx, src.EtcdTLS, src.PKIDir, timeout, c, out)
+	observeNodes(ctx, src, timeout, c, out)
 	return out, nil
+}
+
+// observeNodes lists the masters' Nodes (label kubeha.io/master=CLUSTER)
+// through the static IP. An API that does not answer (no master serves
+// yet, or the control plane is down) leaves them unobserved: the planner
+// then deletes no Node.
+func observeNodes(ctx context.Context, src Source, timeout time.Duration, c *spec.Cluster, out *state.Cluster) {
+	if src.Kube == nil || out.StaticIP == nil || out.StaticIP.Address == "" || len(out.Instances) == 0 {
+		return
+	}
+	cli, err := src.Kube(out.StaticIP.Address)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	names, err := cli.NodeNames(ctx, metadata.MasterNodeLabel+"="+c.Metadata.Name)
+	if err != nil {
+		return
+	}
+	out.Nodes = &state.Nodes{Masters: names}
 }
 
 // masterNameRe matches kube-up's and kubeha's master names.

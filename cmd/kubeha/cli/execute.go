@@ -74,6 +74,7 @@ func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluste
 		BackupDir: c.BackupDir(), LockWait: e.lockTimeout,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
 		Hooks: view, Downloads: e.downloads, IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL,
+		APIPort: b.apiPort(ctx),
 	})
 	if errors.Is(err, executor.ErrInterrupted) {
 		return fmt.Errorf("%w\nInterrupted: the cluster is in a safe state; run kubeha %s again to finish", err, e.verb)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/kubeha/kubeha/kubeapi"
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -53,7 +54,8 @@ func observeOnly(ctx context.Context, b *backend, c *spec.Cluster) (obs *state.C
 	if err != nil {
 		return nil, nil, err
 	}
-	obs, record, err = observe.WithHealth(ctx, observe.Source{Compute: b.Compute, IAM: b.IAM, Secrets: b.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir()}, c)
+	obs, record, err = observe.WithHealth(ctx, observe.Source{Compute: b.Compute, IAM: b.IAM, Secrets: b.Secrets, EtcdTLS: tlsCfg, PKIDir: c.PKIDir(),
+		Kube: kubeapi.Admin(c.PKIDir(), c.Metadata.Name, b.apiPort(ctx))}, c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("observe cluster %s through %s: %w", c.Metadata.Name, b.kind, err)
 	}
