@@ -39,6 +39,9 @@ func runSimNodes(cmd *cobra.Command, streams IOStreams, o simNodesOptions) error
 	if b.emulator == "" {
 		return errors.New("hollow nodes run in kubeha's emulator only: use --sim or --gce-endpoint; on GCE, nodes join with kubeha join")
 	}
+	if b.sim != nil && o.count > 0 {
+		return errors.New("hollow nodes run as long as their emulator, and --sim's ends with this command: run kubeha sim serve and point kubeha at it with --gce-endpoint URL (or KUBEHA_GCE_ENDPOINT)")
+	}
 	var st sim.NodesStatus
 	if !b.emulatorGet(ctx, "/sim/v1/nodes", &st) {
 		return fmt.Errorf("%s does not list hollow nodes: is it kubeha's emulator?", b.kind)
