@@ -52,6 +52,7 @@ var handlers = map[planner.Action]handler{
 	planner.DeleteServiceAccount: (*executor).deleteServiceAccount,
 	planner.DeleteSecret:         (*executor).deleteSecret,
 	planner.DeleteNode:           (*executor).deleteNode,
+	planner.UpdateAddons:         (*executor).updateAddons,
 }
 
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }

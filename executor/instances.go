@@ -64,13 +64,15 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	if err != nil {
 		return nil, "", fmt.Errorf("boot %s: %w", name, err)
 	}
+	interval := x.o.Spec.Spec.Addons.CheckInterval.Duration
+	cfg.Addons = metadata.AddonsDigest(userAddons, interval)
 	tls := certs.Metadata()
 	if keys, err = x.storeKeys(ctx, name, tls.Keys()); err != nil {
 		return nil, "", err
 	}
 	rendered, err := metadata.Render(metadata.Boot{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
 		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
-		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: x.o.Spec.Spec.Addons.CheckInterval.Duration})
+		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: interval})
 	if err != nil {
 		return nil, "", err
 	}
@@ -330,7 +332,7 @@ func (x *executor) setMetadata(ctx context.Context, s *planner.Step, in *compute
 			}
 		}
 		all := keepForeign(items, in.Metadata.Items)
-		err := x.gce.op(ctx, "renew-certificates "+s.Target, func() (*compute.Operation, error) {
+		err := x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
 			return x.o.Compute.Instances.SetMetadata(x.project(), s.Zone, s.Target, &compute.Metadata{Items: all, Fingerprint: in.Metadata.Fingerprint}).Context(ctx).Do()
 		})
 		if httpCode(err) != http.StatusPreconditionFailed {

@@ -3,9 +3,12 @@ package metadata
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"compress/gzip"
+	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -168,4 +171,39 @@ func ReadUserAddons(dir string) (map[string]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// AddonsDigest is what a master's add-ons are made of, as Config.Addons
+// records it: kubeha's add-on templates, the user's files and the add-on
+// manager's interval. The same inputs give the same digest.
+func AddonsDigest(user map[string]string, interval time.Duration) string {
+	h := sha256.New()
+	entries, _ := addonFiles.ReadDir("addons")
+	for _, e := range entries {
+		text, _ := addonFiles.ReadFile("addons/" + e.Name())
+		fmt.Fprintf(h, "kubeha/%s %d\n%s", e.Name(), len(text), text)
+	}
+	names := make([]string, 0, len(user))
+	for n := range user {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(h, "user/%s %d\n%s", n, len(user[n]), user[n])
+	}
+	fmt.Fprintf(h, "interval %d\n", int(cmp.Or(interval, DefaultAddonCheckInterval)/time.Second))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// SetKubeEnv returns kube-env with the value of key replaced (or added).
+func SetKubeEnv(env, key, value string) string {
+	line := fmt.Sprintf("%s: '%s'", key, strings.ReplaceAll(value, "'", ""))
+	lines := strings.Split(strings.TrimSuffix(env, "\n"), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, key+": ") {
+			lines[i] = line
+			return strings.Join(lines, "\n") + "\n"
+		}
+	}
+	return strings.Join(append(lines, line), "\n") + "\n"
 }

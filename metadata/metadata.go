@@ -186,6 +186,9 @@ type Config struct {
 	// MaxLearners is the member's etcd --max-learners (0: etcd's default, 1).
 	// It is kubeha's tuning, not the spec's: a change is no drift.
 	MaxLearners int `json:"maxLearners,omitempty"`
+	// Addons is the digest of the add-ons the master was given
+	// (AddonsDigest); a change updates them in place, it replaces nothing.
+	Addons string `json:"addons,omitempty"`
 }
 
 // DefaultMaxLearners lets kubeha add the learners of every new master of a

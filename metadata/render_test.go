@@ -165,8 +165,9 @@ func TestStartupScriptRuns(t *testing.T) {
 	// that the kubelet runs.
 	want := "iptables -w -A INPUT -p tcp --dport 443 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 2379 -j ACCEPT\n" +
 		"iptables -w -A INPUT -p tcp --dport 2380 -j ACCEPT\niptables -w -A INPUT -p tcp --dport 3990 -j ACCEPT\n" +
+		"systemctl daemon-reload\nsystemctl enable kubeha-addons.service\nsystemctl restart kubeha-addons.service\n" +
 		"systemctl restart containerd.service\nsystemctl daemon-reload\nsystemctl enable kubelet.service\nsystemctl restart kubelet.service\n" +
-		"--- second run\nsystemctl enable --now kubelet.service\n"
+		"--- second run\nsystemctl enable --now kubeha-addons.service\nsystemctl enable --now kubelet.service\n"
 	if calls != want {
 		t.Errorf("calls of the host's tools:\n%s\nwant:\n%s", calls, want)
 	}

@@ -484,7 +484,52 @@ spec:
   - {name: srv, hostPath: {path: ${SRV}}}"
 }
 
+# The add-ons follow kubeha-addons while the master runs: kubeha sets it
+# again when spec.addons changes (an update-addons step), and this service
+# (this script, installed as /home/kubernetes/bin/kubeha-startup, run with
+# sync-addons) writes them, and the add-on manager's pod when its interval
+# changed, within ADDON_SYNC_SEC.
+readonly ADDON_SYNC_SEC="${ADDON_SYNC_SEC:-10}"
+sync_addons() {
+  while true; do
+    load_kube_env
+    write_addons
+    write_addon_manager_manifest
+    sleep "${ADDON_SYNC_SEC}"
+  done
+}
+
+write_addon_sync_unit() {
+  local changed=1
+  mkdir -p "${ROOT}/home/kubernetes/bin"
+  if [[ ! -f "${ROOT}/home/kubernetes/bin/kubeha-startup" ]] || [[ "$(cat "${BASH_SOURCE[0]}")" != "$(cat "${ROOT}/home/kubernetes/bin/kubeha-startup")" ]]; then
+    install -m 0755 "${BASH_SOURCE[0]}" "${ROOT}/home/kubernetes/bin/kubeha-startup"
+    changed=0
+  fi
+  write_if_changed "${ROOT}/etc/systemd/system/kubeha-addons.service" "[Unit]
+Description=kubeha: keep the add-on directory as instance metadata kubeha-addons says
+After=network-online.target
+
+[Service]
+ExecStart=/home/kubernetes/bin/kubeha-startup sync-addons
+Restart=always
+RestartSec=10
+
+[Install]
+WantedBy=multi-user.target" && changed=0
+  if [[ "${changed}" == 0 ]]; then
+    systemctl daemon-reload
+    systemctl enable kubeha-addons.service
+    systemctl restart kubeha-addons.service
+  else
+    systemctl enable --now kubeha-addons.service
+  fi
+}
+
 main() {
+  if [[ "${1:-}" == sync-addons ]]; then
+    sync_addons
+  fi
   load_kube_env
   install_kubelet
   write_certificates
@@ -497,6 +542,7 @@ main() {
   write_healthcheck_manifest
   write_addons
   write_addon_manager_manifest
+  write_addon_sync_unit
   configure_containerd
   write_kubelet_unit
   log "${KUBERNETES_MASTER_NAME} wrote the static pods of Kubernetes ${KUBERNETES_VERSION} and etcd ${ETCD_VERSION} (${INITIAL_ETCD_CLUSTER_STATE} member ${ETCD_NAME})"

@@ -286,5 +286,5 @@ func (b *builder) config() metadata.Config {
 	return metadata.Config{MachineType: s.Masters.MachineType, Image: s.Masters.Image, DiskSizeGb: int64(s.Masters.DiskSizeGb),
 		DiskType:   s.Masters.DiskType,
 		QuorumRead: s.Etcd.QuorumReadEnabled(), ClientPort: s.Etcd.ClientPort, PeerPort: s.Etcd.PeerPort, MultiZone: s.MultiZone,
-		KubernetesVersion: s.Kubernetes.Version, MaxLearners: metadata.DefaultMaxLearners}
+		KubernetesVersion: s.Kubernetes.Version, MaxLearners: metadata.DefaultMaxLearners, Addons: b.opts.Addons}
 }

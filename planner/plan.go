@@ -16,6 +16,9 @@ import (
 type Options struct {
 	// Replace names replicas to replace in their own zone (apply --replace).
 	Replace []string
+	// Addons is the digest of the add-ons the masters should run
+	// (metadata.AddonsDigest of spec.addons); "" plans no add-on update.
+	Addons string
 }
 
 // Compute returns the plan that takes observed to desired: ComputeWith with
@@ -56,6 +59,7 @@ func (b *builder) build() error {
 	b.orphans()           // etcd members without a master
 	b.membershipChanges() // removals, additions, replacements; the load balancer
 	b.renewals()          // certificates of the masters that keep running
+	b.addonUpdates()      // the add-ons of the masters that keep running
 	b.leaks()             // disks and addresses of no master
 	return b.err
 }

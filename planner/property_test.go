@@ -27,6 +27,8 @@ type model struct {
 	// destroying carries out a destroy plan: the masters go with their
 	// members; saved says its final snapshot was taken.
 	destroying, saved bool
+	// addons is the add-ons digest the plans are made with (Options.Addons).
+	addons string
 }
 
 func (m *model) fail(format string, args ...any) {
@@ -257,7 +259,20 @@ func (m *model) apply(p *Plan, s *Step) {
 		if ms := c.Membership(); ms.Voters >= 2 && ms.HealthyVoters-1 < ms.Quorum {
 			m.fail("step %s restarts %s while the cluster cannot spare a member", s.ID, s.Replica)
 		}
-		m.instance(s.Replica).Certs = nil
+		in := m.instance(s.Replica)
+		in.Certs = nil
+		if m.addons != "" && in.Config != nil {
+			in.Config.Addons = m.addons // the master is booted again with the spec's add-ons
+		}
+	case UpdateAddons:
+		in := m.instance(s.Target)
+		if in == nil || in.Status != "RUNNING" || in.Config == nil {
+			m.fail("step %s writes the add-ons of %s, which is not a running master", s.ID, s.Target)
+		}
+		if m.addons == "" || in.Config.Addons == m.addons {
+			m.fail("step %s writes the add-ons of %s, which has them (%q)", s.ID, s.Target, m.addons)
+		}
+		in.Config.Addons = m.addons
 	default:
 		m.fail("unknown action %s", s.Action)
 	}
@@ -292,6 +307,11 @@ func (m *model) converged() {
 		}
 		if !strs.SameSet(names, c.Nodes.Masters) {
 			m.fail("converged with master Nodes %v for masters %v", c.Nodes.Masters, names)
+		}
+	}
+	for _, in := range c.Instances {
+		if m.addons != "" && in.Status == "RUNNING" && (in.Config == nil || in.Config.Addons != m.addons) {
+			m.fail("converged with %s running other add-ons than the spec's", in.Name)
 		}
 	}
 	o := c.Orphans()
@@ -362,7 +382,7 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		in := &state.Instance{Name: name, Zone: zone, Status: "RUNNING", InternalIP: ip, NatIP: "198.51.100.7", MachineType: "n1-standard-2", HasDataDisk: true,
 			Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"},
 			Config: &metadata.Config{MachineType: "n1-standard-2", Image: sp.Spec.Masters.Image, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true,
-				KubernetesVersion: spec.DefaultKubernetesVersion}}
+				KubernetesVersion: spec.DefaultKubernetesVersion, Addons: []string{"", "addons-1", "addons-1", "addons-0"}[r.IntN(4)]}}
 		if current == 1 && r.IntN(6) > 0 {
 			in.NatIP, obs.StaticIP.Status = "203.0.113.10", "IN_USE"
 		}
@@ -426,6 +446,9 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		slices.Sort(obs.Nodes.Masters)
 	}
 	var opts Options
+	if r.IntN(3) > 0 {
+		opts.Addons = "addons-1" // else plans made without reading spec.addons
+	}
 	if current > 0 && r.IntN(8) == 0 {
 		opts.Replace = []string{obs.Instances[r.IntN(len(obs.Instances))].Name}
 	}
@@ -466,7 +489,7 @@ func run(t *testing.T, sp *spec.Cluster, m *model, opts Options, stopAfter int) 
 			}
 			m.apply(p, s)
 		}
-		opts = Options{} // --replace applies to the first apply only
+		opts.Replace = nil // --replace applies to the first apply only
 		// What the next observation sees: members that were down for long
 		// stay down, new ones are healthy.
 	}
@@ -501,7 +524,7 @@ func TestPlansKeepInvariants(t *testing.T) {
 		}
 		steps += len(p.Steps)
 		t.Run(fmt.Sprintf("case%d", i), func(t *testing.T) {
-			m := &model{t: t, sp: sp, c: clone(obs), nextIP: 100, nextID: 0x1000}
+			m := &model{t: t, sp: sp, c: clone(obs), nextIP: 100, nextID: 0x1000, addons: opts.Addons}
 			run(t, sp, m, opts, stop)
 		})
 		if t.Failed() {

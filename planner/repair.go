@@ -228,3 +228,27 @@ func (b *builder) renewals() {
 			Reason: "renew its certificates and restart it: " + strings.Join(why, "; ")}, b.lastStepOf(r.name))
 	}
 }
+
+// addonUpdates writes the add-ons of every running master that keeps
+// running whose add-ons are not the spec's (spec.addons changed, or a
+// master of an earlier kubeha). Nothing restarts, so it needs no quorum
+// check; a master renewed or created by this plan gets them as it boots.
+func (b *builder) addonUpdates() {
+	if b.opts.Addons == "" {
+		return
+	}
+	for _, r := range b.kept() {
+		if r.obs == nil || r.obs.Instance.Config == nil || r.obs.Instance.Status != "RUNNING" || r.obs.Instance.Config.Addons == b.opts.Addons {
+			continue
+		}
+		if slices.ContainsFunc(b.steps, func(s *Step) bool { return s.Action == RenewCertificates && s.Target == r.name }) {
+			continue
+		}
+		why := "spec.addons changed"
+		if r.obs.Instance.Config.Addons == "" {
+			why = "its add-ons were set by an earlier kubeha"
+		}
+		b.add(&Step{Action: UpdateAddons, Target: r.name, Zone: r.zone, Replica: r.name, Phase: "replica " + r.name,
+			Reason: "write its add-ons (" + why + "); the add-on manager applies them, nothing restarts"})
+	}
+}

@@ -27,6 +27,9 @@ type Saved struct {
 	// IDs, the etcd cluster ID and every resource's identity.
 	StateFingerprint string   `json:"stateFingerprint"`
 	Replace          []string `json:"replace,omitempty"`
+	// Addons is the digest of spec.addons the plan was made with
+	// (Options.Addons).
+	Addons string `json:"addons,omitempty"`
 	// Checksum is "sha256:" and the digest of the file's JSON with this
 	// field empty: a file edited or cut short is refused as not intact.
 	Checksum string `json:"checksum"`
@@ -50,16 +53,18 @@ var ErrStale = errors.New("stale plan")
 // NewSaved records a plan with what it was computed against.
 func NewSaved(p *Plan, c *spec.Cluster, observed *state.Cluster, opts Options) *Saved {
 	return &Saved{FormatVersion: FormatVersion, Plan: p, Spec: c, SpecPath: c.Source, SpecHash: c.Hash(),
-		StateFingerprint: observed.Fingerprint(), Replace: opts.Replace}
+		StateFingerprint: observed.Fingerprint(), Replace: opts.Replace, Addons: opts.Addons}
 }
 
 // Check refuses a saved plan that is of another cluster, whose spec file
 // changed or whose world changed, and one whose steps are not exactly
 // those a plan made now would have: a plan file is never trusted step by
 // step. current is the spec as it is now read from its file (nil if it
-// cannot be read); observed is the state observed now. It returns the plan
+// cannot be read); observed is the state observed now; addons is the
+// digest of spec.addons now (the add-on files are read as the plan is
+// carried out, so files changed since are refused). It returns the plan
 // to carry out: the one made now, whose steps are the saved ones.
-func (s *Saved) Check(current *spec.Cluster, observed *state.Cluster) (*Plan, error) {
+func (s *Saved) Check(current *spec.Cluster, observed *state.Cluster, addons string) (*Plan, error) {
 	if current != nil && current.Metadata.Name != s.Plan.Cluster {
 		return nil, fmt.Errorf("%w: the plan is of cluster %s, and %s is cluster %s: apply a plan made from this spec", ErrOtherCluster, s.Plan.Cluster, current.Source, current.Metadata.Name)
 	}
@@ -69,10 +74,13 @@ func (s *Saved) Check(current *spec.Cluster, observed *state.Cluster) (*Plan, er
 	if current != nil && current.Hash() != s.SpecHash {
 		return nil, fmt.Errorf("%w: %s changed since the plan was made: run kubeha plan again", ErrStale, current.Source)
 	}
+	if addons != s.Addons {
+		return nil, fmt.Errorf("%w: the add-ons of spec.addons changed since the plan was made (digest %s, plan made with %s): run kubeha plan again", ErrStale, addons, s.Addons)
+	}
 	if fp := observed.Fingerprint(); fp != s.StateFingerprint {
 		return nil, fmt.Errorf("%w: the cluster changed since the plan was made (state %s, plan made against %s): run kubeha plan again", ErrStale, fp, s.StateFingerprint)
 	}
-	fresh, err := ComputeWith(s.Spec, observed, Options{Replace: s.Replace})
+	fresh, err := ComputeWith(s.Spec, observed, Options{Replace: s.Replace, Addons: s.Addons})
 	if err != nil {
 		return nil, fmt.Errorf("%w: a plan made now is refused: %w", ErrStale, err)
 	}

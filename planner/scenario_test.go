@@ -31,8 +31,8 @@ const (
 // describe what exists, then "----" and the expected plan (or "error: ...").
 // An unknown line, key, flag or value fails the test:
 //
-//	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...]
-//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T]
+//	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...] [addons=DIGEST]
+//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T] [addons=DIGEST|none]
 //	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
@@ -46,9 +46,9 @@ var scenarioSyntax = map[string]struct {
 	keys, flags []string
 	values      map[string][]string // the values a key may take ("" any)
 }{
-	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access"},
+	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
-	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat"}, flags: []string{"pool", "nodisk", "noaddr"},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},
@@ -155,6 +155,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			if v, ok := kv["replace"]; ok {
 				opts.Replace = strings.Split(v, ",")
 			}
+			opts.Addons = kv["addons"] // the spec's add-ons (Options.Addons); the masters have them unless they say otherwise
 			if v, ok := kv["region"]; ok {
 				sp.Spec.GCE.Region = v
 			}
@@ -176,7 +177,14 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			cfg := metadata.Config{MachineType: sp.Spec.Masters.MachineType, Image: sp.Spec.Masters.Image, DiskSizeGb: int64(sp.Spec.Masters.DiskSizeGb),
 				DiskType:   sp.Spec.Masters.DiskType,
 				QuorumRead: sp.Spec.Etcd.QuorumReadEnabled(), ClientPort: sp.Spec.Etcd.ClientPort, PeerPort: sp.Spec.Etcd.PeerPort, MultiZone: sp.Spec.MultiZone,
-				KubernetesVersion: sp.Spec.Kubernetes.Version}
+				KubernetesVersion: sp.Spec.Kubernetes.Version, Addons: opts.Addons}
+			switch v := kv["addons"]; v {
+			case "":
+			case "none":
+				cfg.Addons = ""
+			default:
+				cfg.Addons = v
+			}
 			in.Config = &cfg
 			switch v := kv["config"]; {
 			case v == "none":

@@ -102,6 +102,10 @@ const (
 	// after its instance is gone (kube-down deletes the masters' Nodes
 	// too); a Node of no master is deleted as a leak.
 	DeleteNode Action = "delete-node"
+	// UpdateAddons writes a running master's add-ons (kubeha-addons) after
+	// spec.addons changed; the master's add-on sync picks them up, and its
+	// add-on manager applies them. Nothing restarts.
+	UpdateAddons Action = "update-addons"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -144,6 +148,7 @@ var actions = map[Action]actionInfo{
 	RemoveMember:         {change: Delete, etcd: true},
 	DeleteInstance:       {change: Delete},
 	DeleteNode:           {change: Delete},
+	UpdateAddons:         {change: Update},
 	DeleteDisk:           {change: Delete},
 	ReleaseAddress:       {change: Delete},
 	RenewCertificates:    {change: Update, etcd: true},

@@ -123,7 +123,7 @@ func (s *Server) bootLocked(key string) {
 	m.cancel = cancel
 	s.members[key] = m
 	if s.opts.Kubernetes != nil {
-		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
+		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), MetadataNow: s.metadataOf(key), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
 			PortOffset: s.portOffset, ServiceAccount: serviceAccountOf(in), Token: s.token}
 		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
 		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {
@@ -477,4 +477,16 @@ func (s *Server) Members() []MemberStatus {
 	s.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Instance < out[j].Instance })
 	return out
+}
+
+// metadataOf serves an instance's attributes as they are now.
+func (s *Server) metadataOf(key string) func() map[string]string {
+	return func() map[string]string {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if in := s.w.Instances[key]; in != nil {
+			return allItems(in)
+		}
+		return nil
+	}
 }

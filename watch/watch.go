@@ -2,7 +2,6 @@ package watch
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,15 +14,10 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/zap"
 
 	compute "google.golang.org/api/compute/v1"
-	"google.golang.org/grpc"
 
 	"github.com/kubeha/kubeha/executor"
-	"github.com/kubeha/kubeha/internal/strs"
 	"github.com/kubeha/kubeha/kubeapi"
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
@@ -48,37 +42,6 @@ type Options struct {
 	// Apply tunes each apply (Compute, Spec, Observed, PKI and Hooks are set
 	// by the watcher).
 	Apply executor.Options
-}
-
-// Metrics are the watcher's Prometheus metrics.
-type Metrics struct {
-	Reconciles   *prometheus.CounterVec
-	Duration     *prometheus.HistogramVec
-	LastSuccess  *prometheus.GaugeVec
-	PendingSteps *prometheus.GaugeVec
-	Voters       *prometheus.GaugeVec
-	Healthy      *prometheus.GaugeVec
-	Tolerance    *prometheus.GaugeVec
-	Leader       *prometheus.GaugeVec
-	InvalidSpecs *prometheus.CounterVec
-}
-
-// NewMetrics registers the watcher's metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	l := []string{"cluster"}
-	m := &Metrics{
-		Reconciles:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeha_reconciles_total", Help: "Reconciles by result: noop, applied, failed, invalid, standby."}, []string{"cluster", "result"}),
-		Duration:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kubeha_reconcile_duration_seconds", Help: "Time of one reconcile.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, l),
-		LastSuccess:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_last_success_timestamp_seconds", Help: "When the cluster last matched its spec."}, l),
-		PendingSteps: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_pending_plan_steps", Help: "Steps of the last plan not yet done."}, l),
-		Voters:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_voters", Help: "etcd voters."}, l),
-		Healthy:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_healthy_voters", Help: "Healthy etcd voters."}, l),
-		Tolerance:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_etcd_fault_tolerance", Help: "Healthy voters minus quorum."}, l),
-		Leader:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kubeha_watch_leader", Help: "1 when this watcher leads the cluster's reconciles."}, l),
-		InvalidSpecs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kubeha_invalid_spec_total", Help: "Spec files that failed to load or validate."}, l),
-	}
-	reg.MustRegister(m.Reconciles, m.Duration, m.LastSuccess, m.PendingSteps, m.Voters, m.Healthy, m.Tolerance, m.Leader, m.InvalidSpecs)
-	return m
 }
 
 // Run reconciles every cluster spec at Path until ctx is cancelled: on
@@ -116,12 +79,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	loops := map[string]*clusterLoop{}
 	pkiOwners := &pkiOwners{byDir: map[string]string{}}
+	addons := &addonDirs{fw: fw, specs: map[string]map[string]bool{}}
 	var wg sync.WaitGroup
 	ensure := func(name string) {
 		if _, ok := loops[name]; ok {
 			return
 		}
-		l := &clusterLoop{o: o, path: filepath.Join(dir, name), kick: make(chan struct{}, 1), log: o.Logger.With("spec", filepath.Join(dir, name)), pkis: pkiOwners}
+		l := &clusterLoop{o: o, path: filepath.Join(dir, name), kick: make(chan struct{}, 1), log: o.Logger.With("spec", filepath.Join(dir, name)), pkis: pkiOwners,
+			addons: addons, name: name}
 		loops[name] = l
 		wg.Add(1)
 		go func() { defer wg.Done(); l.run(ctx) }()
@@ -155,6 +120,9 @@ func Run(ctx context.Context, o Options) error {
 		case err := <-fw.Errors:
 			o.Logger.Error("file watch", "err", err)
 		case ev := <-fw.Events:
+			for _, n := range addons.specsOf(filepath.Dir(ev.Name)) {
+				kickAfter(timers, n, o.Debounce, loops[n])
+			}
 			name := filepath.Base(ev.Name)
 			// A ConfigMap swaps a ..data symlink: every spec may have changed.
 			if strings.HasPrefix(name, "..") {
@@ -190,6 +158,8 @@ type clusterLoop struct {
 	failures int
 	lead     *leadership
 	pkis     *pkiOwners
+	addons   *addonDirs
+	name     string // the spec file's name in the watched directory
 }
 
 // pkiOwners remembers which cluster uses which PKI directory: clusters must
@@ -286,6 +256,9 @@ func (l *clusterLoop) reconcile(ctx context.Context) error {
 		return nil
 	}
 	l.good = c
+	if err := l.addons.watch(c.AddonsDir(), l.name); err != nil {
+		l.log.Warn("spec.addons.dir is not watched: its changes are applied at the next resync", "dir", c.AddonsDir(), "err", err)
+	}
 	name := c.Metadata.Name
 	m := l.o.Metrics
 	defer func() { m.Duration.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
@@ -335,7 +308,11 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 		}
 		m.Leader.WithLabelValues(name).Set(1)
 	}
-	plan, err := planner.Compute(c, obs)
+	addons, err := executor.AddonsDigest(c)
+	if err != nil {
+		return "failed", err
+	}
+	plan, err := planner.ComputeWith(c, obs, planner.Options{Addons: addons})
 	if err != nil {
 		return "failed", err
 	}
@@ -396,106 +373,4 @@ func (h *logHooks) StepFinished(e executor.Event) {
 		args = append(args, "etcd_healthy_voters", e.Etcd.HealthyVoters, "fault_tolerance", e.Etcd.FaultTolerance)
 	}
 	h.log.Info("step done", args...)
-}
-
-// leadership campaigns, over the cluster's etcd, to be the one watcher of a
-// cluster that acts. It keeps campaigning in the background.
-type leadership struct {
-	cluster string
-	tls     *tls.Config
-	who     executor.Holder
-	log     *slog.Logger
-
-	mu      sync.Mutex
-	cli     *clientv3.Client
-	session *concurrency.Session
-	leader  bool
-	cancel  context.CancelFunc
-}
-
-func newLeadership(cluster string, tlsCfg *tls.Config, who executor.Holder, log *slog.Logger) *leadership {
-	return &leadership{cluster: cluster, tls: tlsCfg, who: who, log: log}
-}
-
-// leads starts campaigning if needed and says whether this watcher leads.
-func (l *leadership) leads(ctx context.Context, obs *state.Cluster) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var eps []string
-	for _, m := range obs.Etcd.Members {
-		if !m.IsLearner {
-			eps = append(eps, m.ClientURLs...)
-		}
-	}
-	if l.session != nil {
-		select {
-		case <-l.session.Done():
-			l.log.Warn("watch leadership lost: its lease expired")
-			l.stopLocked()
-		default:
-			// Follow the members: the session's keep-alives must reach the
-			// cluster when the masters it knew are replaced.
-			if have := l.cli.Endpoints(); len(eps) > 0 && !strs.SameSet(have, eps) {
-				l.cli.SetEndpoints(eps...)
-			}
-			return l.leader
-		}
-	}
-	// AutoSyncInterval keeps the endpoints on the members between
-	// reconciles too (an apply replacing every master takes longer than the
-	// lease lives).
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: l.tls, Logger: zap.NewNop(),
-		AutoSyncInterval: time.Second, DialOptions: []grpc.DialOption{grpc.WithConnectParams(executor.Reconnect)}})
-	if err != nil {
-		l.log.Error("watch leadership: connect to etcd", "err", err)
-		return false
-	}
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(executor.LockTTL))
-	if err != nil {
-		cli.Close()
-		l.log.Error("watch leadership: session", "err", err)
-		return false
-	}
-	cctx, cancel := context.WithCancel(context.Background())
-	l.cli, l.session, l.cancel = cli, sess, cancel
-	e := concurrency.NewElection(sess, "/kubeha/watch/"+l.cluster)
-	won := make(chan struct{})
-	go func() {
-		if err := e.Campaign(cctx, l.who.String()); err != nil {
-			return
-		}
-		l.mu.Lock()
-		l.leader = true
-		l.mu.Unlock()
-		l.log.Info("leading the reconciles of this cluster", "cluster", l.cluster)
-		close(won)
-	}()
-	// Wait briefly: a lone watcher wins at once.
-	l.mu.Unlock()
-	select {
-	case <-won:
-	case <-time.After(2 * time.Second):
-	case <-ctx.Done():
-	}
-	l.mu.Lock()
-	return l.leader
-}
-
-func (l *leadership) stopLocked() {
-	if l.cancel != nil {
-		l.cancel()
-	}
-	if l.session != nil {
-		l.session.Close() // revokes the lease: the standby takes over at once
-	}
-	if l.cli != nil {
-		l.cli.Close()
-	}
-	l.cli, l.session, l.cancel, l.leader = nil, nil, nil, false
-}
-
-func (l *leadership) release() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.stopLocked()
 }

@@ -22,7 +22,11 @@ type Machine struct {
 	Name     string            // its host name: the instance's name, as a VM's
 	Root     string            // its directory: the VM's /
 	IP       string            // its internal IP (a loopback address here)
-	Metadata map[string]string // its instance attributes
+	Metadata map[string]string // its instance attributes at boot
+	// MetadataNow, when set, gives the instance's attributes as they are
+	// now (a setMetadata on the running instance), as GCE's metadata
+	// server serves them; else Metadata is served.
+	MetadataNow func() map[string]string
 	// DataDisk is the directory of its master-pd disk ("" for none).
 	DataDisk string
 	Binaries *kubelet.Binaries
@@ -92,7 +96,8 @@ func (m *Machine) Boot(ctx context.Context) error {
 	}
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Env = append(os.Environ(), "KUBEHA_ROOT="+m.Root, "GCE_METADATA_HOST="+mdAddr, "PATH="+m.path("stand-ins")+":"+os.Getenv("PATH"))
+	env := []string{"KUBEHA_ROOT=" + m.Root, "GCE_METADATA_HOST=" + mdAddr, "PATH=" + m.path("stand-ins") + ":" + os.Getenv("PATH")}
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out // one writer: exec writes it from one goroutine
 	err = cmd.Run()
 	os.WriteFile(m.path("var/log/startup-script.log"), out.Bytes(), 0o644)
@@ -111,8 +116,12 @@ func (m *Machine) Boot(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("boot %s: %w", m.IP, err)
 	}
+	k.Processes, err = m.services(env)
+	if err != nil {
+		return fmt.Errorf("boot %s: %w", m.IP, err)
+	}
 	if node != nil {
-		k.Processes = map[string]kubelet.Process{"kubelet": *node}
+		k.Processes["kubelet"] = *node
 	}
 	k.Start()
 	m.mu.Lock()
@@ -200,7 +209,11 @@ func (m *Machine) serveMetadata() (string, error) {
 			http.Error(w, "Missing Metadata-Flavor:Google header.", http.StatusForbidden)
 			return
 		}
-		v, ok := m.Metadata[r.PathValue("key")]
+		md := m.Metadata
+		if m.MetadataNow != nil {
+			md = m.MetadataNow()
+		}
+		v, ok := md[r.PathValue("key")]
 		if !ok {
 			http.NotFound(w, r)
 			return

@@ -115,3 +115,36 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// services are the systemd units other than the kubelet and containerd
+// that the startup script started (systemctl enable --now, or restart,
+// NAME.service), each run as its unit's ExecStart with the boot's
+// environment: init's part of a VM that the machine stands in for. A unit
+// whose ExecStart is a script of the machine runs with bash.
+func (m *Machine) services(env []string) (map[string]kubelet.Process, error) {
+	out := map[string]kubelet.Process{}
+	for _, c := range m.StandInCalls() {
+		unit, ok := strings.CutPrefix(c, "systemctl enable --now ")
+		if !ok {
+			unit, ok = strings.CutPrefix(c, "systemctl restart ")
+		}
+		if !ok || unit == "kubelet.service" || unit == "containerd.service" || !strings.HasSuffix(unit, ".service") {
+			continue
+		}
+		data, err := os.ReadFile(m.path("etc/systemd/system/" + unit))
+		if err != nil {
+			return nil, fmt.Errorf("read unit %s: %w", unit, err)
+		}
+		var argv []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if cmd, ok := strings.CutPrefix(line, "ExecStart="); ok {
+				argv = strings.Fields(cmd)
+			}
+		}
+		if len(argv) == 0 {
+			return nil, fmt.Errorf("unit %s has no ExecStart", unit)
+		}
+		out[strings.TrimSuffix(unit, ".service")] = kubelet.Process{Bin: "/bin/bash", Args: append([]string{m.path(argv[0])}, argv[1:]...), Env: env, Dir: m.Root}
+	}
+	return out, nil
+}

@@ -80,11 +80,15 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	}
 	defer b.Close()
 	var plan *planner.Plan
+	addons, err := executor.AddonsDigest(c)
+	if err != nil {
+		return err
+	}
 	if saved != nil {
-		if plan, err = saved.Check(current, obs); err != nil {
+		if plan, err = saved.Check(current, obs, addons); err != nil {
 			return fmt.Errorf("apply %s: %w", savedPath, err)
 		}
-	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace}); err != nil {
+	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace, Addons: addons}); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
 	downloads := b.downloads(ctx)

@@ -40,7 +40,11 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 		return err
 	}
 	defer b.Close()
-	opts := planner.Options{Replace: o.replace}
+	addons, err := executor.AddonsDigest(c)
+	if err != nil {
+		return err
+	}
+	opts := planner.Options{Replace: o.replace, Addons: addons}
 	p, err := planner.ComputeWith(c, obs, opts)
 	if err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)

@@ -1,0 +1,76 @@
+package executor
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	compute "google.golang.org/api/compute/v1"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/spec"
+)
+
+// AddonsDigest is the digest of the add-ons c gives its masters
+// (metadata.AddonsDigest of spec.addons), for planner.Options.Addons.
+func AddonsDigest(c *spec.Cluster) (string, error) {
+	user, err := metadata.ReadUserAddons(c.AddonsDir())
+	if err != nil {
+		return "", fmt.Errorf("read the add-ons of cluster %s: %w", c.Metadata.Name, err)
+	}
+	return metadata.AddonsDigest(user, c.Spec.Addons.CheckInterval.Duration), nil
+}
+
+// updateAddons writes a running master's add-ons as spec.addons says now:
+// kubeha-addons, the digest in kubeha-config and the add-on manager's
+// interval in kube-env; every other item stays. The master's add-on sync
+// writes them to its add-on directory; nothing restarts.
+func (x *executor) updateAddons(ctx context.Context, s *planner.Step) error {
+	in, err := x.instance(ctx, s.Zone, s.Target)
+	if err != nil {
+		return err
+	}
+	var cfgDoc, env string
+	for _, it := range in.Metadata.Items {
+		if it.Value == nil {
+			continue
+		}
+		switch it.Key {
+		case metadata.KeyConfig:
+			cfgDoc = *it.Value
+		case metadata.KeyKubeEnv:
+			env = *it.Value
+		}
+	}
+	cfg, err := metadata.ParseConfig(cfgDoc)
+	if err != nil {
+		return fmt.Errorf("update-addons %s: %w", s.Target, err)
+	}
+	static, err := x.staticIP(ctx)
+	if err != nil {
+		return err
+	}
+	user, err := metadata.ReadUserAddons(x.o.Spec.AddonsDir())
+	if err != nil {
+		return fmt.Errorf("update-addons %s: %w", s.Target, err)
+	}
+	interval := x.o.Spec.Spec.Addons.CheckInterval.Duration
+	files, err := metadata.Addons(metadata.Boot{Cluster: x.cluster(), Name: s.Target, StaticIP: static, Config: *cfg,
+		TLS: &metadata.TLS{ClusterCA: x.o.PKI.ClusterCA.CertPEM}, UserAddons: user})
+	if err != nil {
+		return err
+	}
+	archive, err := metadata.ArchiveAddons(files)
+	if err != nil {
+		return fmt.Errorf("update-addons %s: %w", s.Target, err)
+	}
+	cfg.Addons = metadata.AddonsDigest(user, interval)
+	seconds := strconv.Itoa(int(cmp.Or(interval, metadata.DefaultAddonCheckInterval) / time.Second))
+	env = metadata.SetKubeEnv(env, "ADDON_CHECK_INTERVAL_SEC", seconds)
+	cfgValue := metadata.Encode(cfg)
+	return x.setMetadata(ctx, s, in, []*compute.MetadataItems{
+		{Key: metadata.KeyAddons, Value: &archive}, {Key: metadata.KeyConfig, Value: &cfgValue}, {Key: metadata.KeyKubeEnv, Value: &env}})
+}
