@@ -21,7 +21,8 @@ import (
 func joinedCluster(t *testing.T, name string, nodes int) (*cluster, status, kubectl) {
 	t.Helper()
 	c := newControlPlaneCluster(t, name)
-	c.tail = "  addons:\n    checkInterval: 10s\n"
+	c.tail = "  addons:\n    checkInterval: 10s\n    dir: " + addonsDir + "\n"
+	writeAddon(t, c, "team.yaml", teamAddon("team", "v1"))
 	c.write(3, false)
 	c.apply()
 	s := c.converged(3)
@@ -67,7 +68,9 @@ func addonManagerLogs(t *testing.T, simDir string) map[string]string {
 // issued, a node asking for another node's certificate and a node changing
 // another's Node object are refused. The add-on manager brings back a
 // deleted CoreDNS Deployment within its interval, acting from the one
-// master whose kube-controller-manager leads.
+// master whose kube-controller-manager leads. A changed, a new and a
+// removed file of spec.addons.dir reach the cluster through kubeha apply,
+// which restarts nothing.
 func TestNodesJoinThroughTheStaticIP(t *testing.T) {
 	t.Parallel()
 	c, _, k := joinedCluster(t, "nodes", 20)
@@ -230,6 +233,7 @@ func TestNodesJoinThroughTheStaticIP(t *testing.T) {
 	if acting != 1 {
 		t.Errorf("%d masters' add-on managers act, want exactly 1 (the lease holder %s)", acting, leader)
 	}
+	addonsFollowTheSpec(t, c, k)
 }
 
 // nodeCert is a hollow node's client certificate, which the kubelet wrote
