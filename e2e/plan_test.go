@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -34,9 +35,25 @@ func TestPlanOnEmptyProject(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 19 to create, 5 to update, 0 to delete.") || !strings.Contains(r.stdout, "bootstrap: the first master") {
 		t.Fatalf("plan: %+v", r)
 	}
-	var saved map[string]any
+	// The kubelet's digest, which kubeha does not carry for this release,
+	// is the release's kubelet.sha512 (the emulator serves it), shown
+	// whole in the plan and saved with it.
+	digest := regexp.MustCompile(`\n  (http://\S+/release/v[0-9.]+/bin/linux/amd64/kubelet)\n  SHA-512 ([0-9a-f]{128})\n  \(from (\S+)\)\n`).FindStringSubmatch(r.stdout)
+	if digest == nil || digest[3] != digest[1]+".sha512" {
+		t.Fatalf("the plan does not show the kubelet's digest and where it was fetched:\n%s", r.stdout)
+	}
+	var saved struct {
+		SpecHash         string `json:"specHash"`
+		StateFingerprint string `json:"stateFingerprint"`
+		Plan             struct {
+			Kubelets []struct {
+				SHA512 string `json:"sha512"`
+			} `json:"kubelets"`
+		} `json:"plan"`
+	}
 	data, err := os.ReadFile(filepath.Join(dir, "plan.json"))
-	if err != nil || json.Unmarshal(data, &saved) != nil || saved["specHash"] == "" || saved["stateFingerprint"] == "" {
+	if err != nil || json.Unmarshal(data, &saved) != nil || saved.SpecHash == "" || saved.StateFingerprint == "" ||
+		len(saved.Plan.Kubelets) != 1 || saved.Plan.Kubelets[0].SHA512 != digest[2] {
 		t.Fatalf("saved plan: %v %s", err, data)
 	}
 	r = runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "-o", "json")
@@ -52,6 +69,18 @@ func TestPlanOnEmptyProject(t *testing.T) {
 	r = runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "-o", "markdown")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "### kubeha plan: `ha3`") || !strings.Contains(r.stdout, "```mermaid") {
 		t.Fatalf("plan -o markdown: %+v", r)
+	}
+	// A release URL that does not answer: plan and apply name the file
+	// they could not fetch, and nothing is created.
+	text, _ := os.ReadFile(specPath)
+	unreachable := filepath.Join(dir, "unreachable.yaml")
+	os.WriteFile(unreachable, append(text, "  kubernetes:\n    releaseURL: http://127.0.0.1:1/release\n"...), 0o644)
+	for _, verb := range [][]string{{"plan"}, {"apply", "--auto-approve"}} {
+		r = runKubeha(t, "", append(verb, "--sim", "--sim-dir", simDir, "-f", unreachable)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "http://127.0.0.1:1/release/v") || !strings.Contains(r.stderr, "/bin/linux/amd64/kubelet.sha512") ||
+			!strings.Contains(r.stderr, "spec.kubernetes.kubeletSHA512") {
+			t.Fatalf("%s with an unreachable release URL: %+v", verb[0], r)
+		}
 	}
 	r = runKubeha(t, "", "status", "--sim", "--sim-dir", simDir, "-f", specPath)
 	if r.code != 0 || !strings.Contains(r.stdout, "No masters.") {

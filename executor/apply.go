@@ -179,19 +179,6 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 	return x.run(ctx)
 }
 
-// CheckDownloads refuses a plan that creates a master which could not
-// verify the kubelet it downloads (no digest known for its version), so
-// that this is found before the first step changes anything.
-func CheckDownloads(p *planner.Plan, c *spec.Cluster, d spec.Downloads) error {
-	for _, s := range p.Steps {
-		if s.Action == planner.CreateInstance {
-			_, _, err := c.Kubelet(c.Spec.Kubernetes.Version, d)
-			return err
-		}
-	}
-	return nil
-}
-
 // newExecutor sets o's defaults and indexes the plan.
 func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 	if o.Parallelism <= 0 {
@@ -215,7 +202,7 @@ func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 	if o.PKI == nil {
 		return nil, errors.New("apply: no PKI")
 	}
-	if err := CheckDownloads(p, o.Spec, o.Downloads); err != nil {
+	if err := CheckDownloads(p, o.Spec, o.Observed, o.Downloads); err != nil {
 		return nil, err
 	}
 	clientTLS, err := o.PKI.ClientTLS()

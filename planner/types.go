@@ -194,6 +194,22 @@ type Plan struct {
 	Warnings      []string         `json:"warnings"`
 	Before        state.Membership `json:"before"`
 	After         state.Membership `json:"after"`
+	// Kubelets are the kubelet downloads of the masters the plan boots,
+	// with the digest each checks: set by kubeha plan and apply (the
+	// planner does no I/O), absent when the plan boots no master.
+	Kubelets []Kubelet `json:"kubelets,omitempty"`
+}
+
+// Kubelet is the kubelet a master of a Kubernetes version downloads at
+// boot and the SHA-512 it must hash to, pinned in its metadata.
+type Kubelet struct {
+	Version string `json:"version"`
+	URL     string `json:"url"`
+	SHA512  string `json:"sha512"`
+	// Source is where the digest comes from: spec.kubernetes.kubeletSHA512,
+	// kubeha, the emulator, or the URL of the release's kubelet.sha512 it
+	// was fetched from.
+	Source string `json:"source"`
 }
 
 // Summary counts the steps by change.

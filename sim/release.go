@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net/http"
 
 	"github.com/kubeha/kubeha/spec"
@@ -11,9 +12,10 @@ import (
 
 // Release is the body of GET /sim/v1/release: where the emulator serves
 // the Kubernetes release downloads its masters' startup script makes, and
-// the SHA-512 of each version's kubelet. kubeha uses them when the spec
-// names no release URL or digest, so the script's download-and-verify
-// path runs against these files.
+// the SHA-512 of each version's kubelet (which it also serves as the
+// release's kubelet.sha512, where kubeha's plan fetches it). kubeha uses
+// them when the spec names no release URL or digest, so the script's
+// download-and-verify path runs against these files.
 type Release struct {
 	ReleaseURL    string            `json:"releaseURL"`
 	KubeletSHA512 map[string]string `json:"kubeletSHA512"`
@@ -48,6 +50,19 @@ func (s *Server) Downloads() spec.Downloads {
 func (s *Server) adminRelease(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(s.Release())
+}
+
+// serveKubeletDigest serves GET /release/VERSION/bin/linux/amd64/kubelet.sha512:
+// the hexadecimal digest alone, as dl.k8s.io serves a release's.
+func (s *Server) serveKubeletDigest(w http.ResponseWriter, r *http.Request) {
+	v := r.PathValue("version")
+	if _, ok := spec.ReleaseOf(v); !ok {
+		http.NotFound(w, r)
+		return
+	}
+	sum := sha512.Sum512(kubeletStandIn(v))
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, hex.EncodeToString(sum[:]))
 }
 
 // serveKubelet serves GET /release/VERSION/bin/linux/amd64/kubelet.

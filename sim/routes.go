@@ -101,6 +101,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /sim/v1/nodes", s.adminNodes)
 	mux.HandleFunc("POST /sim/v1/nodes", s.adminScaleNodes)
 	mux.HandleFunc("GET /release/{version}/bin/linux/amd64/kubelet", s.serveKubelet)
+	mux.HandleFunc("GET /release/{version}/bin/linux/amd64/kubelet.sha512", s.serveKubeletDigest)
 	return mux
 }
 

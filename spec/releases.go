@@ -31,24 +31,54 @@ func KubeletURL(releaseURL, version string) string {
 // Downloads are where masters download their kubelet and its digest by
 // version, when the spec does not say: kubeha's emulator serves its own.
 type Downloads struct {
-	ReleaseURL    string
+	ReleaseURL string
+	// KubeletSHA512 are digests of the kubelets at ReleaseURL, known
+	// without asking it (an emulator in the same process).
 	KubeletSHA512 map[string]string
+	// Fetched are digests read from the release URL the masters download
+	// from (its kubelet.sha512), by version: used when neither the spec
+	// nor kubeha carries one.
+	Fetched map[string]string
+}
+
+// releaseBase is the release URL a master downloads from.
+func (c *Cluster) releaseBase(d Downloads) string {
+	switch {
+	case c.Spec.Kubernetes.ReleaseURL != "":
+		return c.Spec.Kubernetes.ReleaseURL
+	case d.ReleaseURL != "":
+		return d.ReleaseURL
+	}
+	return DefaultReleaseURL
+}
+
+// KubeletDigestSource says where the digest of a version's kubelet comes
+// from when it is known without fetching ("spec.kubernetes.kubeletSHA512",
+// "kubeha", "the emulator"), or "" when it must be fetched from the
+// release's kubelet.sha512, whose URL it returns.
+func (c *Cluster) KubeletDigestSource(version string, d Downloads) (source, sha512URL string) {
+	k := c.Spec.Kubernetes
+	switch {
+	case version == k.Version && k.KubeletSHA512 != "":
+		return "spec.kubernetes.kubeletSHA512", ""
+	case d.KubeletSHA512[version] != "" && k.ReleaseURL == "":
+		return "the emulator", ""
+	}
+	if r, ok := ReleaseOf(version); ok && r.KubeletSHA512 != "" {
+		return "kubeha", ""
+	}
+	return "", KubeletURL(c.releaseBase(d), version) + ".sha512"
 }
 
 // Kubelet returns the URL and digest of the kubelet a master of a
 // Kubernetes version downloads: what the spec says (for its own version),
-// else what d says, else the release's published digest. Without a
-// digest a master would run an unverified binary, so that is an error
-// naming the field to set.
+// else what d says, else the release's published digest kubeha carries,
+// else the one fetched from the release (d.Fetched). Without a digest a
+// master would run an unverified binary, so that is an error naming the
+// field to set.
 func (c *Cluster) Kubelet(version string, d Downloads) (kubeletURL, sha512 string, err error) {
-	base := DefaultReleaseURL
-	if d.ReleaseURL != "" {
-		base = d.ReleaseURL
-	}
+	base := c.releaseBase(d)
 	k := c.Spec.Kubernetes
-	if k.ReleaseURL != "" {
-		base = k.ReleaseURL
-	}
 	if version == k.Version && k.KubeletSHA512 != "" {
 		return KubeletURL(base, version), k.KubeletSHA512, nil
 	}
@@ -57,6 +87,9 @@ func (c *Cluster) Kubelet(version string, d Downloads) (kubeletURL, sha512 strin
 	}
 	if r, ok := ReleaseOf(version); ok && r.KubeletSHA512 != "" {
 		return KubeletURL(base, version), r.KubeletSHA512, nil
+	}
+	if sum := d.Fetched[version]; sum != "" {
+		return KubeletURL(base, version), sum, nil
 	}
 	return "", "", fmt.Errorf("spec.kubernetes.kubeletSHA512: kubeha carries no digest of the kubelet of Kubernetes %s: set it to the content of %s.sha512 (a master checks its download against it)",
 		version, KubeletURL(base, version))

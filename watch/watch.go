@@ -322,6 +322,9 @@ func (l *clusterLoop) apply(ctx context.Context, c *spec.Cluster) (string, error
 	}
 	l.log.Info("applying", "cluster", name, "steps", len(plan.Steps), "create", plan.Summary.Create, "update", plan.Summary.Update, "delete", plan.Summary.Delete)
 	o := l.o.Apply
+	if o.Downloads, err = executor.ResolveDownloads(ctx, plan, c, obs, o.Downloads, nil); err != nil {
+		return "failed", err
+	}
 	o.Compute, o.Spec, o.Observed, o.PKI, o.Who = l.o.Compute, c, obs, p, l.o.Who
 	o.BackupDir = c.BackupDir()
 	hooks := &logHooks{log: l.log, pending: m.PendingSteps.WithLabelValues(name), total: len(plan.Steps)}

@@ -91,8 +91,12 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace, Addons: addons}); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
-	downloads := b.downloads(ctx)
-	if err := executor.CheckDownloads(plan, c, downloads); err != nil {
+	var pinned []planner.Kubelet // a saved plan's digests are the ones reviewed
+	if saved != nil {
+		pinned = saved.Plan.Kubelets
+	}
+	downloads, err := executor.ResolveDownloads(ctx, plan, c, obs, b.downloads(ctx), pinned)
+	if err != nil {
 		return fmt.Errorf("apply to cluster %s: %w", c.Metadata.Name, err)
 	}
 	if err := record(); err != nil {

@@ -47,15 +47,15 @@ type backend struct {
 	emulator string
 }
 
-// downloads are where the emulator's masters download their kubelet, and
-// its digests (the emulator serves its own build); none when the backend
-// is not kubeha's emulator.
+// downloads are where the emulator's masters download their kubelet (the
+// emulator serves its own build); none when the backend is not kubeha's
+// emulator. The digests are fetched from there, as from a release.
 func (b *backend) downloads(ctx context.Context) spec.Downloads {
 	var r sim.Release
 	if !b.emulatorGet(ctx, "/sim/v1/release", &r) {
 		return spec.Downloads{}
 	}
-	return spec.Downloads{ReleaseURL: r.ReleaseURL, KubeletSHA512: r.KubeletSHA512}
+	return spec.Downloads{ReleaseURL: r.ReleaseURL}
 }
 
 // apiPort is the port a client reaches the API at on the static IP: 443,

@@ -49,7 +49,7 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 	if err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
-	if err := executor.CheckDownloads(p, c, b.downloads(ctx)); err != nil {
+	if _, err := executor.ResolveDownloads(ctx, p, c, obs, b.downloads(ctx), nil); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
 	if err := view.Render(streams.Out, p); err != nil {

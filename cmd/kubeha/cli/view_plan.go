@@ -102,6 +102,10 @@ func (planText) Render(w io.Writer, p *planner.Plan) error {
 	}
 	fmt.Fprintf(w, "\nPlan: %d to create, %d to update, %d to delete.\n", p.Summary.Create, p.Summary.Update, p.Summary.Delete)
 	fmt.Fprintf(w, "etcd after: %s\n", membershipWords(p.After))
+	for _, k := range p.Kubelets {
+		fmt.Fprintf(w, "\nThe masters booted download the kubelet of Kubernetes %s and start only if it hashes to the digest pinned in their metadata:\n", k.Version)
+		fmt.Fprintf(w, "  %s\n  SHA-512 %s\n  (from %s)\n", k.URL, k.SHA512, k.Source)
+	}
 	return nil
 }
 
@@ -179,6 +183,10 @@ func markdown(p *planner.Plan, graph bool, rows int) string {
 		b.WriteString("```\n\n")
 	} else {
 		b.WriteString("_The step graph is left out to keep this comment within GitHub's size limit._\n\n")
+	}
+	for _, k := range p.Kubelets {
+		fmt.Fprintf(&b, "Masters booted download the kubelet of Kubernetes %s, `%s`, and start only if it hashes to SHA-512 `%s` (from %s).\n\n",
+			k.Version, mdEscape(k.URL), k.SHA512, mdEscape(k.Source))
 	}
 	fmt.Fprintf(&b, "<details><summary>%d steps</summary>\n\n", len(p.Steps))
 	b.WriteString("| # | | action | target | zone | after | etcd | reason |\n|---:|---|---|---|---|---|---|---|\n")
