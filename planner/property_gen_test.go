@@ -1,0 +1,138 @@
+package planner
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/kubeha/kubeha/metadata"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
+)
+
+// genState makes a random, internally consistent observed state and spec.
+func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
+	allZones := []string{"europe-west1-b", "europe-west1-c", "europe-west1-d"}
+	sp := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: "prod"},
+		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: "p", Region: "europe-west1"}, MultiZone: true}}
+	sp.Spec.Masters.Replicas = []int{1, 3, 5, 7}[r.IntN(4)]
+	nz := 1 + r.IntN(3)
+	sp.Spec.Masters.Zones = allZones[:nz]
+	if r.IntN(4) == 0 {
+		sp.Spec.Masters.Zones = allZones[3-nz:]
+	}
+	sp.Spec.Masters.MachineType = []string{"n1-standard-2", "n1-standard-4"}[r.IntN(4)/3]
+	sp.Spec.Remediation.ReplaceUnhealthy = r.IntN(2) == 0
+	spec.SetDefaults(sp)
+
+	obs := &state.Cluster{Name: "prod", Project: "p", Region: "europe-west1", Etcd: state.Etcd{Reachable: true, ClusterID: 1}}
+	current := []int{0, 1, 1, 3, 3, 5, 7, 2, 4}[r.IntN(9)]
+	id := uint64(0x10)
+	if current > 0 {
+		obs.StaticIP = &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Type: "EXTERNAL", Status: "RESERVED"}
+		if r.IntN(10) > 0 {
+			obs.Firewalls = []*state.Firewall{
+				{Name: "prod-master-etcd", Ports: []string{"2380"}, SourceTags: []string{"prod-master"}, TargetTags: []string{"prod-master"}},
+				{Name: "prod-master-health", Ports: []string{"3990"}, Sources: metadata.HealthCheckProbeRanges, TargetTags: []string{"prod-master"}},
+				{Name: "prod-master-https", Ports: []string{"443"}, Sources: []string{"0.0.0.0/0"}, TargetTags: []string{"prod-master"}},
+			}
+		}
+	}
+	lb := current >= 2
+	if lb {
+		obs.HealthCheck = &state.HealthCheck{Name: "prod-master-hc", Port: metadata.HealthCheckPort, Path: metadata.HealthCheckPath}
+		if r.IntN(5) == 0 { // made by a kubeha that probed 8080
+			obs.HealthCheck.Port, obs.HealthCheck.Path = 8080, "/healthz"
+		}
+		obs.TargetPool = &state.TargetPool{Name: "prod-master"}
+		obs.ForwardingRule = &state.ForwardingRule{Name: "prod-master", IPAddress: "203.0.113.10", Target: "prod-master"}
+		obs.StaticIP.Status = "IN_USE"
+		if r.IntN(8) == 0 {
+			obs.ForwardingRule = nil // drift or an interrupted promotion
+			obs.StaticIP.Status = "RESERVED"
+		}
+	}
+	unhealthyBudget := (current - 1) / 2
+	for i := 0; i < current; i++ {
+		name := "prod-master"
+		if i > 0 {
+			name = fmt.Sprintf("prod-master-%c%c%d", 'a'+rune(i), 'k'+rune(r.IntN(10)), i)
+		}
+		zone := allZones[r.IntN(3)]
+		ip := fmt.Sprintf("10.0.0.%d", 2+i)
+		in := &state.Instance{Name: name, Zone: zone, Status: "RUNNING", InternalIP: ip, NatIP: "198.51.100.7", MachineType: "n1-standard-2", HasDataDisk: true,
+			Labels: map[string]string{"kubeha-cluster": "prod", "kubeha-role": "master"},
+			Config: &metadata.Config{MachineType: "n1-standard-2", Image: sp.Spec.Masters.Image, DiskSizeGb: 20, QuorumRead: true, ClientPort: 2379, PeerPort: 2380, MultiZone: true,
+				KubernetesVersion: spec.DefaultKubernetesVersion, Addons: []string{"", "addons-1", "addons-1", "addons-0"}[r.IntN(4)]}}
+		if current == 1 && r.IntN(6) > 0 {
+			in.NatIP, obs.StaticIP.Status = "203.0.113.10", "IN_USE"
+		}
+		obs.Instances = append(obs.Instances, in)
+		obs.Disks = append(obs.Disks, &state.Disk{Name: name + "-pd", Zone: zone, SizeGb: 20, Users: []string{name}})
+		obs.Addresses = append(obs.Addresses, &state.Address{Name: name + "-internal", Address: ip, Type: "INTERNAL", Status: "IN_USE", Users: []string{name}})
+		if lb && r.IntN(6) > 0 {
+			obs.TargetPool.Instances = append(obs.TargetPool.Instances, name)
+		}
+		id++
+		mem := &state.Member{ID: id, Name: name, Instance: name, Healthy: true}
+		switch {
+		case i > 0 && unhealthyBudget > 0 && r.IntN(4) == 0:
+			unhealthyBudget--
+			mem.Healthy, mem.Error = false, "down"
+			mem.UnhealthyFor = []time.Duration{0, time.Minute, 10 * time.Minute}[r.IntN(3)]
+		case i == current-1 && i > 0 && r.IntN(6) == 0:
+			mem.IsLearner = true // an interrupted add
+		case i > 0 && r.IntN(12) == 0:
+			mem = nil // an interrupted removal: the VM has no member
+		}
+		if mem != nil {
+			obs.Etcd.Members = append(obs.Etcd.Members, mem)
+		}
+	}
+	for _, m := range obs.Etcd.Members {
+		if !m.IsLearner && m.Healthy {
+			m.Leader, obs.Etcd.LeaderID = true, m.ID
+			break
+		}
+	}
+	if current > 0 && r.IntN(6) == 0 {
+		id++
+		obs.Etcd.Members = append(obs.Etcd.Members, &state.Member{ID: id, IsLearner: true, Error: "not started"}) // orphaned learner
+		obs.Disks = append(obs.Disks, &state.Disk{Name: "prod-master-zz9-pd", Zone: allZones[0], SizeGb: 20})
+		obs.Addresses = append(obs.Addresses, &state.Address{Name: "prod-master-zz9-internal", Address: "10.0.9.9", Type: "INTERNAL", Status: "RESERVED"})
+	}
+	if r.IntN(2) == 0 {
+		// The masters' identity observed: kubeha's account (missing before
+		// the first apply), and the key secrets of the masters, one leaked.
+		id := &state.Identity{ServiceAccount: "prod-master@p.iam.gserviceaccount.com", Managed: true, Exists: current > 0 || r.IntN(2) == 0}
+		for _, in := range obs.Instances {
+			id.Secrets = append(id.Secrets, in.Name+"-keys")
+		}
+		if r.IntN(4) == 0 {
+			id.Secrets = append(id.Secrets, "prod-master-zz8-keys")
+		}
+		slices.Sort(id.Secrets)
+		obs.Identity = id
+	}
+	if r.IntN(2) == 0 {
+		// The masters' Nodes observed, one sometimes leaked by a removal
+		// that was interrupted after its instance was deleted.
+		obs.Nodes = &state.Nodes{}
+		for _, in := range obs.Instances {
+			obs.Nodes.Masters = append(obs.Nodes.Masters, in.Name)
+		}
+		if r.IntN(4) == 0 {
+			obs.Nodes.Masters = append(obs.Nodes.Masters, "prod-master-zz7")
+		}
+		slices.Sort(obs.Nodes.Masters)
+	}
+	var opts Options
+	if r.IntN(3) > 0 {
+		opts.Addons = "addons-1" // else plans made without reading spec.addons
+	}
+	if current > 0 && r.IntN(8) == 0 {
+		opts.Replace = []string{obs.Instances[r.IntN(len(obs.Instances))].Name}
+	}
+	return sp, obs, opts
+}
