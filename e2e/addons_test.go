@@ -29,7 +29,7 @@ data: {value: "` + v + `"}
 }
 
 // writeAddon writes a file of spec.addons.dir.
-func writeAddon(t *testing.T, c *cluster, file, text string) {
+func writeAddon(t testing.TB, c *cluster, file, text string) {
 	t.Helper()
 	dir := filepath.Join(filepath.Dir(c.spec), addonsDir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -43,7 +43,7 @@ func writeAddon(t *testing.T, c *cluster, file, text string) {
 // controlPlaneRestarts are the restarts of each master's static pods
 // other than the add-on manager's, and of the masters themselves, as the
 // emulator counts them.
-func controlPlaneRestarts(t *testing.T, c *cluster) map[string]int {
+func controlPlaneRestarts(t testing.TB, c *cluster) map[string]int {
 	t.Helper()
 	resp, err := http.Get(c.endpoint + "/sim/v1/members")
 	if err != nil {
@@ -77,7 +77,7 @@ func controlPlaneRestarts(t *testing.T, c *cluster) map[string]int {
 // addonsFollowTheSpec: a changed and a new file of spec.addons.dir reach
 // the cluster after kubeha apply, which plans one update-addons step per
 // master and restarts nothing; a removed file's object is pruned.
-func addonsFollowTheSpec(t *testing.T, c *cluster, k kubectl) {
+func addonsFollowTheSpec(t testing.TB, c *cluster, k kubectl) {
 	t.Helper()
 	value := func(name string) string {
 		var cm struct {

@@ -21,7 +21,7 @@ import (
 
 // cluster is a spec file driven through the binary against `sim serve`.
 type cluster struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	spec     string
 	endpoint string
@@ -49,7 +49,7 @@ spec:
     unhealthyAfter: 30s
 `
 
-func newCluster(t *testing.T, name string) *cluster {
+func newCluster(t testing.TB, name string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	_, url := startSimServe(t, filepath.Join(dir, "sim"))
@@ -58,7 +58,7 @@ func newCluster(t *testing.T, name string) *cluster {
 
 // appliedCluster is a cluster whose spec of replicas masters (with
 // remediation on or off) is applied and converged, with its status.
-func appliedCluster(t *testing.T, name string, replicas int, remediation bool) (*cluster, status) {
+func appliedCluster(t testing.TB, name string, replicas int, remediation bool) (*cluster, status) {
 	c := newCluster(t, name)
 	c.write(replicas, remediation)
 	c.apply()
@@ -252,7 +252,7 @@ func TestApplyTour(t *testing.T) {
 
 var keyRe = regexp.MustCompile(`PRIVATE KEY|BEGIN CERTIFICATE`)
 
-func noKeyMaterial(t *testing.T, what string, texts ...string) {
+func noKeyMaterial(t testing.TB, what string, texts ...string) {
 	t.Helper()
 	for _, s := range texts {
 		if keyRe.MatchString(s) {

@@ -29,7 +29,7 @@ import (
 // newControlPlaneCluster is a cluster on an emulator whose masters run the
 // whole control plane. It needs the binaries (make test builds them). As an
 // ordinary user, the emulator serves the API's 443 on 10443.
-func newControlPlaneCluster(t *testing.T, name string, simFlags ...string) *cluster {
+func newControlPlaneCluster(t testing.TB, name string, simFlags ...string) *cluster {
 	t.Helper()
 	if _, err := kubelet.FindBinaries(repoRoot, spec.DefaultKubernetesVersion); err != nil {
 		if errors.Is(err, kubelet.ErrNoBinaries) && os.Getenv("CI") == "" {
@@ -45,7 +45,7 @@ func newControlPlaneCluster(t *testing.T, name string, simFlags ...string) *clus
 // apiClient speaks to one master's kube-apiserver with the admin
 // credentials of `kubeha kubeconfig`.
 type apiClient struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 	ca     *x509.CertPool
 	server string // the kubeconfig's: https://STATIC_IP
@@ -53,7 +53,7 @@ type apiClient struct {
 	creds  string // a directory with ca.crt, admin.crt and admin.key for curl
 }
 
-func (c *cluster) adminAPI(t *testing.T) *apiClient {
+func (c *cluster) adminAPI(t testing.TB) *apiClient {
 	t.Helper()
 	out := filepath.Join(c.dir, "admin.kubeconfig")
 	if r := c.kubeha("kubeconfig", "-f", c.spec, "--out", out); r.code != 0 {
@@ -344,7 +344,7 @@ const balancerSlack = time.Second
 
 // compute is a Compute API client of the cluster's emulator, as any
 // client would use it.
-func (c *cluster) compute(t *testing.T) *compute.Service {
+func (c *cluster) compute(t testing.TB) *compute.Service {
 	t.Helper()
 	svc, err := compute.NewService(context.Background(), option.WithEndpoint(c.endpoint+"/compute/v1/"), option.WithoutAuthentication())
 	if err != nil {

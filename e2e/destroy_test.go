@@ -124,7 +124,7 @@ func (c *cluster) resourceNames() []string {
 // installed, that no instance's metadata holds a private key, that every
 // master runs as the masters' own account, and that each master's key
 // secret exists with an IAM policy naming that account alone.
-func gcloudSeesNoKeys(t *testing.T, c *cluster, masters int) {
+func gcloudSeesNoKeys(t testing.TB, c *cluster, masters int) {
 	t.Helper()
 	run := c.gcloud(t)
 	if run == nil {
@@ -164,7 +164,7 @@ func gcloudSeesNoKeys(t *testing.T, c *cluster, masters int) {
 // gcloud is the gcloud CLI, configured for the cluster's emulator and
 // project (nil where gcloud is not installed): it runs a command and gives
 // its standard output, failing the test when the command fails.
-func (c *cluster) gcloud(t *testing.T) func(args ...string) string {
+func (c *cluster) gcloud(t testing.TB) func(args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("gcloud")
 	if err != nil {

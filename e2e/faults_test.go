@@ -16,7 +16,7 @@ import (
 // run is the built binary running in the background, its output (stdout
 // and stderr together) collected as it comes.
 type run struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	out  bytes.Buffer
@@ -98,7 +98,7 @@ func (r *run) wait(timeout time.Duration) int {
 
 // lowestVoter is the voter with the lowest member ID: the one a health
 // check that asked members one after another asked first.
-func lowestVoter(t *testing.T, s status) (name, zone string) {
+func lowestVoter(t testing.TB, s status) (name, zone string) {
 	t.Helper()
 	var low uint64
 	for _, r := range s.Replicas {

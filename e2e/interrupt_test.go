@@ -29,7 +29,7 @@ func TestKillAnywhere(t *testing.T) {
 
 // killShard covers the kill positions shard, shard+shards, ...: position
 // 2k is after k finished steps, 2k+1 in the middle of step k+1.
-func killShard(t *testing.T, shard, shards int) {
+func killShard(t testing.TB, shard, shards int) {
 	c, _ := appliedCluster(t, fmt.Sprintf("killed%d", shard), 1, false)
 	kills := 0
 	defer func() { t.Logf("%d applies killed", kills) }()

@@ -19,7 +19,7 @@ import (
 // kubectl runs the kubectl users bring (Debian's), an independent client of
 // what kubeha builds, with a kubeconfig.
 type kubectl struct {
-	t          *testing.T
+	t          testing.TB
 	kubeconfig string
 }
 
@@ -137,7 +137,7 @@ func (l podList) running() (pods int, nodes map[string]int) {
 }
 
 // newCSR is a PEM certificate request for cn in org, with a new key.
-func newCSR(t *testing.T, cn, org string) []byte {
+func newCSR(t testing.TB, cn, org string) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 // openPTY opens a pseudo-terminal of cols columns: the controller, read by
 // the test, and the terminal, given to kubeha as its standard output.
-func openPTY(t *testing.T, cols uint16) (controller, tty *os.File) {
+func openPTY(t testing.TB, cols uint16) (controller, tty *os.File) {
 	t.Helper()
 	controller, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -43,7 +43,7 @@ func openPTY(t *testing.T, cols uint16) (controller, tty *os.File) {
 
 // onTerminal runs kubeha with its standard output on a terminal and env
 // as its whole environment, and returns what the terminal showed.
-func onTerminal(t *testing.T, env []string, args ...string) (string, string) {
+func onTerminal(t testing.TB, env []string, args ...string) (string, string) {
 	t.Helper()
 	controller, tty := openPTY(t, 100)
 	cmd := exec.Command(kubeha, args...)

@@ -54,7 +54,7 @@ type result struct {
 
 // runKubeha runs the binary in the repository root with stdin as its
 // standard input and the test's environment (set variables with t.Setenv).
-func runKubeha(t *testing.T, stdin string, args ...string) result {
+func runKubeha(t testing.TB, stdin string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(kubeha, args...)
 	cmd.Dir = repoRoot

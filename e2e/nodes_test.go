@@ -18,7 +18,7 @@ import (
 // joinedCluster is 3 masters running the whole control plane, with nodes
 // hollow nodes joined through the static IP (kubeha join's token, the CSR
 // flow), and kubectl with the admin kubeconfig.
-func joinedCluster(t *testing.T, name string, nodes int) (*cluster, status, kubectl) {
+func joinedCluster(t testing.TB, name string, nodes int) (*cluster, status, kubectl) {
 	t.Helper()
 	c := newControlPlaneCluster(t, name)
 	c.tail = "  addons:\n    checkInterval: 10s\n    dir: " + addonsDir + "\n"
@@ -47,7 +47,7 @@ func joinedCluster(t *testing.T, name string, nodes int) (*cluster, status, kube
 
 // addonManagerLogs are the add-on manager's logs of each master of the
 // emulator in simDir, by master.
-func addonManagerLogs(t *testing.T, simDir string) map[string]string {
+func addonManagerLogs(t testing.TB, simDir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	filepath.WalkDir(simDir, func(p string, d fs.DirEntry, err error) error {
@@ -238,7 +238,7 @@ func TestNodesJoinThroughTheStaticIP(t *testing.T) {
 
 // nodeCert is a hollow node's client certificate, which the kubelet wrote
 // after the CSR flow.
-func nodeCert(t *testing.T, dir, node string) *tls.Certificate {
+func nodeCert(t testing.TB, dir, node string) *tls.Certificate {
 	t.Helper()
 	var pemPath string
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -259,7 +259,7 @@ func nodeCert(t *testing.T, dir, node string) *tls.Certificate {
 
 // csrFor is a CertificateSigningRequest named name for a kubelet client
 // certificate of cn, as a kubelet asks for one.
-func csrFor(t *testing.T, name, cn string) string {
+func csrFor(t testing.TB, name, cn string) string {
 	t.Helper()
 	der := newCSR(t, cn, "system:nodes")
 	body, _ := json.Marshal(map[string]any{

@@ -13,7 +13,7 @@ import (
 
 // simEnv runs the binary in a fresh directory with its own embedded
 // emulator state and loopback range, and a copy of an example spec.
-func simEnv(t *testing.T, example string) (dir, specPath string) {
+func simEnv(t testing.TB, example string) (dir, specPath string) {
 	t.Helper()
 	dir = t.TempDir()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "examples", example))

@@ -20,7 +20,7 @@ import (
 
 // startSimServe runs `kubeha sim serve` and returns its URL once it prints
 // that it is listening.
-func startSimServe(t *testing.T, dir string) (*exec.Cmd, string) {
+func startSimServe(t testing.TB, dir string) (*exec.Cmd, string) {
 	t.Helper()
 	return startSimServeTB(t, dir)
 }

@@ -183,7 +183,7 @@ func probeQuorum(cli *clientv3.Client) (voters, healthy int) {
 	return voters, healthy
 }
 
-func reconcileCounts(t *testing.T, w *watcher) string {
+func reconcileCounts(t testing.TB, w *watcher) string {
 	var out []string
 	for _, r := range []string{"noop", "applied", "failed", "standby"} {
 		line := w.metric(t, `kubeha_reconciles_total{cluster="soak",result="`+r+`"}`)

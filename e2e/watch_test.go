@@ -24,7 +24,7 @@ type watcher struct {
 	metrics string
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,7 +63,7 @@ func (w *watcher) logs() string {
 	return w.log.String()
 }
 
-func (w *watcher) metric(t *testing.T, name string) string {
+func (w *watcher) metric(t testing.TB, name string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + w.metrics + "/metrics")
 	if err != nil {
@@ -79,7 +79,7 @@ func (w *watcher) metric(t *testing.T, name string) string {
 	return ""
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {
@@ -91,7 +91,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 }
 
 // writeAtomic saves as editors do: a temporary file renamed over the spec.
-func writeAtomic(t *testing.T, path string, data []byte) {
+func writeAtomic(t testing.TB, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".swp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {

@@ -21,9 +21,10 @@ type writer struct {
 }
 
 type call struct {
-	at  time.Time
-	ok  bool
-	err string
+	at   time.Time
+	took time.Duration
+	ok   bool
+	err  string
 }
 
 func startWriter(api *apiClient, name string) *writer {
@@ -44,7 +45,7 @@ func startWriter(api *apiClient, name string) *writer {
 			if code == 404 {
 				code, body = api.viaLB("POST", "/api/v1/namespaces/default/configmaps", fmt.Sprintf(`{"metadata":{"name":%q},"data":{"n":"%d"}}`, name, i))
 			}
-			c := call{at: at, ok: code == 200 || code == 201}
+			c := call{at: at, took: time.Since(at), ok: code == 200 || code == 201}
 			if !c.ok {
 				c.err = fmt.Sprintf("%d %.80s", code, body)
 			}
@@ -137,6 +138,20 @@ func leaseHolder(k kubectl, lease string) string {
 	return host
 }
 
+// controllerManagerLeader is the master whose kube-controller-manager
+// holds the leader lease, and its zone.
+func controllerManagerLeader(t testing.TB, k kubectl, s status) (name, zone string) {
+	t.Helper()
+	name = leaseHolder(k, "kube-controller-manager")
+	for _, r := range s.Replicas {
+		if r.Name == name {
+			return name, r.Zone
+		}
+	}
+	t.Fatalf("the controller manager's lease is held by %q, no master of %+v", name, s.Replicas)
+	return "", ""
+}
+
 func runningPods(k kubectl, selector string) int {
 	var l podList
 	if k.decode(&l, "get", "pods", "-l", selector) != nil {
@@ -162,17 +177,8 @@ func TestWorkloadsOutliveAMaster(t *testing.T) {
 	k.must("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=200")
 	waitFor(t, 4*time.Minute, "200 pods Running", func() bool { return runningPods(k, "app=web") == 200 })
 
-	kcm, sched := leaseHolder(k, "kube-controller-manager"), leaseHolder(k, "kube-scheduler")
-	t.Logf("measured: before the crash, kube-controller-manager's lease is held on %s and kube-scheduler's on %s", kcm, sched)
-	zone := ""
-	for _, r := range s.Replicas {
-		if r.Name == kcm {
-			zone = r.Zone
-		}
-	}
-	if zone == "" {
-		t.Fatalf("the controller manager's lease is held by %q, no master of %+v", kcm, s.Replicas)
-	}
+	kcm, zone := controllerManagerLeader(t, k, s)
+	t.Logf("measured: before the crash, kube-controller-manager's lease is held on %s and kube-scheduler's on %s", kcm, leaseHolder(k, "kube-scheduler"))
 	w := startWriter(api, "heartbeat")
 	nodes := watchNodes(k)
 	time.Sleep(3 * time.Second) // the writes before the crash

@@ -41,8 +41,10 @@ type NodeStatus struct {
 	State    string `json:"state"` // running, waiting (to restart), failed
 	Restarts int    `json:"restarts"`
 	Error    string `json:"error,omitempty"`
-	// RSSBytes is the hollow kubelet's resident memory.
-	RSSBytes int64 `json:"rssBytes,omitempty"`
+	// RSSBytes is the hollow kubelet's resident memory; CPUSeconds the
+	// CPU time (user and system) its process has used.
+	RSSBytes   int64   `json:"rssBytes,omitempty"`
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
 }
 
 // NodesStatus is the body of GET /sim/v1/nodes.
@@ -191,7 +193,8 @@ func (p *nodePool) status() NodesStatus {
 			st.State, st.Restarts, st.Error = ps.State, ps.Restarts, ps.Error
 		}
 		for _, pid := range n.runner.PIDs() {
-			st.RSSBytes += rss(pid)
+			st.RSSBytes += kubelet.ProcRSS(pid)
+			st.CPUSeconds += kubelet.ProcCPUSeconds(pid)
 		}
 		out.Nodes = append(out.Nodes, st)
 	}
@@ -218,21 +221,6 @@ func (p *nodePool) stop() {
 		go func() { defer wg.Done(); n.runner.Stop() }()
 	}
 	wg.Wait()
-}
-
-// rss is a process's resident memory, from /proc (0 where there is none).
-func rss(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func (s *Server) adminNodes(w http.ResponseWriter, _ *http.Request) { writeAdmin(w, s.nodes.status()) }

@@ -41,6 +41,8 @@ type PodStatus struct {
 	State    string `json:"state"` // running, waiting (to restart), failed (cannot start)
 	Restarts int    `json:"restarts"`
 	Error    string `json:"error,omitempty"`
+	// CPUSeconds is the CPU time its running process has used.
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
 }
 
 // Runner runs the static pods of a manifest directory.
@@ -174,7 +176,11 @@ func (r *Runner) Status() []PodStatus {
 	defer r.mu.Unlock()
 	var out []PodStatus
 	for _, p := range r.pods {
-		out = append(out, p.status)
+		st := p.status
+		if p.pid > 0 && st.State == "running" {
+			st.CPUSeconds = ProcCPUSeconds(p.pid)
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
