@@ -33,7 +33,7 @@ func joinedCluster(t testing.TB, name string, nodes int) (*cluster, status, kube
 	if r := c.kubeha("sim", "nodes", "-f", c.spec, "--count", itoa(nodes)); r.code != 0 || !strings.Contains(r.stdout, itoa(nodes)+" hollow nodes of cluster "+name) {
 		t.Fatalf("sim nodes --count %d: %+v", nodes, r)
 	}
-	waitFor(t, 4*time.Minute, itoa(nodes)+" workers and 3 masters Ready", func() bool {
+	waitFor(t, 6*time.Minute, itoa(nodes)+" workers and 3 masters Ready", func() bool {
 		var l nodeList
 		w, m := 0, 0
 		if k.decode(&l, "get", "nodes") == nil {

@@ -7,8 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/kubeha/kubeha/sim"
 )
 
 // simEnv runs the binary in a fresh directory with its own embedded
@@ -24,7 +22,6 @@ func simEnv(t testing.TB, example string) (dir, specPath string) {
 	if err := os.WriteFile(specPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("KUBEHA_SIM_SUBNET", sim.RandomSubnet())
 	return dir, specPath
 }
 

@@ -14,8 +14,6 @@ import (
 	"google.golang.org/api/option"
 
 	compute "google.golang.org/api/compute/v1"
-
-	"github.com/kubeha/kubeha/sim"
 )
 
 // startSimServe runs `kubeha sim serve` and returns its URL once it prints
@@ -39,7 +37,7 @@ func startSimServeTB(t testing.TB, dir string) (*exec.Cmd, string) {
 
 func startSimServeWith(t testing.TB, dir, controlPlane string, flags ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(kubeha, append([]string{"sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--subnet", sim.RandomSubnet(), "--control-plane", controlPlane}, flags...)...)
+	cmd := exec.Command(kubeha, append([]string{"sim", "serve", "--listen", "127.0.0.1:0", "--dir", dir, "--control-plane", controlPlane}, flags...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

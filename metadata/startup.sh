@@ -485,17 +485,36 @@ spec:
 }
 
 # The add-ons follow kubeha-addons while the master runs: kubeha sets it
-# again when spec.addons changes (an update-addons step), and this service
-# (this script, installed as /home/kubernetes/bin/kubeha-startup, run with
-# sync-addons) writes them, and the add-on manager's pod when its interval
-# changed, within ADDON_SYNC_SEC.
-readonly ADDON_SYNC_SEC="${ADDON_SYNC_SEC:-10}"
+# again when spec.addons changes (an update-addons step, which also writes
+# the add-ons' digest in kubeha-config), and this service (this script,
+# installed as /home/kubernetes/bin/kubeha-startup, run with sync-addons)
+# writes them, and the add-on manager's pod when its interval changed. It
+# waits on the metadata server for kubeha-config to change
+# (wait_for_change with its ETag, at most ADDON_SYNC_TIMEOUT_SEC), as GCE's
+# guest agents do, so it costs nothing while nothing changes.
+readonly ADDON_SYNC_TIMEOUT_SEC="${ADDON_SYNC_TIMEOUT_SEC:-300}"
+
+# metadata_etag KEY [ETAG] prints the ETag of attribute KEY, once it is
+# not ETAG (at once without one).
+metadata_etag() {
+  local query=""
+  if [[ -n "${2:-}" ]]; then
+    query="?wait_for_change=true&last_etag=$2&timeout_sec=${ADDON_SYNC_TIMEOUT_SEC}"
+  fi
+  curl --fail --silent --show-error --max-time "$((ADDON_SYNC_TIMEOUT_SEC + 30))" -o /dev/null -D - \
+    -H 'Metadata-Flavor: Google' "${METADATA}/$1${query}" | sed -n 's/^[Ee][Tt][Aa][Gg]: *\([^[:space:]]*\).*/\1/p'
+}
+
 sync_addons() {
+  local etag
+  etag="$(metadata_etag kubeha-config)"
   while true; do
     load_kube_env
     write_addons
     write_addon_manager_manifest
-    sleep "${ADDON_SYNC_SEC}"
+    if ! etag="$(metadata_etag kubeha-config "${etag}")" || [[ -z "${etag}" ]]; then
+      sleep 10 # the metadata server did not answer: ask again
+    fi
   done
 }
 

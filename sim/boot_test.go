@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -347,9 +348,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestMemberAddressTaken: a member whose address another process holds
-// (another emulator on the same subnet) fails, and the emulator says why
-// and what to do, once, at error level.
+// TestMemberAddressTaken: a member whose address a process took after it
+// was handed out fails, and the emulator says, once, at error level, which
+// address and which process to stop.
 func TestMemberAddressTaken(t *testing.T) {
 	var logs syncBuffer
 	s, c := startSim(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))})
@@ -360,9 +361,11 @@ func TestMemberAddressTaken(t *testing.T) {
 	}
 	defer l.Close()
 	boot(t, c, m, "http", initialCluster("http", m), metadata.StateNew, nil)
+	holder := fmt.Sprintf("process %d (", os.Getpid())
 	eventually(t, 20*time.Second, "the member fails and the emulator says why", func() error {
 		for _, st := range s.Members() {
-			if st.State == "failed" && st.Restarts >= 2 && strings.Contains(logs.String(), "address is taken by another process") {
+			if st.State == "failed" && st.Restarts >= 2 && strings.Contains(st.Error, "cannot listen on "+m.ip) && strings.Contains(st.Error, holder) &&
+				strings.Contains(logs.String(), "stop the process that holds its address") {
 				return nil
 			}
 		}
@@ -371,8 +374,8 @@ func TestMemberAddressTaken(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
 		t.Errorf("%d error lines, want the taken address reported once:\n%s", n, logs.String())
 	}
-	if !strings.Contains(logs.String(), "KUBEHA_SIM_SUBNET") {
-		t.Errorf("the error does not say what to do: %s", logs.String())
+	if !strings.Contains(logs.String(), "listening on "+m.ip+":2380") {
+		t.Errorf("the error does not name the address and port held: %s", logs.String())
 	}
 }
 

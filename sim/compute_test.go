@@ -348,8 +348,8 @@ func TestZonesRegionsNetworks(t *testing.T) {
 
 func TestPersistence(t *testing.T) {
 	dir := t.TempDir()
-	subnet := RandomSubnet()
-	s, c := startSim(t, Options{Dir: dir, Subnet: subnet})
+	s, c := startSim(t, Options{Dir: dir})
+	subnet := s.w.Subnet
 	ctx := ctxT(t)
 	ok(t, c)(c.Addresses.Insert(project, region, &compute.Address{Name: "ip"}).Context(ctx).Do())
 	postAdmin(t, s, "/sim/v1/latency", `{"firewalls.insert":"1h"}`)

@@ -24,9 +24,6 @@ const (
 
 func startSim(t testing.TB, opts Options) (*Server, *compute.Service) {
 	t.Helper()
-	if opts.Subnet == "" {
-		opts.Subnet = RandomSubnet()
-	}
 	s, err := Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("start emulator: %v", err)

@@ -311,11 +311,15 @@ func (m *member) run(ctx context.Context, log interface {
 			}
 			closeEtcd(e)
 		}
-		if errors.Is(err, syscall.EADDRINUSE) && !m.inUseLogged {
-			// Another process (often another emulator on the same subnet)
-			// holds this member's address: it will never start here.
-			log.Error("etcd member cannot listen: its address is taken by another process, often another emulator on the same subnet; give each emulator its own (kubeha sim serve --subnet, or KUBEHA_SIM_SUBNET with --sim)", "err", err)
-			m.inUseLogged = true
+		if errors.Is(err, syscall.EADDRINUSE) {
+			// Another process took this member's address after it was
+			// handed out: the member cannot start until it is gone.
+			holder := cmp.Or(listenerOn(m.ip), "another process")
+			err = fmt.Errorf("etcd member cannot listen on %s: %s holds it: stop it: %w", m.ip, holder, err)
+			if !m.inUseLogged {
+				log.Error("etcd member cannot listen: stop the process that holds its address", "address", m.ip, "holder", holder)
+				m.inUseLogged = true
+			}
 		}
 		log.Warn("etcd member exited; restarting", "err", err, "backoff", backoff)
 		m.mu.Lock()

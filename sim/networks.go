@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"net/netip"
 	"path"
 	"strings"
@@ -57,43 +56,73 @@ func (s *Server) ensureProjectLocked(project string) {
 	if _, ok := s.w.Networks[networkKey(project, "default")]; ok {
 		return
 	}
-	s.addNetworkLocked(project, &compute.Network{Name: "default", AutoCreateSubnetworks: true, Description: "Default network for the project"})
+	// The default network's subnetworks use the emulator's own range.
+	_ = s.addNetworkLocked(project, &compute.Network{Name: "default", AutoCreateSubnetworks: true, Description: "Default network for the project"})
 }
 
-// addNetworkLocked stores a network and, in auto mode, its subnetworks.
-func (s *Server) addNetworkLocked(project string, n *compute.Network) {
+// addNetworkLocked stores a network and, in auto mode, its subnetworks;
+// it fails when no loopback block is free for them (every one held by
+// other emulators of this machine).
+func (s *Server) addNetworkLocked(project string, n *compute.Network) error {
 	key := networkKey(project, n.Name)
 	n.Kind, n.Id, n.SelfLink, n.CreationTimestamp = "compute#network", s.w.newID(), link(key), nowStamp()
 	n.RoutingConfig = &compute.NetworkRoutingConfig{RoutingMode: "REGIONAL"}
 	n.ForceSendFields = []string{"AutoCreateSubnetworks"}
 	s.w.Networks[key] = n
 	if !n.AutoCreateSubnetworks {
-		return
+		return nil
 	}
 	for _, region := range sortedRegions(s.opts.Regions) {
 		sk := subnetKey(project, region, n.Name)
 		cidr := s.w.Subnet
 		if n.Name != "default" {
-			cidr = s.newBlockLocked(sk, "")
+			var err error
+			if cidr, err = s.newBlockLocked(sk, ""); err != nil {
+				return err
+			}
 		}
 		sn := &compute.Subnetwork{Name: n.Name, Network: link(key), IpCidrRange: cidr}
 		s.storeSubnetLocked(project, region, sn)
 		n.Subnetworks = append(n.Subnetworks, link(sk))
 	}
+	return nil
+}
+
+// dropNetworkLocked removes a network whose insert failed, with the
+// subnetworks made for it.
+func (s *Server) dropNetworkLocked(project, name string) {
+	key := networkKey(project, name)
+	for k, sn := range s.w.Subnetworks {
+		if relPath(project, sn.Network) == key {
+			delete(s.w.Subnetworks, k)
+			delete(s.w.Blocks, k)
+		}
+	}
+	delete(s.w.Networks, key)
 }
 
 // newBlockLocked gives subnetwork key a loopback block for cidr (its own
 // range when that is loopback) and returns the block's range.
-func (s *Server) newBlockLocked(key, cidr string) string {
+// A block is claimed against the other emulators of this machine: the
+// next /16 counting down from 127.254.0.0/16 that none holds, or the
+// range itself when it is loopback (refused when another holds it).
+func (s *Server) newBlockLocked(key, cidr string) (string, error) {
 	if p, err := netip.ParsePrefix(cidr); err == nil && p.Addr().IsLoopback() {
+		if err := s.claims.claim(p); err != nil {
+			return "", err
+		}
 		s.w.Blocks[key] = &block{Loopback: p.Masked().String(), Next: 2}
-		return cidr
+		return cidr, nil
 	}
-	n := 254 - s.w.NextBlock
-	s.w.NextBlock++
-	loop := fmt.Sprintf("127.%d.0.0/16", n)
+	first := s.w.NextBlock
+	p, err := s.claims.claimFirst(254-first, func(i int) netip.Prefix { return defaultSubnet(254 - first - i) })
+	if err != nil {
+		return "", err
+	}
+	s.w.NextBlock = 254 - int(p.Addr().As4()[1]) + 1
+	loop := p.String()
 	s.w.Blocks[key] = &block{Loopback: loop, Next: 2}
-	return loop
+	return loop, nil
 }
 
 func (s *Server) storeSubnetLocked(project, region string, sn *compute.Subnetwork) {
@@ -112,7 +141,10 @@ func (s *Server) insertNetwork(r *request) (any, error) {
 			if n.IPv4Range != "" {
 				return nil, errInvalid("Invalid value for field 'resource.IPv4Range': '%s'. Legacy networks are not served by the emulator.", n.IPv4Range)
 			}
-			s.addNetworkLocked(r.project, n)
+			if err := s.addNetworkLocked(r.project, n); err != nil {
+				s.dropNetworkLocked(r.project, n.Name)
+				return nil, errInvalid("The emulator has no loopback range for network %s: %v", n.Name, err)
+			}
 			return s.newOpLocked(globalScope(r), "networks.insert", key, n.Id, nil), nil
 		})
 }
@@ -136,7 +168,9 @@ func (s *Server) insertSubnetwork(r *request) (any, error) {
 				}
 			}
 			sn.Network = link(nk)
-			s.newBlockLocked(key, sn.IpCidrRange)
+			if _, err := s.newBlockLocked(key, sn.IpCidrRange); err != nil {
+				return nil, errInvalid("The emulator cannot give subnetwork %s its addresses: %v", sn.Name, err)
+			}
 			s.storeSubnetLocked(r.project, r.region, sn)
 			network.Subnetworks = append(network.Subnetworks, link(key))
 			return s.newOpLocked(regionScope(r), "subnetworks.insert", key, sn.Id, nil), nil

@@ -40,9 +40,10 @@ type Options struct {
 	// WaitTimeout is the longest an operations.wait call blocks before it
 	// returns the operation still RUNNING; default 2 minutes, as GCE.
 	WaitTimeout time.Duration
-	// Subnet is the range of internal and instance IPs; default
-	// 127.0.0.0/16, so the first master gets 127.0.0.2. Tests running side by
-	// side use RandomSubnet.
+	// Subnet is the range of internal and instance IPs; default the first
+	// /16 of 127.0.0.0/8 no other emulator of this machine holds
+	// (127.0.0.0/16, whose first master gets 127.0.0.2, when it runs alone).
+	// A loaded state keeps its own.
 	Subnet string
 	// Regions maps each emulated region to its zones; default DefaultRegions.
 	Regions map[string][]string
@@ -76,6 +77,10 @@ type Server struct {
 	root    string // where disks and member files live
 	tmpRoot bool
 	log     *slog.Logger
+
+	// claims are the loopback ranges this emulator hands out, held
+	// against other emulators of this machine (claims.go).
+	claims *claims
 
 	mu      sync.Mutex
 	w       *world
@@ -116,14 +121,9 @@ type faultConfig struct {
 	After bool `json:"after,omitempty"`
 }
 
-// DefaultSubnet is the internal range of a persisted emulator.
+// DefaultSubnet is the internal range of an emulator given none, when no
+// other emulator of this machine holds it (else the next free /16).
 const DefaultSubnet = "127.0.0.0/16"
-
-// RandomSubnet returns a /24 in 127.0.0.0/8 other than 127.0.0.0/24, so that
-// emulators in concurrently running test processes do not share IPs.
-func RandomSubnet() string {
-	return fmt.Sprintf("127.%d.%d.0/24", 1+rand.IntN(254), rand.IntN(256))
-}
 
 // Start starts an emulator and returns once it serves. When opts.Dir holds
 // the state of an earlier run, it is loaded and the RUNNING masters boot
@@ -162,6 +162,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	s.claims = newClaims(opts.Dir)
+	loaded := false
 	if opts.Dir != "" {
 		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create emulator dir: %w", err)
@@ -170,11 +172,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		w, err := loadWorld(opts.Dir)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			s.w = newWorld(cmp.Or(opts.Subnet, DefaultSubnet))
 		case err != nil:
 			return nil, err
 		default:
-			s.w = w
+			s.w, loaded = w, true
 		}
 	} else {
 		dir, err := os.MkdirTemp("", "kubeha-sim-")
@@ -182,10 +183,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("create emulator temp dir: %w", err)
 		}
 		s.root, s.tmpRoot = dir, true
-		s.w = newWorld(cmp.Or(opts.Subnet, DefaultSubnet))
+	}
+	if err := s.claimRanges(loaded); err != nil {
+		s.claims.release()
+		s.cleanup()
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
+		s.claims.release()
 		s.cleanup()
 		return nil, fmt.Errorf("emulator listen on %s: %w", opts.Listen, err)
 	}
@@ -292,6 +298,7 @@ func (s *Server) Close() error {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	s.claims.release()
 	s.cleanup()
 	return errors.Join(err, saveErr)
 }

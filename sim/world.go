@@ -99,7 +99,8 @@ func (w *world) newID() uint64 {
 }
 
 // allocInternal returns the next free internal IP of a subnetwork (its
-// key), from its loopback block.
+// key), from its loopback block: free in the emulator's world, and no
+// process of this machine listening on it.
 func (w *world) allocInternal(subnet string) (string, error) {
 	b := w.blockOf(subnet)
 	prefix, err := netip.ParsePrefix(b.Loopback)
@@ -112,7 +113,7 @@ func (w *world) allocInternal(subnet string) (string, error) {
 		if !prefix.Contains(ip) {
 			return "", fmt.Errorf("subnet %s is exhausted", b.Loopback)
 		}
-		if !w.ipInUse(ip.String()) {
+		if !w.ipInUse(ip.String()) && listenerOn(ip.String()) == "" {
 			return ip.String(), nil
 		}
 	}
@@ -134,7 +135,7 @@ func (w *world) allocExternal() string {
 	size := uint32(1) << (32 - prefix.Bits())
 	for n := uint32(2); n < size/2; n++ {
 		ip := addToIP(prefix.Masked().Addr(), size-n).String()
-		if !w.ipInUse(ip) {
+		if !w.ipInUse(ip) && listenerOn(ip) == "" {
 			return ip
 		}
 	}

@@ -2,7 +2,10 @@ package machine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -209,16 +213,13 @@ func (m *Machine) serveMetadata() (string, error) {
 			http.Error(w, "Missing Metadata-Flavor:Google header.", http.StatusForbidden)
 			return
 		}
-		md := m.Metadata
-		if m.MetadataNow != nil {
-			md = m.MetadataNow()
-		}
-		v, ok := md[r.PathValue("key")]
+		v, ok := m.waitAttribute(r)
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
 		w.Header().Set("Metadata-Flavor", "Google")
+		w.Header().Set("ETag", etagOf(v))
 		io.WriteString(w, v)
 	})
 	// The service account's email and an access token for it, as the
@@ -258,4 +259,57 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// attribute is an instance attribute as it is now.
+func (m *Machine) attribute(key string) (string, bool) {
+	md := m.Metadata
+	if m.MetadataNow != nil {
+		md = m.MetadataNow()
+	}
+	v, ok := md[key]
+	return v, ok
+}
+
+func etagOf(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:8])
+}
+
+// waitAttribute answers a request for an attribute as GCE's metadata
+// server does: at once, or with wait_for_change=true once its ETag is not
+// last_etag (the one of the moment asked, without it), or when
+// timeout_sec passes (the value as it is then).
+func (m *Machine) waitAttribute(r *http.Request) (string, bool) {
+	key := r.PathValue("key")
+	v, ok := m.attribute(key)
+	q := r.URL.Query()
+	if q.Get("wait_for_change") != "true" {
+		return v, ok
+	}
+	last := cmp.Or(q.Get("last_etag"), etagOf(v))
+	timeout := time.Duration(cmp.Or(atoiOr(q.Get("timeout_sec"), 0), 300)) * time.Second
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for ok && etagOf(v) == last {
+		select {
+		case <-r.Context().Done():
+			return v, ok
+		case <-deadline.C:
+			return v, ok
+		case <-tick.C:
+			v, ok = m.attribute(key)
+		}
+	}
+	return v, ok
+}
+
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return def
+	}
+	return n
 }

@@ -15,13 +15,11 @@ import (
 	"github.com/kubeha/kubeha/spec"
 )
 
-// Start starts an emulator with opts (on a random loopback subnet unless
-// opts names one) and a client of it; both end with the test.
+// Start starts an emulator with opts (on a loopback range no other
+// emulator of this machine holds, unless opts names one) and a client of
+// it; both end with the test.
 func Start(t testing.TB, opts sim.Options) (*sim.Server, *compute.Service) {
 	t.Helper()
-	if opts.Subnet == "" {
-		opts.Subnet = sim.RandomSubnet()
-	}
 	srv, err := sim.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("start the emulator: %v", err)
