@@ -118,14 +118,14 @@ func addonsFollowTheSpec(t testing.TB, c *cluster, k kubectl) {
 	t0 := time.Now()
 	c.apply()
 	c.converged(3)
-	waitFor(t, time.Minute, "the changed and the new add-on in the cluster", func() bool { return value("team") == "v2" && value("extra") == "x" })
+	waitFor(t, 2*time.Minute, "the changed and the new add-on in the cluster", func() bool { return value("team") == "v2" && value("extra") == "x" })
 	t.Logf("a changed add-on is in the cluster %s after kubeha apply began", time.Since(t0).Round(100*time.Millisecond))
 	if err := os.Remove(filepath.Join(filepath.Dir(c.spec), addonsDir, "extra.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	c.apply()
 	c.converged(3)
-	waitFor(t, time.Minute, "the removed add-on pruned", func() bool {
+	waitFor(t, 2*time.Minute, "the removed add-on pruned", func() bool {
 		_, err := k.run("-n", "kube-system", "get", "configmap", "extra")
 		return err != nil
 	})

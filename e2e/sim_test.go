@@ -3,9 +3,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,4 +132,55 @@ func lastBytes(data []byte, n int) []byte {
 		return data[len(data)-n:]
 	}
 	return data
+}
+
+// TestTwoEmulatorsOnOneMachine: with a `kubeha sim serve` running with
+// default options, `kubeha apply --sim` of ha-3.yaml (its own emulator,
+// default options too) converges, on other addresses than the first
+// emulator's masters, and so does a cluster applied through the first; a
+// second `sim serve` of the first one's state directory is refused at
+// once, naming the process that runs it.
+func TestTwoEmulatorsOnOneMachine(t *testing.T) {
+	t.Parallel()
+	simDir := filepath.Join(t.TempDir(), "sim")
+	_, url := startSimServe(t, simDir)
+	_, served := simEnv(t, "quickstart.yaml")
+	if r := runKubeha(t, "", "apply", "-f", served, "--auto-approve", "--gce-endpoint", url); r.code != 0 {
+		t.Fatalf("apply through sim serve: %+v", r)
+	}
+	dir, embedded := simEnv(t, "ha-3.yaml")
+	if r := runKubeha(t, "", "apply", "--sim", "--sim-dir", filepath.Join(dir, "sim"), "-f", embedded, "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply --sim beside a running sim serve: %+v", r)
+	}
+	ips := func(args ...string) []string {
+		t.Helper()
+		r := runKubeha(t, "", append([]string{"status", "-o", "json"}, args...)...)
+		var s status
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &s) != nil {
+			t.Fatalf("status %v: %+v", args, r)
+		}
+		var out []string
+		for _, rep := range s.Replicas {
+			if !rep.Etcd.Healthy {
+				t.Errorf("master %s is not healthy: %+v", rep.Name, rep)
+			}
+			out = append(out, rep.InternalIP)
+		}
+		return out
+	}
+	first := ips("-f", served, "--gce-endpoint", url)
+	second := ips("--sim", "--sim-dir", filepath.Join(dir, "sim"), "-f", embedded)
+	if len(first) != 1 || len(second) != 3 {
+		t.Fatalf("masters: %v and %v", first, second)
+	}
+	for _, ip := range second {
+		if slices.Contains(first, ip) {
+			t.Errorf("both emulators handed out %s", ip)
+		}
+	}
+	cmd := exec.Command(kubeha, "sim", "serve", "--listen", "127.0.0.1:0", "--dir", simDir)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "address range in use") || !strings.Contains(string(out), "process ") {
+		t.Fatalf("a second sim serve of one state directory: %v\n%s", err, out)
+	}
 }

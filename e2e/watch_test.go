@@ -79,14 +79,19 @@ func (w *watcher) metric(t testing.TB, name string) string {
 	return ""
 }
 
+// waitFor asks ok until it holds, every 200 ms at first and then less
+// often, up to every second: many checks run kubectl, whose every run
+// costs the machine the tests measure.
 func waitFor(t testing.TB, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	pause := 200 * time.Millisecond
 	for !ok() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(pause*3/2, time.Second)
 	}
 }
 
