@@ -5,30 +5,20 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubeha/kubeha/sim/kubelet"
 )
 
 // procStats reads a process's CPU time (user+system) and resident memory.
 func procStats(b *testing.B, pid int) (cpu time.Duration, rss int64) {
 	b.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", pid)); err != nil {
 		b.Skip("no /proc: watch's CPU and memory are not measured on this system")
 	}
-	fields := strings.Fields(string(stat)[strings.LastIndexByte(string(stat), ')')+2:])
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			rss = kb << 10
-		}
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, rss // clock ticks of 10ms
+	return time.Duration(kubelet.ProcCPUSeconds(pid) * float64(time.Second)), kubelet.ProcRSS(pid)
 }
 
 // BenchmarkWatch measures a watcher managing 1 and 20 one-master clusters:

@@ -1,11 +1,8 @@
 package executor
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"strconv"
-	"time"
 
 	compute "google.golang.org/api/compute/v1"
 
@@ -33,19 +30,7 @@ func (x *executor) updateAddons(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return err
 	}
-	var cfgDoc, env string
-	for _, it := range in.Metadata.Items {
-		if it.Value == nil {
-			continue
-		}
-		switch it.Key {
-		case metadata.KeyConfig:
-			cfgDoc = *it.Value
-		case metadata.KeyKubeEnv:
-			env = *it.Value
-		}
-	}
-	cfg, err := metadata.ParseConfig(cfgDoc)
+	cfg, err := metadata.ParseConfig(itemOf(in, metadata.KeyConfig))
 	if err != nil {
 		return fmt.Errorf("update-addons %s: %w", s.Target, err)
 	}
@@ -68,8 +53,7 @@ func (x *executor) updateAddons(ctx context.Context, s *planner.Step) error {
 		return fmt.Errorf("update-addons %s: %w", s.Target, err)
 	}
 	cfg.Addons = metadata.AddonsDigest(user, interval)
-	seconds := strconv.Itoa(int(cmp.Or(interval, metadata.DefaultAddonCheckInterval) / time.Second))
-	env = metadata.SetKubeEnv(env, "ADDON_CHECK_INTERVAL_SEC", seconds)
+	env := metadata.SetKubeEnv(itemOf(in, metadata.KeyKubeEnv), "ADDON_CHECK_INTERVAL_SEC", metadata.AddonCheckIntervalSec(interval))
 	cfgValue := metadata.Encode(cfg)
 	return x.setMetadata(ctx, s, in, []*compute.MetadataItems{
 		{Key: metadata.KeyAddons, Value: &archive}, {Key: metadata.KeyConfig, Value: &cfgValue}, {Key: metadata.KeyKubeEnv, Value: &env}})

@@ -245,20 +245,11 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return err
 	}
-	var etcdDoc, cfgDoc string
-	for _, it := range in.Metadata.Items {
-		if it.Value != nil && it.Key == metadata.KeyEtcd {
-			etcdDoc = *it.Value
-		}
-		if it.Value != nil && it.Key == metadata.KeyConfig {
-			cfgDoc = *it.Value
-		}
-	}
-	boot, err := metadata.ParseEtcd(etcdDoc)
+	boot, err := metadata.ParseEtcd(itemOf(in, metadata.KeyEtcd))
 	if err != nil {
 		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
 	}
-	cfg, err := metadata.ParseConfig(cfgDoc)
+	cfg, err := metadata.ParseConfig(itemOf(in, metadata.KeyConfig))
 	if err != nil {
 		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
 	}
@@ -359,12 +350,15 @@ func hasItems(have, want []*compute.MetadataItems) bool {
 }
 
 // keysOf is the Secret Manager version an instance boots its keys from.
-func keysOf(in *compute.Instance) string {
+func keysOf(in *compute.Instance) string { return itemOf(in, metadata.KeyKeys) }
+
+// itemOf is the value of an instance's metadata item key ("" when none).
+func itemOf(in *compute.Instance, key string) string {
 	if in.Metadata == nil {
 		return ""
 	}
 	for _, it := range in.Metadata.Items {
-		if it.Key == metadata.KeyKeys && it.Value != nil {
+		if it.Key == key && it.Value != nil {
 			return *it.Value
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -173,6 +174,12 @@ func ReadUserAddons(dir string) (map[string]string, error) {
 	return out, err
 }
 
+// AddonCheckIntervalSec is kube-env's ADDON_CHECK_INTERVAL_SEC for the
+// add-on manager's interval d (0: DefaultAddonCheckInterval).
+func AddonCheckIntervalSec(d time.Duration) string {
+	return strconv.Itoa(int(cmp.Or(d, DefaultAddonCheckInterval) / time.Second))
+}
+
 // AddonsDigest is what a master's add-ons are made of, as Config.Addons
 // records it: kubeha's add-on templates, the user's files and the add-on
 // manager's interval. The same inputs give the same digest.
@@ -191,7 +198,7 @@ func AddonsDigest(user map[string]string, interval time.Duration) string {
 	for _, n := range names {
 		fmt.Fprintf(h, "user/%s %d\n%s", n, len(user[n]), user[n])
 	}
-	fmt.Fprintf(h, "interval %d\n", int(cmp.Or(interval, DefaultAddonCheckInterval)/time.Second))
+	fmt.Fprintf(h, "interval %s\n", AddonCheckIntervalSec(interval))
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -163,7 +163,7 @@ func KubeEnv(b Boot) string {
 		{"HEALTHCHECK_PORT", strconv.Itoa(HealthCheckPort)},
 		{"SECRET_MANAGER_URL", cmp.Or(b.SecretManagerURL, DefaultSecretManagerURL)},
 		{"KUBE_ADDON_MANAGER_IMAGE", AddonManagerImage},
-		{"ADDON_CHECK_INTERVAL_SEC", strconv.Itoa(int(cmp.Or(b.AddonCheckInterval, DefaultAddonCheckInterval) / time.Second))},
+		{"ADDON_CHECK_INTERVAL_SEC", AddonCheckIntervalSec(b.AddonCheckInterval)},
 		{"DNS_SERVER_IP", DNSServerIP},
 		{"DNS_DOMAIN", DNSDomain},
 		{"NODE_TAINT", "node-role.kubernetes.io/control-plane:NoSchedule"},

@@ -227,13 +227,7 @@ RestartSec=10
 
 [Install]
 WantedBy=multi-user.target" && changed=0
-  if [[ "${changed}" == 0 ]]; then
-    systemctl daemon-reload
-    systemctl enable kubelet.service
-    systemctl restart kubelet.service
-  else
-    systemctl enable --now kubelet.service
-  fi
+  start_unit kubelet "${changed}"
 }
 
 # The etcd data lives on master-pd, formatted on first use; a master
@@ -518,6 +512,18 @@ sync_addons() {
   done
 }
 
+# start_unit NAME CHANGED starts systemd unit NAME.service, or restarts it
+# when CHANGED is 0 (its unit file or what it runs was rewritten).
+start_unit() {
+  if [[ "$2" == 0 ]]; then
+    systemctl daemon-reload
+    systemctl enable "$1.service"
+    systemctl restart "$1.service"
+  else
+    systemctl enable --now "$1.service"
+  fi
+}
+
 write_addon_sync_unit() {
   local changed=1
   mkdir -p "${ROOT}/home/kubernetes/bin"
@@ -536,13 +542,7 @@ RestartSec=10
 
 [Install]
 WantedBy=multi-user.target" && changed=0
-  if [[ "${changed}" == 0 ]]; then
-    systemctl daemon-reload
-    systemctl enable kubeha-addons.service
-    systemctl restart kubeha-addons.service
-  else
-    systemctl enable --now kubeha-addons.service
-  fi
+  start_unit kubeha-addons "${changed}"
 }
 
 main() {
