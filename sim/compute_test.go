@@ -27,6 +27,10 @@ func TestInstanceLifecycle(t *testing.T) {
 	if !strings.HasPrefix(internal.Address, "127.") || !strings.HasSuffix(static.Address, ".254") || internal.Status != "RESERVED" {
 		t.Fatalf("internal %s (%s), static %s", internal.Address, internal.Status, static.Address)
 	}
+	// The insert takes long enough that the Get below always sees it
+	// provisioning: with the fast profile's 10ms a loaded machine could
+	// finish it first.
+	postAdmin(t, s, "/sim/v1/latency", `{"instances.insert":"2s"}`)
 	in := &compute.Instance{
 		Name:        "m1",
 		MachineType: "zones/" + zoneB + "/machineTypes/n1-standard-2",
