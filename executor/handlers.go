@@ -53,6 +53,7 @@ var handlers = map[planner.Action]handler{
 	planner.DeleteSecret:         (*executor).deleteSecret,
 	planner.DeleteNode:           (*executor).deleteNode,
 	planner.UpdateAddons:         (*executor).updateAddons,
+	planner.FormCluster:          (*executor).formCluster,
 }
 
 func what(s *planner.Step) string { return string(s.Action) + " " + s.Target }

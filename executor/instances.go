@@ -90,6 +90,11 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		return err
 	}
 	initial := in.Name + "=" + x.peerURL(ip)
+	if len(in.InitialCluster) > 1 {
+		if initial, err = x.staticCluster(ctx, in.InitialCluster); err != nil {
+			return err
+		}
+	}
 	if in.ClusterState == metadata.StateExisting {
 		if initial, err = x.initialCluster(ctx, in.Name, x.peerURL(ip)); err != nil {
 			return err
@@ -148,6 +153,13 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	}
 	if err := x.retireKeys(ctx, in.Name, keysOf(made)); err != nil {
 		return err
+	}
+	if len(in.InitialCluster) > 1 {
+		// A member of a cluster bootstrapped together: return once it has
+		// started, which it can only once a quorum of them run.
+		return x.etcdOf(in.InitialCluster, func(ctx context.Context) error {
+			return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) })
+		})(ctx)
 	}
 	if in.ClusterState == metadata.StateNew {
 		// The bootstrap master: wait for its new etcd, then take the lock

@@ -71,7 +71,7 @@ func (x *executor) clientURL(ip string) string {
 // step carries out one step. A membership change first takes the lock and
 // checks its preflight; etcd's refusals name the members as they are.
 func (x *executor) step(ctx context.Context, s *planner.Step) error {
-	if s.Action.Etcd() {
+	if s.Action.Etcd() && s.Action != planner.FormCluster { // a new cluster's lock is taken once it formed
 		if err := x.takeLock(ctx); err != nil {
 			return err
 		}

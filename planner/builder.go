@@ -43,7 +43,8 @@ type builder struct {
 	replicas  []*replica // every replica, kept and removed, observed and new
 	etcdModel            // the etcd membership after the steps so far
 	used      map[string]bool
-	lb        bool // the load balancer exists or is planned
+	keep      map[string]bool // replicas whose disks and addresses are no leak (members of a bootstrap being completed)
+	lb        bool            // the load balancer exists or is planned
 	ft0       []string
 
 	// Steps that later steps depend on, by ID ("" when not planned).
@@ -90,10 +91,15 @@ func (m *etcdModel) apply(s *Step) {
 		delete(m.learners, key)
 		m.voters[key], m.healthy[key] = true, true
 	case CreateInstance:
-		if s.Instance.ClusterState == metadata.StateNew {
+		if s.Instance.bootstrapsAlone() {
 			m.voters[key], m.healthy[key] = true, true
 			m.leader = key
 		}
+	case FormCluster:
+		for _, k := range s.Members {
+			m.voters[k], m.healthy[k] = true, true
+		}
+		m.leader = ""
 	case StartInstance:
 		if m.voters[key] {
 			m.healthy[key] = true
@@ -111,7 +117,7 @@ func (m *etcdModel) apply(s *Step) {
 }
 
 func newBuilder(desired *spec.Cluster, observed *state.Cluster, opts Options) *builder {
-	b := &builder{spec: desired, obs: observed, opts: opts, etcdModel: newModel(), used: map[string]bool{}}
+	b := &builder{spec: desired, obs: observed, opts: opts, etcdModel: newModel(), used: map[string]bool{}, keep: map[string]bool{}}
 	for _, m := range observed.Etcd.Members {
 		k := memberKey(m)
 		if m.IsLearner {
@@ -201,7 +207,7 @@ func (b *builder) add(s *Step, deps ...string) string {
 		return ""
 	}
 	b.etcdModel = next
-	if s.Action.Etcd() || s.Action == CreateInstance && s.Instance.ClusterState == metadata.StateNew {
+	if s.Action.Etcd() || s.Action == CreateInstance && s.Instance.bootstrapsAlone() {
 		b.lastEtcd = s.ID
 		if s.Etcd.Voters >= 2 && s.Etcd.FaultTolerance == 0 {
 			b.ft0 = append(b.ft0, s.ID)

@@ -58,6 +58,12 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 			running++
 		}
 	}
+	if _, ok, problem := halfBootstrapped(observed); ok {
+		if problem != "" {
+			return refuse("%s", problem)
+		}
+		return nil
+	}
 	if !observed.Etcd.Reachable && running > 0 {
 		return refuse("etcd of cluster %s does not answer on any running master (%s). If the masters are still booting, plan again in a minute; if etcd has lost its data or quorum, restore it from a snapshot (kubeha saves them in backups/ beside the PKI)",
 			observed.Name, observed.Etcd.Error)

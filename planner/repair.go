@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
 )
 
 // Repair: stopped masters, adoption, orphans, leaks, drift, replacements
@@ -84,6 +85,8 @@ func (b *builder) orphans() {
 // to no step of this plan.
 func (b *builder) leaks() {
 	orph := b.obs.Orphans()
+	orph.Disks = slices.DeleteFunc(orph.Disks, func(d *state.Disk) bool { return b.keep[strings.TrimSuffix(d.Name, "-pd")] })
+	orph.Addresses = slices.DeleteFunc(orph.Addresses, func(a *state.Address) bool { return b.keep[strings.TrimSuffix(a.Name, "-internal")] })
 	for _, d := range orph.Disks {
 		b.add(&Step{Action: DeleteDisk, Target: d.Name, Zone: d.Zone, Phase: "cleanup",
 			Reason: "leaked: an etcd data disk with no master (left by an interrupted apply or a manual delete)"}, b.orphanRemovals...)

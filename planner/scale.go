@@ -23,6 +23,11 @@ import (
 // is; the healthy surplus of a scale-down goes last.
 func (b *builder) membershipChanges() {
 	n := b.spec.Spec.Masters.Replicas
+	if members, ok, _ := halfBootstrapped(b.obs); ok {
+		b.promoteLB()
+		b.completeBootstrap(members)
+		return
+	}
 	// Pending learners whose instance runs: promote them first (etcd allows
 	// one learner at a time).
 	for _, r := range b.replicas {
@@ -36,8 +41,10 @@ func (b *builder) membershipChanges() {
 	var failed, forced, broken, rolling []*replica
 	for _, r := range b.replicas {
 		switch {
-		case r.member == nil || r.learner:
-			broken = append(broken, r) // no member, or a learner whose VM is not running: start over
+		case r.member == nil || r.learner || r.member.Unstarted:
+			// No member, a learner whose VM is not running, or a member of
+			// a new cluster whose VM never started it: start over.
+			broken = append(broken, r)
 		case b.replacing(r) && r.healthy:
 			forced = append(forced, r)
 		case b.replacing(r):
@@ -57,8 +64,11 @@ func (b *builder) membershipChanges() {
 	}
 	for _, r := range broken {
 		why := "the master has no etcd member (an interrupted apply): delete it and start over"
-		if r.learner {
+		switch {
+		case r.learner:
 			why = "the master's learner never joined and its VM is not running: delete it and start over"
+		case r.member != nil && r.member.Unstarted:
+			why = "the master's etcd member never started (its boot failed): it holds no data; delete it and start over"
 		}
 		b.removeReplica(r, why)
 	}
@@ -94,7 +104,11 @@ func (b *builder) membershipChanges() {
 		b.singleMasterIP()
 	}
 	if bootstrap && len(b.voters) == 0 && len(b.kept()) < target {
-		b.addReplica(b.zoneFor(""), "bootstrap: the first master, with a new etcd cluster", true, peak)
+		if target-len(b.kept()) >= 3 {
+			b.bootstrapAll(target - len(b.kept()))
+		} else {
+			b.addReplica(b.zoneFor(""), "bootstrap: the first master, with a new etcd cluster", true, peak)
+		}
 	}
 	var adds []pendingAdd
 	for _, r := range failed {
@@ -200,11 +214,11 @@ func (b *builder) reserve(name, zone string) (addr, disk string) {
 }
 
 // joined records a new voter and puts it behind the load balancer.
-func (b *builder) joined(name, zone, last string, staticIP bool) {
+func (b *builder) joined(name, zone, last string, staticIP bool, deps ...string) {
 	r := &replica{name: name, zone: zone, voter: true, healthy: true, staticIP: staticIP}
 	if b.lb {
 		last = b.add(&Step{Action: AddToPool, Target: spec.MasterName(b.spec.Metadata.Name), Replica: name, Zone: zone, Phase: "replica " + name,
-			Reason: "serve the API behind the load balancer"}, last, b.poolStep)
+			Reason: "serve the API behind the load balancer"}, append(deps, last, b.poolStep)...)
 		r.inPool = true
 	}
 	b.lastAdd = last

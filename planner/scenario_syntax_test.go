@@ -6,9 +6,10 @@ package planner
 //
 //	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...] [addons=DIGEST]
 //	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T] [addons=DIGEST|none]
+//	         [initial=NAME,...]   (it boots etcd state new with that static initial cluster, each member on its address)
 //	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
-//	disk NAME ZONE | address NAME | static-ip [missing] | firewalls missing|etcd-drift|https-missing
+//	disk NAME ZONE | address NAME [ip=IP] | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
 //	nodes [masters=NAME,...]   (the masters' Nodes in the Kubernetes API)
@@ -21,11 +22,11 @@ var scenarioSyntax = map[string]struct {
 }{
 	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
-	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons"}, flags: []string{"pool", "nodisk", "noaddr"},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},
-	"address":              {args: 1},
+	"address":              {args: 1, keys: []string{"ip"}},
 	"static-ip":            {flags: []string{"missing"}},
 	"firewalls":            {args: 1},
 	"healthcheck":          {keys: []string{"probes"}, values: map[string][]string{"probes": {"8080"}}},

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +72,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	firewalls := "ok"
 	clientFW := false
 	nextIP := 2
+	initial := map[*state.Instance][]string{}
 	nextID := uint64(0x100)
 	zone := func(z string) string {
 		if len(z) == 1 {
@@ -189,6 +191,10 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			default: // ephemeral
 				in.NatIP = fmt.Sprintf("198.51.100.%d", nextIP)
 			}
+			if v := kv["initial"]; v != "" {
+				in.ClusterState = metadata.StateNew
+				initial[in] = strings.Split(v, ",") // NAME or NAME@IP
+			}
 			obs.Instances = append(obs.Instances, in)
 			if !flags["nodisk"] {
 				obs.Disks = append(obs.Disks, &state.Disk{Name: in.Name + "-pd", Zone: in.Zone, SizeGb: 20, Users: []string{in.Name}})
@@ -218,7 +224,12 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				}
 			}
 			if flags["unstarted"] {
-				m.Name, m.Healthy = "", false
+				// etcd names an unstarted learner "", and an unstarted
+				// member of a static initial cluster by that cluster's name.
+				m.Healthy, m.Unstarted = false, true
+				if m.IsLearner {
+					m.Name = ""
+				}
 				m.Error = "not started: the member has not joined yet"
 			}
 			if flags["unhealthy"] {
@@ -234,7 +245,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		case "disk":
 			obs.Disks = append(obs.Disks, &state.Disk{Name: f[1], Zone: zone(f[2]), SizeGb: 20})
 		case "address":
-			obs.Addresses = append(obs.Addresses, &state.Address{Name: f[1], Address: "10.0.9.9", Type: "INTERNAL", Status: "RESERVED", Region: tRegion})
+			obs.Addresses = append(obs.Addresses, &state.Address{Name: f[1], Address: cmp.Or(kv["ip"], "10.0.9.9"), Type: "INTERNAL", Status: "RESERVED", Region: tRegion})
 		case "static-ip":
 			staticIP = !flags["missing"]
 		case "firewalls":
@@ -306,6 +317,22 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 		default:
 			fail("unknown line")
 		}
+	}
+	// A master of a bootstrap of several names the peer URL of every member
+	// on its address (10.0.9.8 for one that has none).
+	for in, names := range initial {
+		var parts []string
+		for _, n := range names {
+			n, ip, found := strings.Cut(n, "@")
+			for _, a := range obs.Addresses {
+				if a.Name == n+"-internal" && !found {
+					ip = a.Address
+				}
+			}
+			ip = cmp.Or(ip, "10.0.9.8")
+			parts = append(parts, n+"=https://"+ip+":2380")
+		}
+		in.InitialCluster = strings.Join(parts, ",")
 	}
 	if staticIP {
 		st := &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Type: "EXTERNAL", Status: "RESERVED", Region: tRegion}

@@ -102,6 +102,10 @@ const (
 	// after its instance is gone (kube-down deletes the masters' Nodes
 	// too); a Node of no master is deleted as a leak.
 	DeleteNode Action = "delete-node"
+	// FormCluster waits until a quorum of the members of a new cluster,
+	// all started at once from one static initial cluster, have formed it,
+	// then takes the apply lock.
+	FormCluster Action = "form-etcd-cluster"
 	// UpdateAddons writes a running master's add-ons (kubeha-addons) after
 	// spec.addons changed; the master's add-on sync picks them up, and its
 	// add-on manager applies them. Nothing restarts.
@@ -149,6 +153,7 @@ var actions = map[Action]actionInfo{
 	DeleteInstance:       {change: Delete},
 	DeleteNode:           {change: Delete},
 	UpdateAddons:         {change: Update},
+	FormCluster:          {change: Create, etcd: true},
 	DeleteDisk:           {change: Delete},
 	ReleaseAddress:       {change: Delete},
 	RenewCertificates:    {change: Update, etcd: true},
@@ -247,6 +252,9 @@ type Step struct {
 	Instance *InstanceSpec `json:"instance,omitempty"`
 	// Firewall is what a firewall step writes.
 	Firewall *FirewallSpec `json:"firewall,omitempty"`
+	// Members are the members of the new cluster a form-etcd-cluster
+	// waits for.
+	Members []string `json:"members,omitempty"`
 	// PoolMembers are the replicas a create-target-pool starts with.
 	PoolMembers []string `json:"poolMembers,omitempty"`
 	// PoolLink is the dangling target-pool entry a remove-from-pool removes
@@ -263,13 +271,18 @@ type Step struct {
 // when it runs the step; its certificates are issued then too, so that the
 // plan holds no key material.
 type InstanceSpec struct {
-	Name            string          `json:"name"`
-	Zone            string          `json:"zone"`
-	InternalAddress string          `json:"internalAddress"`
-	Disk            string          `json:"disk"`
-	StaticIP        bool            `json:"staticIP"` // the static IP on its access config (a single master)
-	ClusterState    string          `json:"initialClusterState"`
-	Config          metadata.Config `json:"config"`
+	Name            string `json:"name"`
+	Zone            string `json:"zone"`
+	InternalAddress string `json:"internalAddress"`
+	Disk            string `json:"disk"`
+	StaticIP        bool   `json:"staticIP"` // the static IP on its access config (a single master)
+	ClusterState    string `json:"initialClusterState"`
+	// InitialCluster names every member of the new cluster a member of a
+	// bootstrap of several starts with (state new), itself included; the
+	// executor reads their internal addresses. Empty for a member that
+	// bootstraps alone or joins.
+	InitialCluster []string        `json:"initialCluster,omitempty"`
+	Config         metadata.Config `json:"config"`
 }
 
 // FirewallSpec is a firewall rule kubeha manages.
@@ -297,4 +310,9 @@ func (p *Plan) summarize() {
 		}
 	}
 	p.NoChanges = len(p.Steps) == 0
+}
+
+// bootstrapsAlone says the instance starts a new cluster of one member.
+func (in *InstanceSpec) bootstrapsAlone() bool {
+	return in.ClusterState == metadata.StateNew && len(in.InitialCluster) <= 1
 }

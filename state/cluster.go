@@ -89,6 +89,13 @@ type Instance struct {
 	// Certs describes the certificates in the instance's kubeha-tls
 	// metadata (never the keys); nil when it has none.
 	Certs *CertInfo `json:"certs,omitempty"`
+	// ClusterState and InitialCluster are what the instance's etcd boots
+	// with (its kubeha-etcd metadata): "new" and every member of the
+	// cluster it bootstraps ("name=peerURL,..."), or "existing" and the
+	// members of the moment it joined. Empty for masters kubeha did not
+	// create.
+	ClusterState   string `json:"initialClusterState,omitempty"`
+	InitialCluster string `json:"initialCluster,omitempty"`
 	// HasDataDisk says the instance has a disk attached as master-pd.
 	HasDataDisk bool   `json:"hasDataDisk"`
 	Fingerprint string `json:"fingerprint,omitempty"` // metadata fingerprint
@@ -187,6 +194,10 @@ type Member struct {
 	RaftIndex  uint64   `json:"raftIndex,omitempty"`
 	DBSize     int64    `json:"dbSize,omitempty"`
 	Error      string   `json:"error,omitempty"`
+	// Unstarted says the member has never run: it has no client URLs
+	// (a learner not started yet, or a member of a static initial cluster
+	// whose VM never booted it). It holds no data.
+	Unstarted bool `json:"unstarted,omitempty"`
 	// UnhealthyFor is how long the member has been seen unhealthy, as the
 	// caller's health record says; 0 when healthy or unknown.
 	UnhealthyFor time.Duration `json:"unhealthyFor,omitempty"`

@@ -317,6 +317,10 @@ func instanceOf(in *compute.Instance) *state.Instance {
 				}
 			case metadata.KeyTLS:
 				out.Certs = certInfo(*it.Value)
+			case metadata.KeyEtcd:
+				if e, err := metadata.ParseEtcd(*it.Value); err == nil {
+					out.ClusterState, out.InitialCluster = e.InitialClusterState, e.InitialCluster
+				}
 			}
 		}
 	}
@@ -393,7 +397,7 @@ func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout
 	)
 	for _, m := range out.Etcd.Members {
 		if len(m.ClientURLs) == 0 {
-			m.Error = "not started: the member has not joined yet"
+			m.Error, m.Unstarted = "not started: the member has not joined yet", true
 			continue
 		}
 		wg.Add(1)
