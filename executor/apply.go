@@ -29,7 +29,8 @@ type Options struct {
 	Spec     *spec.Cluster
 	Observed *state.Cluster // what the plan was computed against
 	PKI      *pki.PKI
-	// Parallelism bounds the steps that run at once; default 4.
+	// Parallelism bounds the steps that run at once; default
+	// DefaultParallelism.
 	Parallelism int
 	// RateLimit is the most compute API requests per second; default 20.
 	RateLimit float64
@@ -63,6 +64,13 @@ type Options struct {
 	// is not run again): the test of every handler's idempotency.
 	twice bool
 }
+
+// DefaultParallelism is how many steps run at once by default: enough for
+// every independent step of a new cluster of 5 masters (its firewalls,
+// static IP, load balancer, addresses, disks and instances) to start at
+// once, as GCE runs operations on independent resources at once. The
+// compute API rate (RateLimit) bounds the calls, not this.
+const DefaultParallelism = 16
 
 // Event is a step starting, waiting or finishing.
 type Event struct {
@@ -121,6 +129,7 @@ type executor struct {
 	mu       sync.Mutex
 	zones    map[string]string // instance -> zone
 	learners map[string]uint64 // replica -> learner ID added by this apply
+	ips      map[string]string // address name -> IP, as read (addressIP)
 	lock     *lock
 	fileLock *os.File
 	index    map[*planner.Step]int // 1-based position of each step
@@ -182,7 +191,7 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 // newExecutor sets o's defaults and indexes the plan.
 func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 	if o.Parallelism <= 0 {
-		o.Parallelism = 4
+		o.Parallelism = DefaultParallelism
 	}
 	if o.RateLimit <= 0 {
 		o.RateLimit = 20
@@ -214,6 +223,7 @@ func newExecutor(p *planner.Plan, o Options) (*executor, error) {
 		etcd:     &etcd{tls: clientTLS, timeout: o.EtcdTimeout, gate: o.Gate},
 		zones:    map[string]string{},
 		learners: map[string]uint64{},
+		ips:      map[string]string{},
 	}
 	if _, err := rand.Read(x.runID[:]); err != nil {
 		return nil, fmt.Errorf("apply: %w", err)

@@ -253,6 +253,7 @@ func (x *executor) deleteDisk(ctx context.Context, s *planner.Step) error {
 }
 
 func (x *executor) releaseAddress(ctx context.Context, s *planner.Step) error {
+	x.forgetAddress(s.Target)
 	return x.retryInUse(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Addresses.Delete(x.project(), x.region(), s.Target).Context(ctx).Do()
 	})

@@ -59,7 +59,7 @@ func (a *actionsSeen) StepFinished(e Event) {
 // plans: a bootstrap; the scale-up to 3 masters; drift made out of band (a firewall, the
 // health check, a stopped master, a master without kubeha's labels);
 // certificates due for renewal; a replacement of the etcd leader; the
-// scale-down to one master; and a destroy. Meanwhile one API request in ten
+// scale-down to one master; a destroy; and the bootstrap of three at once. Meanwhile one API request in ten
 // fails after the emulator acted (its reply lost, as after a timeout or a
 // 5xx from GCE), so every call is also retried against the state it made.
 func TestEveryStepKindTwice(t *testing.T) {
@@ -188,6 +188,11 @@ func TestEveryStepKindTwice(t *testing.T) {
 	if snaps, _ := filepath.Glob(filepath.Join(backups, "*-exe-before-destroy-r*.db")); len(snaps) != 1 {
 		t.Errorf("final snapshots: %v", snaps)
 	}
+
+	// A new cluster of three: every member at once, one static initial
+	// cluster, then the wait for its quorum.
+	e.sp.Spec.Masters.Replicas = 3
+	apply("bootstrap of 3 masters at once", planner.Options{}, nil)
 
 	// Every insert carried a requestId, so a retried one cannot create
 	// twice; run a second time, each came back with its first operation.

@@ -38,7 +38,7 @@ func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
 // boot renders what a master boots with, issuing its certificates now. Its
 // private keys go to a new version of its secret, which the kubeha-keys
 // item names (keys, returned).
-func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config) (items []*compute.MetadataItems, keys string, err error) {
+func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config, startAfter ...string) (items []*compute.MetadataItems, keys string, err error) {
 	static, err := x.staticIP(ctx)
 	if err != nil {
 		return nil, "", err
@@ -71,7 +71,7 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 		return nil, "", err
 	}
 	rendered, err := metadata.Render(metadata.Boot{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
-		ClusterState: state, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
+		ClusterState: state, StartAfter: startAfter, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
 		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: interval})
 	if err != nil {
 		return nil, "", err
@@ -100,7 +100,15 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 			return err
 		}
 	}
-	items, _, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config)
+	ips, err := x.memberIPs(ctx, in.StartAfter)
+	if err != nil {
+		return err
+	}
+	var after []string
+	for _, ip := range ips {
+		after = append(after, x.peerURL(ip))
+	}
+	items, _, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config, after...)
 	if err != nil {
 		return err
 	}

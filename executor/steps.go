@@ -45,15 +45,36 @@ func (x *executor) poolLink() string {
 	return "projects/" + x.project() + "/regions/" + x.region() + "/targetPools/" + spec.MasterName(x.cluster())
 }
 
-// addressIP reads a reserved address's IP.
+// addressIP reads a reserved address's IP. An address keeps its IP while
+// it exists, so each is read once per apply (a release forgets it): the
+// members of a new cluster each read every member's address, and the
+// compute API's rate limit is better spent elsewhere.
 func (x *executor) addressIP(ctx context.Context, name string) (string, error) {
+	x.mu.Lock()
+	ip, ok := x.ips[name]
+	x.mu.Unlock()
+	if ok {
+		return ip, nil
+	}
 	a, err := do(ctx, x.gce, "get address "+name, func() (*compute.Address, error) {
 		return x.o.Compute.Addresses.Get(x.project(), x.region(), name).Context(ctx).Do()
 	})
 	if err != nil {
 		return "", err
 	}
+	if a.Address != "" {
+		x.mu.Lock()
+		x.ips[name] = a.Address
+		x.mu.Unlock()
+	}
 	return a.Address, nil
+}
+
+// forgetAddress drops an address's IP from what addressIP remembers.
+func (x *executor) forgetAddress(name string) {
+	x.mu.Lock()
+	delete(x.ips, name)
+	x.mu.Unlock()
 }
 
 func (x *executor) staticIP(ctx context.Context) (string, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Metadata keys of a master instance.
@@ -28,6 +29,10 @@ const (
 	StateExisting = "existing"
 )
 
+// StartAfterBound is the longest a member waits for the members it starts
+// after: one that never serves delays it no more than that.
+const StartAfterBound = 60 * time.Second
+
 // Etcd is the kubeha-etcd document: how this master's etcd member starts.
 // The data directory is the startup's business (on master-pd, or the boot
 // disk when there is none).
@@ -37,6 +42,12 @@ type Etcd struct {
 	ClientURL           string `json:"clientURL"`
 	InitialCluster      string `json:"initialCluster"`      // name=peerURL,...
 	InitialClusterState string `json:"initialClusterState"` // new or existing
+	// StartAfter are the peer URLs of members that start etcd before this
+	// one: its etcd starts once each serves (or after StartAfterBound).
+	// etcd probes its peers as it starts, and waits on one that listens but
+	// does not serve yet (1 s for a new cluster, 10 s for a joining member):
+	// members started at the same moment would wait on each other.
+	StartAfter []string `json:"startAfter,omitempty"`
 	// MaxLearners is etcd's --max-learners; every member of a cluster must
 	// run with the same value. 0 means etcd's default of 1.
 	MaxLearners int `json:"maxLearners,omitempty"`

@@ -2,15 +2,16 @@ package metadata
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
 
 func TestParseEtcd(t *testing.T) {
 	good := Etcd{Name: "m1", PeerURL: "https://10.0.0.2:2380", ClientURL: "https://10.0.0.2:2379",
-		InitialCluster: "m1=https://10.0.0.2:2380", InitialClusterState: StateNew}
+		InitialCluster: "m1=https://10.0.0.2:2380", InitialClusterState: StateNew, StartAfter: []string{"https://10.0.0.3:2380"}}
 	got, err := ParseEtcd(Encode(good))
-	if err != nil || *got != good {
+	if err != nil || !reflect.DeepEqual(*got, good) {
 		t.Fatalf("round trip: %+v %v", got, err)
 	}
 	tests := []struct {

@@ -51,7 +51,10 @@ type Boot struct {
 	StaticIP       string // MASTER_ADVERTISE_ADDRESS
 	InitialCluster string // name=peerURL,... including this member
 	ClusterState   string // new or existing
-	Config         Config
+	// StartAfter are the peer URLs of the members this one's etcd starts
+	// after (Etcd.StartAfter).
+	StartAfter []string
+	Config     Config
 	// EtcdVersion is the etcd of Config.KubernetesVersion (v3.7.3).
 	EtcdVersion string
 	// KubeletURL is where the master downloads the kubelet of
@@ -110,7 +113,7 @@ func Render(b Boot) ([]Item, error) {
 		return nil, fmt.Errorf("render metadata of %s: initial cluster state %q is not new or existing", b.Name, b.ClusterState)
 	}
 	etcd := Etcd{Name: b.Name, PeerURL: b.PeerURL(), ClientURL: b.ClientURL(), InitialCluster: b.InitialCluster, InitialClusterState: b.ClusterState,
-		MaxLearners: b.Config.MaxLearners}
+		MaxLearners: b.Config.MaxLearners, StartAfter: b.StartAfter}
 	addons, err := Addons(b)
 	if err != nil {
 		return nil, err
@@ -145,6 +148,8 @@ func KubeEnv(b Boot) string {
 		{"MASTER_ADVERTISE_ADDRESS", b.StaticIP},
 		{"INITIAL_ETCD_CLUSTER", b.InitialCluster},
 		{"INITIAL_ETCD_CLUSTER_STATE", b.ClusterState},
+		{"ETCD_START_AFTER", strings.Join(b.StartAfter, " ")},
+		{"ETCD_START_AFTER_BOUND_SEC", strconv.Itoa(int(StartAfterBound.Seconds()))},
 		{"ETCD_NAME", b.Name},
 		{"INTERNAL_IP", b.InternalIP},
 		{"ETCD_CLIENT_PORT", strconv.Itoa(b.Config.ClientPort)},

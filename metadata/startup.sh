@@ -316,7 +316,33 @@ spec:
   fi
 }
 
+# etcd probes its peers as it starts and waits on one that listens but does
+# not serve yet (1 s for a new cluster, 10 s for a joining member), so the
+# members kubeha starts together would wait on each other: this member's
+# etcd starts once each member it comes after answers /version on its peer
+# port (with this member's peer certificate, from its own address, which
+# the certificate names), or after ETCD_START_AFTER_BOUND_SEC. Only the
+# first start waits: a member with data restarts as it is.
+wait_for_earlier_members() {
+  local url deadline=$((SECONDS + ${ETCD_START_AFTER_BOUND_SEC:-60}))
+  if [[ -z "${ETCD_START_AFTER:-}" || -d "${ETCD_DATA_DIR}/member" ]]; then
+    return
+  fi
+  for url in ${ETCD_START_AFTER}; do
+    until curl --silent --max-time 1 --output /dev/null --interface "${INTERNAL_IP}" \
+      --cacert "${PKI_DIR}/etcd-ca.crt" --cert "${PKI_DIR}/etcd-peer.crt" --key "${PKI_DIR}/etcd-peer.key" \
+      "${url}/version"; do
+      if ((SECONDS >= deadline)); then
+        log "etcd members ${ETCD_START_AFTER} do not all serve after ${ETCD_START_AFTER_BOUND_SEC:-60}s: starting etcd anyway"
+        return
+      fi
+      sleep 0.2
+    done
+  done
+}
+
 write_etcd_manifest() {
+  wait_for_earlier_members
   write_manifest etcd "$(pod etcd "${ETCD_IMAGE}" \
     "--name=${ETCD_NAME}" \
     "--data-dir=${ETCD_DATA_DIR}" \

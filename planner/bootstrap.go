@@ -36,13 +36,15 @@ func (b *builder) bootstrapAll(n int) {
 	creates := make([]string, n)
 	for i, m := range all {
 		inst := &InstanceSpec{Name: m.name, Zone: m.zone, InternalAddress: spec.InternalAddressName(m.name), Disk: spec.DiskName(m.name),
-			Config: b.config(), ClusterState: metadata.StateNew, InitialCluster: names}
-		// Every member's address is in every member's initial cluster.
-		deps := append([]string{m.disk, b.fwEtcd, b.staticStep}, addrs...)
+			Config: b.config(), ClusterState: metadata.StateNew, InitialCluster: names, StartAfter: slices.Clone(names[:i])}
+		// Every member's address is in every member's initial cluster; the
+		// static IP is in its certificates. The etcd firewall is needed
+		// only once the members talk: the wait for the quorum waits for it.
+		deps := append([]string{m.disk, b.staticStep}, addrs...)
 		creates[i] = b.add(&Step{Action: CreateInstance, Target: m.name, Zone: m.zone, Replica: m.name, Phase: "replica " + m.name, Instance: inst,
 			Reason: fmt.Sprintf("bootstrap: member %d of %d of a new etcd cluster, started with the others", i+1, n)}, deps...)
 	}
-	form := b.form(names, addrs...)
+	form := b.form(names, append(addrs, b.fwEtcd)...)
 	for i, m := range all {
 		b.joined(m.name, m.zone, form, false, creates[i])
 	}
@@ -155,10 +157,10 @@ func (b *builder) completeBootstrap(members []initialMember) {
 			Config: b.config(), ClusterState: metadata.StateNew, InitialCluster: names}
 		creates[m.name] = b.add(&Step{Action: CreateInstance, Target: m.name, Zone: zone, Replica: m.name, Phase: "replica " + m.name, Instance: inst,
 			Reason: "complete the bootstrap an earlier apply began: a member of the new etcd cluster, which never formed (it holds no data yet)"},
-			disk, b.fwEtcd, b.staticStep)
+			disk, b.staticStep)
 		b.replicas = append(b.replicas, &replica{name: m.name, zone: zone})
 	}
-	form := b.form(names)
+	form := b.form(names, b.fwEtcd)
 	for _, m := range members {
 		if id := creates[m.name]; id != "" {
 			b.replicas = slices.DeleteFunc(b.replicas, func(r *replica) bool { return r.name == m.name && r.obs == nil })

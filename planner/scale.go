@@ -179,19 +179,19 @@ func (b *builder) addReplicas(adds []pendingAdd, peak int) {
 			// Counted now, so that zoneFor spreads the rest of the batch.
 			b.replicas = append(b.replicas, &replica{name: name, zone: zone, learner: true})
 		}
-		// The VMs are created once the batch's last learner is in (a VM boots
-		// with the member list of that moment, and etcd refuses a member whose
-		// list differs from the cluster's), and one after another: a joining
-		// member waits up to 10s on every member it cannot reach, so members
-		// started at once would wait on each other. Each create-instance
-		// returns when its member runs.
-		prev := batch[len(batch)-1].learner
+		// The VMs are created together once the batch's last learner is in
+		// (a VM boots with the member list of that moment, and etcd refuses
+		// a member whose list differs from the cluster's). Each
+		// create-instance returns when its member runs.
+		last := batch[len(batch)-1].learner
 		for i, st := range batch {
 			inst := &InstanceSpec{Name: st.name, Zone: st.zone, InternalAddress: spec.InternalAddressName(st.name), Disk: spec.DiskName(st.name),
 				Config: b.config(), ClusterState: metadata.StateExisting}
+			for _, before := range batch[:i] {
+				inst.StartAfter = append(inst.StartAfter, before.name)
+			}
 			batch[i].vm = b.add(&Step{Action: CreateInstance, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,
-				Instance: inst, Reason: adds[i].reason}, st.disk, st.learner, prev, b.fwEtcd)
-			prev = batch[i].vm
+				Instance: inst, Reason: adds[i].reason}, st.disk, st.learner, last, b.fwEtcd)
 		}
 		for _, st := range batch {
 			promote := b.add(&Step{Action: PromoteMember, Target: st.name, Zone: st.zone, Replica: st.name, Phase: "replica " + st.name,

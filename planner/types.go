@@ -281,8 +281,12 @@ type InstanceSpec struct {
 	// bootstrap of several starts with (state new), itself included; the
 	// executor reads their internal addresses. Empty for a member that
 	// bootstraps alone or joins.
-	InitialCluster []string        `json:"initialCluster,omitempty"`
-	Config         metadata.Config `json:"config"`
+	InitialCluster []string `json:"initialCluster,omitempty"`
+	// StartAfter names the members created with it whose etcd starts
+	// first: the VMs boot together, and each etcd starts once those before
+	// it serve, as etcd waits on a peer that listens but does not serve yet.
+	StartAfter []string        `json:"startAfter,omitempty"`
+	Config     metadata.Config `json:"config"`
 }
 
 // FirewallSpec is a firewall rule kubeha manages.

@@ -287,6 +287,7 @@ func (m *member) run(ctx context.Context, log interface {
 	if !m.booted(ctx) {
 		return
 	}
+	m.waitForEarlier(ctx)
 	backoff := 200 * time.Millisecond
 	for {
 		m.set("starting", nil)

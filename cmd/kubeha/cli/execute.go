@@ -32,7 +32,7 @@ func (e *execution) addExecutionFlags(cmd *cobra.Command, verb string) {
 	cmd.Flags().BoolVar(&e.autoApprove, "auto-approve", false, verb+" without asking")
 	cmd.Flags().DurationVar(&e.lockTimeout, "lock-timeout", 0, "wait this long for another apply or destroy to finish (default: fail at once, naming it)")
 	cmd.Flags().StringVarP(&e.output, "output", "o", "text", "progress as text lines, or json: one event per line")
-	cmd.Flags().IntVar(&e.parallelism, "parallelism", 4, "most steps at once")
+	cmd.Flags().IntVar(&e.parallelism, "parallelism", executor.DefaultParallelism, "most steps at once")
 }
 
 // carryOut shows the plan, asks (unless auto-approved) and carries it out
