@@ -274,10 +274,19 @@ func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
 // the running members, not the new one, so a VM still booting costs no
 // connection attempts (on GCE, a VM that is not up yet drops packets).
 // report, when not nil, is told what it waits for each time that changes.
-func (e *etcd) started(ctx context.Context, peerURL string, report func(string)) error {
+// booted, when not nil, is asked every bootCheckEvery whether the VM's
+// boot failed; its error ends the wait.
+func (e *etcd) started(ctx context.Context, peerURL string, report func(string), booted func(context.Context) error) error {
 	what := "wait for the etcd member at " + peerURL + " to start"
 	last := ""
-	return e.poll(ctx, what, gatePoll, func(error) bool { return true }, func(cctx context.Context) error {
+	lastCheck := time.Now()
+	return e.poll(ctx, what, gatePoll, func(err error) bool { return !errors.Is(err, errBootFailed) }, func(cctx context.Context) error {
+		if booted != nil && time.Since(lastCheck) >= bootCheckEvery {
+			lastCheck = time.Now()
+			if err := booted(cctx); err != nil {
+				return err
+			}
+		}
 		err := e.isStarted(cctx, peerURL)
 		if err != nil && report != nil && err.Error() != last {
 			last = err.Error()

@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 
 	compute "google.golang.org/api/compute/v1"
@@ -97,6 +98,9 @@ func (x *executor) addressReady(ctx context.Context, s *planner.Step) error {
 		a, err := do(ctx, x.gce, "get address "+s.Target, func() (*compute.Address, error) {
 			return x.o.Compute.Addresses.Get(x.project(), x.region(), s.Target).Context(ctx).Do()
 		})
+		if httpCode(err) == http.StatusNotFound {
+			return false, "being created (by another apply)", nil // its insert answered 409: it exists once that insert is done
+		}
 		if err != nil {
 			return false, "", err
 		}
@@ -110,6 +114,9 @@ func (x *executor) diskReady(ctx context.Context, s *planner.Step) error {
 		d, err := do(ctx, x.gce, "get disk "+s.Target, func() (*compute.Disk, error) {
 			return x.o.Compute.Disks.Get(x.project(), s.Zone, s.Target).Context(ctx).Do()
 		})
+		if httpCode(err) == http.StatusNotFound {
+			return false, "being created (by another apply)", nil
+		}
 		if err != nil {
 			return false, "", err
 		}

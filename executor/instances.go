@@ -166,7 +166,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 		// A member of a cluster bootstrapped together: return once it has
 		// started, which it can only once a quorum of them run.
 		return x.etcdOf(in.InitialCluster, func(ctx context.Context) error {
-			return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) })
+			return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) }, x.bootCheck(in.Zone, in.Name))
 		})(ctx)
 	}
 	if in.ClusterState == metadata.StateNew {
@@ -182,7 +182,7 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	}
 	// A joining member: return once it runs (as a learner that has caught
 	// up), so that the next VM of a batch boots when this one no longer joins.
-	return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) })
+	return x.etcd.started(ctx, x.peerURL(ip), func(msg string) { x.progress(s, msg) }, x.bootCheck(in.Zone, in.Name))
 }
 
 func (x *executor) label(ctx context.Context, s *planner.Step) error {

@@ -30,8 +30,12 @@ const (
 )
 
 // StartAfterBound is the longest a member waits for the members it starts
-// after: one that never serves delays it no more than that.
-const StartAfterBound = 60 * time.Second
+// after, and StartAfterAbsent the longest for one that is not there at all
+// (nothing answers on its address: its boot failed, or it is slower).
+const (
+	StartAfterBound  = 60 * time.Second
+	StartAfterAbsent = 5 * time.Second
+)
 
 // Etcd is the kubeha-etcd document: how this master's etcd member starts.
 // The data directory is the startup's business (on master-pd, or the boot

@@ -150,6 +150,7 @@ func KubeEnv(b Boot) string {
 		{"INITIAL_ETCD_CLUSTER_STATE", b.ClusterState},
 		{"ETCD_START_AFTER", strings.Join(b.StartAfter, " ")},
 		{"ETCD_START_AFTER_BOUND_SEC", strconv.Itoa(int(StartAfterBound.Seconds()))},
+		{"ETCD_START_AFTER_ABSENT_SEC", strconv.Itoa(int(StartAfterAbsent.Seconds()))},
 		{"ETCD_NAME", b.Name},
 		{"INTERNAL_IP", b.InternalIP},
 		{"ETCD_CLIENT_PORT", strconv.Itoa(b.Config.ClientPort)},

@@ -321,20 +321,29 @@ spec:
 # members kubeha starts together would wait on each other: this member's
 # etcd starts once each member it comes after answers /version on its peer
 # port (with this member's peer certificate, from its own address, which
-# the certificate names), or after ETCD_START_AFTER_BOUND_SEC. Only the
-# first start waits: a member with data restarts as it is.
+# the certificate names). A member that starts waits up to
+# ETCD_START_AFTER_BOUND_SEC in all; one that is not there at all (nothing
+# answers on its address: its boot failed, or it is slower) only
+# ETCD_START_AFTER_ABSENT_SEC. Only the first start waits: a member with
+# data restarts as it is.
 wait_for_earlier_members() {
-  local url deadline=$((SECONDS + ${ETCD_START_AFTER_BOUND_SEC:-60}))
+  local url rc connected absent deadline=$((SECONDS + ${ETCD_START_AFTER_BOUND_SEC:-60}))
   if [[ -z "${ETCD_START_AFTER:-}" || -d "${ETCD_DATA_DIR}/member" ]]; then
     return
   fi
   for url in ${ETCD_START_AFTER}; do
-    until curl --silent --max-time 1 --output /dev/null --interface "${INTERNAL_IP}" \
-      --cacert "${PKI_DIR}/etcd-ca.crt" --cert "${PKI_DIR}/etcd-peer.crt" --key "${PKI_DIR}/etcd-peer.key" \
-      "${url}/version"; do
-      if ((SECONDS >= deadline)); then
-        log "etcd members ${ETCD_START_AFTER} do not all serve after ${ETCD_START_AFTER_BOUND_SEC:-60}s: starting etcd anyway"
-        return
+    absent=$((SECONDS + ${ETCD_START_AFTER_ABSENT_SEC:-5}))
+    while ((SECONDS < deadline)); do
+      rc=0
+      connected="$(curl --silent --max-time 1 --output /dev/null --write-out '%{time_connect}' --interface "${INTERNAL_IP}" \
+        --cacert "${PKI_DIR}/etcd-ca.crt" --cert "${PKI_DIR}/etcd-peer.crt" --key "${PKI_DIR}/etcd-peer.key" \
+        "${url}/version")" || rc=$?
+      if [[ "${rc}" == 0 ]]; then
+        break
+      fi
+      if [[ "${connected}" == 0 || "${connected}" == 0.000000 ]] && ((SECONDS >= absent)); then
+        log "etcd member ${url} is not there: starting without waiting for it"
+        break
       fi
       sleep 0.2
     done

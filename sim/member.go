@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -122,6 +123,13 @@ func (s *Server) bootLocked(key string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	s.members[key] = m
+	if slices.Contains(s.faults.BootFailures, in.Name) {
+		// The VM runs; its guest never gets as far as etcd.
+		s.serialLineLocked(key, startupFailed(1, "the boot failed (POST /sim/v1/faults bootFailures)"))
+		m.set("failed", fmt.Errorf("the guest of %s failed to boot (POST /sim/v1/faults bootFailures): its startup script never ran", in.Name))
+		close(m.done)
+		return
+	}
 	if s.opts.Kubernetes != nil {
 		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), MetadataNow: s.metadataOf(key), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
 			PortOffset: s.portOffset, ServiceAccount: serviceAccountOf(in), Token: s.token}
@@ -148,34 +156,6 @@ func (s *Server) bootLocked(key string) {
 	m.cfg = cfg
 	m.status.Name = cfg.Name
 	go m.run(ctx, s.log.With("member", cfg.Name, "ip", m.ip))
-}
-
-// allItems is an instance's metadata, as its metadata server serves it.
-func allItems(in *compute.Instance) map[string]string {
-	out := map[string]string{}
-	if in.Metadata != nil {
-		for _, it := range in.Metadata.Items {
-			if it.Value != nil {
-				out[it.Key] = *it.Value
-			}
-		}
-	}
-	return out
-}
-
-// booted waits out the VM's boot time; false when the instance stopped
-// meanwhile.
-func (m *member) booted(ctx context.Context) bool {
-	if m.bootDelay <= 0 {
-		return true
-	}
-	select {
-	case <-time.After(m.bootDelay):
-		return true
-	case <-ctx.Done():
-		m.set("stopped", nil)
-		return false
-	}
 }
 
 // runMachine boots a master as a VM does: after its boot time, the

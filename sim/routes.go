@@ -21,6 +21,7 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/zones/{zone}/instances", "instances.insert", s.insertInstance},
 		{"DELETE " + p + "/zones/{zone}/instances/{name}", "instances.delete", s.deleteInstance},
 		{"POST " + p + "/zones/{zone}/instances/{name}/stop", "instances.stop", s.stopInstance},
+		{"GET " + p + "/zones/{zone}/instances/{name}/serialPort", "instances.getSerialPortOutput", s.getSerialPortOutput},
 		{"POST " + p + "/zones/{zone}/instances/{name}/start", "instances.start", s.startInstance},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setMetadata", "instances.setMetadata", s.setMetadata},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setLabels", "instances.setLabels", s.setLabels},
@@ -165,6 +166,7 @@ func (s *Server) applyLocked(e effect) []func() {
 			}
 		}
 		delete(s.w.Instances, e.Key)
+		delete(s.serial, e.Key)
 		delete(s.w.Crashed, e.Key)
 		return []func(){stop, func() {
 			for _, d := range removeDirs {

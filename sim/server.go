@@ -96,6 +96,7 @@ type Server struct {
 	noRequestID map[string]int
 	waiters     map[string]chan struct{} // operation key -> closed at DONE
 	members     map[string]*member       // instance key -> its etcd member
+	serial      map[string][]byte        // instance key -> its serial port 1
 	frozen      map[string]*member       // instance key -> its hung machine (crashed)
 	timers      map[string]*time.Timer
 	balancer    *balancer // the static IPs' network path
@@ -119,6 +120,11 @@ type faultConfig struct {
 	// work, as a timeout or a 5xx after GCE acted does: the change is made,
 	// the caller hears only the error.
 	After bool `json:"after,omitempty"`
+	// BootFailures names instances whose guest fails to boot: the VM runs,
+	// and its startup never starts etcd (nor anything else), as after a
+	// startup script that fails. Names may be given before the instances
+	// exist.
+	BootFailures []string `json:"bootFailures,omitempty"`
 }
 
 // DefaultSubnet is the internal range of an emulator given none, when no
@@ -155,6 +161,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		noRequestID: map[string]int{},
 		waiters:     map[string]chan struct{}{},
 		members:     map[string]*member{},
+		serial:      map[string][]byte{},
 		frozen:      map[string]*member{},
 		timers:      map[string]*time.Timer{},
 		closed:      make(chan struct{}),
