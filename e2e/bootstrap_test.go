@@ -177,7 +177,9 @@ func TestConcurrentBootstraps(t *testing.T) {
 	results := make([]result, len(specs))
 	var wg sync.WaitGroup
 	for i, sp := range specs {
-		wg.Go(func() { results[i] = runKubeha(t, "", "apply", "-f", sp, "--auto-approve", "--gce-endpoint", c.endpoint) })
+		wg.Go(func() {
+			results[i] = runKubeha(t, "", "apply", "-f", sp, "--auto-approve", "--gce-endpoint", c.endpoint)
+		})
 	}
 	wg.Wait()
 	ok := 0
