@@ -7,23 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubeha/kubeha/internal/habound"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
 )
 
-// latencies are the emulator's latency profile, time scaled: what each
-// operation (and "boot", a VM's) costs.
-type latencies func(method string) time.Duration
-
-func profileLatencies(profile map[string]time.Duration, timeScale float64) latencies {
-	return func(method string) time.Duration {
-		d, ok := profile[method]
-		if !ok {
-			d = profile["default"]
-		}
-		return time.Duration(float64(d) * timeScale)
-	}
-}
+// latencies are the emulator's latency profile, time scaled.
+type latencies = habound.Latencies
 
 // stepLatency is how long a step takes: the latencies of the operations it
 // waits for, and the VM's boot for the steps that wait for a member to run
@@ -53,7 +43,7 @@ var stepMethods = map[planner.Action][]string{
 
 // criticalPath is the longest chain of step latencies through the plan's
 // dependency graph: no executor of this plan can finish sooner. A plan that
-// serialises work meets it by construction; physicalBound does not depend
+// serialises work meets it by construction; habound.Apply does not depend
 // on the plan.
 func criticalPath(p *planner.Plan, l latencies) time.Duration {
 	finish := map[string]time.Duration{}
@@ -79,35 +69,6 @@ func serial(p *planner.Plan, l latencies) time.Duration {
 	return total
 }
 
-// physicalBound is the longest chain that GCE's and etcd's rules force on
-// taking a cluster from `from` masters (0 or 3 and more) to `to`, computed
-// from the latency profile alone. GCE runs operations on independent
-// resources at once; an instance needs its internal address, its disk and
-// (for its certificates) the static IP first; a target pool needs its
-// health check, a forwarding rule its pool and the static IP, a pool entry
-// its pool and instance; the masters' etcd peers talk once the etcd firewall
-// exists. etcd: a new cluster forms once a quorum of members started from
-// one static initial cluster has booted; a joining member's learner is
-// added before its VM boots (membership changes are quick, and one at a
-// time only matters for the promotions, each of which waits for its learner
-// to run).
-func physicalBound(l latencies, from, to int) time.Duration {
-	addr := max(l("addresses.insert"), l("disks.insert"))
-	if from == 0 {
-		addr = max(addr, l("addresses.insert")) // the static IP, at once
-	}
-	vmUp := addr + l("instances.insert")
-	members := vmUp + l("boot")
-	pool := vmUp + l("targetPools.addInstance")
-	if from == 0 {
-		lb := l("httpHealthChecks.insert") + l("targetPools.insert")
-		pool = max(pool, lb+l("targetPools.addInstance"))
-		members = max(members, l("firewalls.insert"))
-		return max(members, pool, lb+l("forwardingRules.insert"))
-	}
-	return max(members, pool)
-}
-
 // firstServing records when the first master was put behind the static IP.
 type firstServing struct {
 	NoHooks
@@ -127,7 +88,7 @@ func (f *firstServing) StepFinished(e Event) {
 // BenchmarkApply applies a new cluster of 5 (at 1/5 and 1/20 of real time)
 // and of 3 masters, and scales 3 to 5, on the emulator's gce latency
 // profile, and reports the wall time against a bound that does not depend
-// on the plan (physicalBound), beside the plan's own critical path and its
+// on the plan (habound.Apply), beside the plan's own critical path and its
 // steps one after another (kube-up's way). The emulator scales GCE's
 // latencies but not etcd's own timing (its elections, a member's catch-up),
 // so the smaller the scale the more of the wall time etcd takes.
@@ -145,7 +106,7 @@ func benchApply(b *testing.B, from, to int, timeScale float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l := profileLatencies(profile, timeScale)
+	l := habound.FromProfile(profile, timeScale)
 	var wall, critical, first time.Duration
 	var requests, steps int
 	var ser time.Duration
@@ -185,10 +146,8 @@ func benchApply(b *testing.B, from, to int, timeScale float64) {
 			b.Fatalf("not converged:\n%s", planner.Format(again))
 		}
 	}
-	bound := physicalBound(l, from, to)
-	b.ReportMetric(wall.Seconds(), "wall-s")
-	b.ReportMetric(bound.Seconds(), "bound-s")
-	b.ReportMetric(wall.Seconds()/bound.Seconds(), "wall/bound")
+	bound := habound.Apply(l, from, to)
+	habound.Report(b, "wall", wall, bound)
 	b.ReportMetric(critical.Seconds(), "plan-critical-s")
 	b.ReportMetric(ser.Seconds(), "serial-s")
 	b.ReportMetric(ser.Seconds()/wall.Seconds(), "serial/wall")

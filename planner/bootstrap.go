@@ -122,6 +122,13 @@ func halfBootstrapped(obs *state.Cluster) (members []initialMember, ok bool, pro
 	return members, true, ""
 }
 
+// halfBootstrappedAny says the cluster is a bootstrap that never formed,
+// whether or not it can be completed.
+func halfBootstrappedAny(obs *state.Cluster) bool {
+	_, ok, _ := halfBootstrapped(obs)
+	return ok
+}
+
 // completeBootstrap finishes a bootstrap that was interrupted before its
 // cluster formed: the members without an instance are created with the same
 // initial cluster, so that every member is of the one cluster the first

@@ -55,6 +55,8 @@ func Destroy(desired *spec.Cluster, observed *state.Cluster, o DestroyOptions) (
 				Reason: "a final etcd snapshot, kept in the backups directory beside the PKI, before anything is deleted"})
 		case len(observed.Disks) == 0:
 			// Masters without data disks hold no etcd data to lose.
+		case halfBootstrappedAny(observed):
+			p.Warnings = append(p.Warnings, "no final etcd snapshot: the new cluster's etcd never formed (fewer than a quorum of its masters were created), so it holds no data")
 		case o.FinalSnapshot != "":
 			p.Warnings = append(p.Warnings, "etcd cannot give a final snapshot (a destroy was interrupted after deleting masters): the one it saved stands, "+
 				o.FinalSnapshot+"; etcd's changes after it are lost")
