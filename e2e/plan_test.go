@@ -29,7 +29,7 @@ func TestPlanOnEmptyProject(t *testing.T) {
 	dir, specPath := simEnv(t, "ha-3.yaml")
 	simDir := filepath.Join(dir, "sim")
 	r := runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "--detailed-exitcode", "--out", filepath.Join(dir, "plan.json"))
-	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 19 to create, 5 to update, 0 to delete.") || !strings.Contains(r.stdout, "bootstrap: the first master") {
+	if r.code != 2 || !strings.Contains(r.stdout, "Plan: 18 to create, 3 to update, 0 to delete.") || !strings.Contains(r.stdout, "bootstrap: member 1 of 3 of a new etcd cluster") {
 		t.Fatalf("plan: %+v", r)
 	}
 	// The kubelet's digest, which kubeha does not carry for this release,
@@ -60,7 +60,7 @@ func TestPlanOnEmptyProject(t *testing.T) {
 			Action string `json:"action"`
 		} `json:"steps"`
 	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil || p.NoChanges || len(p.Steps) != 24 {
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil || p.NoChanges || len(p.Steps) != 21 {
 		t.Fatalf("plan -o json: %+v", r)
 	}
 	r = runKubeha(t, "", "plan", "--sim", "--sim-dir", simDir, "-f", specPath, "-o", "markdown")

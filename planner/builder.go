@@ -136,11 +136,18 @@ func newBuilder(desired *spec.Cluster, observed *state.Cluster, opts Options) *b
 	for _, in := range observed.Instances {
 		b.used[in.Name] = true
 	}
-	for _, d := range observed.Disks {
-		b.used[strings.TrimSuffix(d.Name, "-pd")] = true
-	}
-	for _, a := range observed.Addresses {
-		b.used[strings.TrimSuffix(a.Name, "-internal")] = true
+	// A new cluster's masters have the names its plan derives, whatever
+	// disks and addresses exist: a bootstrap interrupted before any master
+	// was created, or another apply's bootstrap of the same cluster running
+	// at once, made them for those very masters (reserve reuses them). Once
+	// a master exists, the names of every disk and address are taken.
+	if len(observed.Etcd.Members) > 0 || len(observed.Instances) > 0 {
+		for _, d := range observed.Disks {
+			b.used[strings.TrimSuffix(d.Name, "-pd")] = true
+		}
+		for _, a := range observed.Addresses {
+			b.used[strings.TrimSuffix(a.Name, "-internal")] = true
+		}
 	}
 	inPool := map[string]bool{}
 	if observed.TargetPool != nil {

@@ -203,11 +203,35 @@ func (b *builder) addReplicas(adds []pendingAdd, peak int) {
 	}
 }
 
-// reserve plans a new master's internal address and disk.
+// reserve plans a new master's internal address and disk. Those of its
+// name that exist already (made for it by an earlier or a concurrent
+// bootstrap: see newBuilder) are used as they are.
 func (b *builder) reserve(name, zone string) (addr, disk string) {
 	phase := "replica " + name
+	for _, a := range b.obs.Addresses {
+		if a.Name == spec.InternalAddressName(name) {
+			b.keep[name] = true
+			addr = "-"
+		}
+	}
+	for _, d := range b.obs.Disks {
+		if d.Name == spec.DiskName(name) {
+			b.keep[name] = true
+			disk = "-"
+		}
+	}
+	if addr == "-" && disk == "-" {
+		return "", ""
+	}
+	if addr == "-" {
+		return "", b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
+			Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
+	}
 	addr = b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: phase,
 		Reason: "the internal address etcd peers and certificates name, known before the VM exists"})
+	if disk == "-" {
+		return addr, ""
+	}
 	disk = b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
 		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
 	return addr, disk
