@@ -124,6 +124,15 @@ func (c *cluster) converged(n int) status {
 	if len(s.Orphans.Members)+len(s.Orphans.Disks)+len(s.Orphans.Addresses) > 0 {
 		c.t.Fatalf("leaked: %+v", s.Orphans)
 	}
+	// A master that runs the startup script (the whole control plane)
+	// started etcd once the members before it served, never after waiting
+	// out the bound.
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "sim", "instances", "*", "root", "var", "log", "startup-script.log"))
+	for _, f := range logs {
+		if data, _ := os.ReadFile(f); strings.Contains(string(data), "starting etcd anyway") {
+			c.t.Fatalf("a master waited out the bound before starting etcd (%s):\n%s", f, data)
+		}
+	}
 	zones := map[string]int{}
 	for _, r := range s.Replicas {
 		zones[r.Zone]++
