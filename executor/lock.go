@@ -60,6 +60,9 @@ func (h Holder) String() string {
 // ErrLocked says another apply holds the cluster's lock.
 var ErrLocked = errors.New("locked")
 
+// errNoHolder says the lock has no holder record.
+var errNoHolder = errors.New("no holder recorded")
+
 // lock is an apply lock held on an etcd lease: it expires by itself if its
 // holder dies.
 type lock struct {
@@ -95,15 +98,20 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 	m := concurrency.NewMutex(sess, lockKey(cluster))
 	err = m.TryLock(ctx)
 	if errors.Is(err, concurrency.ErrLocked) {
-		if h, lease, herr := e.holderLease(ctx, cluster); herr == nil && !processAlive(h.PID) {
-			switch {
-			case h.samePIDs(me):
-				if e.revoke(ctx, lease) == nil {
-					err = m.TryLock(ctx)
-				}
-			case h.Host == me.Host:
-				wait = max(wait, (LockTTL+5)*time.Second)
+		h, lease, herr := e.holderLease(ctx, cluster)
+		switch {
+		case errors.Is(herr, errNoHolder):
+			// Its holder took the lock and has not recorded itself: it is
+			// about to, or it died in between, and then its lease ends
+			// within LockTTL.
+			wait = max(wait, (LockTTL+5)*time.Second)
+		case herr != nil || processAlive(h.PID):
+		case h.samePIDs(me):
+			if e.revoke(ctx, lease) == nil {
+				err = m.TryLock(ctx)
 			}
+		case h.Host == me.Host:
+			wait = max(wait, (LockTTL+5)*time.Second)
 		}
 	}
 	if errors.Is(err, concurrency.ErrLocked) {
@@ -171,8 +179,11 @@ func (e *etcd) holderLease(ctx context.Context, cluster string) (Holder, clientv
 	cctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	resp, err := cli.Get(cctx, lockKey(cluster)+"/holder")
-	if err != nil || len(resp.Kvs) == 0 {
-		return h, 0, errors.New("no holder recorded")
+	if err != nil {
+		return h, 0, fmt.Errorf("read the apply lock's holder: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return h, 0, errNoHolder
 	}
 	return h, clientv3.LeaseID(resp.Kvs[0].Lease), json.Unmarshal(resp.Kvs[0].Value, &h)
 }

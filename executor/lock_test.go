@@ -100,6 +100,29 @@ func TestLockOfADeadHolder(t *testing.T) {
 		return lease.ID
 	}
 
+	// An apply killed between taking the lock and recording itself: the
+	// lock has no holder, and its lease (LockTTL, not renewed any more)
+	// ends by itself: it is waited out, not refused.
+	t.Run("no holder recorded", func(t *testing.T) {
+		lease, err := cli.Grant(ctx, LockTTL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := concurrency.NewMutex(sess, lockKey("exe")).TryLock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sess.Orphan() // its holder is gone: nobody renews the lease
+		l, err := e.acquire(ctx, "exe", me, 0)
+		if err != nil {
+			t.Fatalf("a lock whose holder died before recording itself was refused: %v", err)
+		}
+		l.release()
+	})
+
 	for _, tc := range []struct {
 		name   string
 		holder Holder
