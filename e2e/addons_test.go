@@ -92,25 +92,16 @@ func addonsFollowTheSpec(t testing.TB, c *cluster, k kubectl) {
 	before := controlPlaneRestarts(t, c)
 	writeAddon(t, c, "team.yaml", teamAddon("team", "v2"))
 	writeAddon(t, c, "extra.yaml", teamAddon("extra", "x"))
-	r := c.kubeha("plan", "-f", c.spec, "-o", "json")
-	var p struct {
-		Steps []struct {
-			Action string `json:"action"`
-			Target string `json:"target"`
-		} `json:"steps"`
-	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil {
-		t.Fatalf("plan -o json: %+v", r)
-	}
+	steps := c.planned()
 	targets := map[string]bool{}
-	for _, s := range p.Steps {
+	for _, s := range steps {
 		if s.Action != "update-addons" {
 			t.Errorf("plan after spec.addons.dir changed has a %s %s step", s.Action, s.Target)
 		}
 		targets[s.Target] = true
 	}
-	if len(p.Steps) != 3 || len(targets) != 3 {
-		t.Fatalf("plan after spec.addons.dir changed: want one update-addons per master:\n%s", r.stdout)
+	if len(steps) != 3 || len(targets) != 3 {
+		t.Fatalf("plan after spec.addons.dir changed: want one update-addons per master: %+v", steps)
 	}
 	if r := c.kubeha("plan", "-f", c.spec); !strings.Contains(r.stdout, "spec.addons changed") {
 		t.Errorf("the plan does not say why:\n%s", r.stdout)

@@ -20,22 +20,46 @@ import (
 // anywhere, make one member's boot fail, and run two bootstraps at once,
 // and check each time that one etcd cluster results.
 
-// planInstances is the masters the plan for the current spec creates, in
-// the plan's order.
-func (c *cluster) planInstances() []string {
+// planStep is what the e2e tests read of a step of plan -o json.
+type planStep struct {
+	Action string `json:"action"`
+	Target string `json:"target"`
+}
+
+// planned is the steps of the plan for the current spec.
+func (c *cluster) planned() []planStep {
 	c.t.Helper()
 	r := c.kubeha("plan", "-f", c.spec, "-o", "json")
 	var p struct {
-		Steps []struct {
-			Action string `json:"action"`
-			Target string `json:"target"`
-		} `json:"steps"`
+		Steps []planStep `json:"steps"`
 	}
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil {
 		c.t.Fatalf("plan -o json: %+v", r)
 	}
+	return p.Steps
+}
+
+// otherMachine is the cluster's spec as another management machine has
+// it: the same spec and a copy of the PKI, in another directory.
+func (c *cluster) otherMachine() string {
+	c.t.Helper()
+	other := c.t.TempDir()
+	data, _ := os.ReadFile(c.spec)
+	if err := os.WriteFile(filepath.Join(other, "cluster.yaml"), data, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(other, "pki"), os.DirFS(filepath.Join(c.dir, "pki"))); err != nil {
+		c.t.Fatal(err)
+	}
+	return filepath.Join(other, "cluster.yaml")
+}
+
+// planInstances is the masters the plan for the current spec creates, in
+// the plan's order.
+func (c *cluster) planInstances() []string {
+	c.t.Helper()
 	var names []string
-	for _, s := range p.Steps {
+	for _, s := range c.planned() {
 		if s.Action == "create-instance" {
 			names = append(names, s.Target)
 		}
@@ -165,15 +189,7 @@ func TestConcurrentBootstraps(t *testing.T) {
 	if _, err := pki.Ensure(filepath.Join(c.dir, "pki"), "twice"); err != nil {
 		t.Fatal(err)
 	}
-	other := t.TempDir()
-	data, _ := os.ReadFile(c.spec)
-	if err := os.WriteFile(filepath.Join(other, "cluster.yaml"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(filepath.Join(other, "pki"), os.DirFS(filepath.Join(c.dir, "pki"))); err != nil {
-		t.Fatal(err)
-	}
-	specs := []string{c.spec, c.spec, filepath.Join(other, "cluster.yaml")}
+	specs := []string{c.spec, c.spec, c.otherMachine()}
 	results := make([]result, len(specs))
 	var wg sync.WaitGroup
 	for i, sp := range specs {

@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -71,14 +68,7 @@ func killShard(t testing.TB, shard, shards int) {
 // planSteps is the number of steps the plan for the current spec has.
 func (c *cluster) planSteps() int {
 	c.t.Helper()
-	r := c.kubeha("plan", "-f", c.spec, "-o", "json")
-	var p struct {
-		Steps []json.RawMessage `json:"steps"`
-	}
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil {
-		c.t.Fatalf("plan -o json: %+v", r)
-	}
-	return len(p.Steps)
+	return len(c.planned())
 }
 
 // killAfter runs kubeha verb (apply, destroy) and SIGKILLs it once k steps
@@ -125,14 +115,7 @@ func TestConcurrentApplies(t *testing.T) {
 	c, _ := appliedCluster(t, "locked", 1, false)
 	c.write(3, false)
 	// Another machine: the same spec and PKI in another directory.
-	other := t.TempDir()
-	data, _ := os.ReadFile(c.spec)
-	if err := os.WriteFile(filepath.Join(other, "cluster.yaml"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(filepath.Join(other, "pki"), os.DirFS(filepath.Join(c.dir, "pki"))); err != nil {
-		t.Fatal(err)
-	}
+	otherSpec := c.otherMachine()
 	first := execCommand(kubeha, "apply", "-f", c.spec, "--auto-approve", "--gce-endpoint", c.endpoint)
 	out, _ := first.StdoutPipe()
 	if err := first.Start(); err != nil {
@@ -159,7 +142,7 @@ func TestConcurrentApplies(t *testing.T) {
 	if same.code != 1 || !strings.Contains(same.stderr, "another kubeha apply or watch on this machine is changing cluster locked") {
 		t.Errorf("second apply on the same machine: %+v", same)
 	}
-	elsewhere := runKubeha(t, "", "apply", "-f", filepath.Join(other, "cluster.yaml"), "--auto-approve", "--gce-endpoint", c.endpoint)
+	elsewhere := runKubeha(t, "", "apply", "-f", otherSpec, "--auto-approve", "--gce-endpoint", c.endpoint)
 	if elsewhere.code != 1 || !strings.Contains(elsewhere.stderr, "cluster locked is being changed by ") || !strings.Contains(elsewhere.stderr, "(pid ") {
 		t.Errorf("second apply from another machine: %+v", elsewhere)
 	}
@@ -167,7 +150,7 @@ func TestConcurrentApplies(t *testing.T) {
 		t.Fatalf("first apply: %v", err)
 	}
 	// Waiting with --lock-timeout succeeds once the lock is free.
-	waited := runKubeha(t, "", "apply", "-f", filepath.Join(other, "cluster.yaml"), "--auto-approve", "--lock-timeout", "30s", "--gce-endpoint", c.endpoint)
+	waited := runKubeha(t, "", "apply", "-f", otherSpec, "--auto-approve", "--lock-timeout", "30s", "--gce-endpoint", c.endpoint)
 	if waited.code != 0 {
 		t.Fatalf("apply --lock-timeout: %+v", waited)
 	}

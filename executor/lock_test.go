@@ -78,11 +78,11 @@ func TestLockOfADeadHolder(t *testing.T) {
 	ctx := context.Background()
 	me := Holder{Who: "me", Host: "here", PID: os.Getpid(), Since: time.Now()}
 
-	// hold leaves the lock held by h on a lease that lives a minute, longer
-	// than the test waits: only a revocation frees it early.
-	hold := func(h Holder) clientv3.LeaseID {
+	// lockOn takes the lock on a lease of ttl seconds, as another apply's
+	// session would.
+	lockOn := func(ttl int64) (*concurrency.Session, clientv3.LeaseID) {
 		t.Helper()
-		lease, err := cli.Grant(ctx, 60)
+		lease, err := cli.Grant(ctx, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,28 +93,25 @@ func TestLockOfADeadHolder(t *testing.T) {
 		if err := concurrency.NewMutex(sess, lockKey("exe")).TryLock(ctx); err != nil {
 			t.Fatal(err)
 		}
+		return sess, lease.ID
+	}
+	// hold leaves the lock held by h on a lease that lives a minute, longer
+	// than the test waits: only a revocation frees it early.
+	hold := func(h Holder) clientv3.LeaseID {
+		t.Helper()
+		_, lease := lockOn(60)
 		data, _ := json.Marshal(h)
-		if _, err := cli.Put(ctx, lockKey("exe")+"/holder", string(data), clientv3.WithLease(lease.ID)); err != nil {
+		if _, err := cli.Put(ctx, lockKey("exe")+"/holder", string(data), clientv3.WithLease(lease)); err != nil {
 			t.Fatal(err)
 		}
-		return lease.ID
+		return lease
 	}
 
 	// An apply killed between taking the lock and recording itself: the
 	// lock has no holder, and its lease (LockTTL, not renewed any more)
 	// ends by itself: it is waited out, not refused.
 	t.Run("no holder recorded", func(t *testing.T) {
-		lease, err := cli.Grant(ctx, LockTTL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := concurrency.NewMutex(sess, lockKey("exe")).TryLock(ctx); err != nil {
-			t.Fatal(err)
-		}
+		sess, _ := lockOn(LockTTL)
 		sess.Orphan() // its holder is gone: nobody renews the lease
 		l, err := e.acquire(ctx, "exe", me, 0)
 		if err != nil {

@@ -156,8 +156,7 @@ func (b *builder) completeBootstrap(members []initialMember) {
 		}
 		if zone == "" {
 			zone = b.zoneFor("")
-			disk = b.add(&Step{Action: CreateDisk, Target: spec.DiskName(m.name), Zone: zone, Replica: m.name, Phase: "replica " + m.name,
-				Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
+			disk = b.createDisk(m.name, zone)
 		}
 		zones[m.name] = zone
 		inst := &InstanceSpec{Name: m.name, Zone: zone, InternalAddress: spec.InternalAddressName(m.name), Disk: spec.DiskName(m.name),

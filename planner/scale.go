@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
 )
 
 // Scale: every voter change, additions and removals, one at a time.
@@ -207,34 +208,24 @@ func (b *builder) addReplicas(adds []pendingAdd, peak int) {
 // name that exist already (made for it by an earlier or a concurrent
 // bootstrap: see newBuilder) are used as they are.
 func (b *builder) reserve(name, zone string) (addr, disk string) {
-	phase := "replica " + name
-	for _, a := range b.obs.Addresses {
-		if a.Name == spec.InternalAddressName(name) {
-			b.keep[name] = true
-			addr = "-"
-		}
+	if slices.ContainsFunc(b.obs.Addresses, func(a *state.Address) bool { return a.Name == spec.InternalAddressName(name) }) {
+		b.keep[name] = true
+	} else {
+		addr = b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: "replica " + name,
+			Reason: "the internal address etcd peers and certificates name, known before the VM exists"})
 	}
-	for _, d := range b.obs.Disks {
-		if d.Name == spec.DiskName(name) {
-			b.keep[name] = true
-			disk = "-"
-		}
+	if slices.ContainsFunc(b.obs.Disks, func(d *state.Disk) bool { return d.Name == spec.DiskName(name) }) {
+		b.keep[name] = true
+	} else {
+		disk = b.createDisk(name, zone)
 	}
-	if addr == "-" && disk == "-" {
-		return "", ""
-	}
-	if addr == "-" {
-		return "", b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
-			Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
-	}
-	addr = b.add(&Step{Action: ReserveAddress, Target: spec.InternalAddressName(name), Replica: name, Phase: phase,
-		Reason: "the internal address etcd peers and certificates name, known before the VM exists"})
-	if disk == "-" {
-		return addr, ""
-	}
-	disk = b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: phase,
-		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
 	return addr, disk
+}
+
+// createDisk plans a new master's etcd data disk.
+func (b *builder) createDisk(name, zone string) string {
+	return b.add(&Step{Action: CreateDisk, Target: spec.DiskName(name), Zone: zone, Replica: name, Phase: "replica " + name,
+		Reason: fmt.Sprintf("the etcd data disk (%d GB), attached as %s", b.spec.Spec.Masters.DiskSizeGb, spec.DiskDeviceName)})
 }
 
 // joined records a new voter and puts it behind the load balancer.
