@@ -87,6 +87,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("POST /batch/compute/v1", batchHandler(mux))
 	s.iamHandler(mux)
 	s.secretsHandler(mux)
+	s.storageHandler(mux)
 	const a = "/sim/v1/projects/{project}/zones/{zone}/instances/{name}"
 	mux.HandleFunc("POST "+a+"/crash", s.adminCrash)
 	mux.HandleFunc("POST "+a+"/revive", s.adminRevive)

@@ -38,6 +38,9 @@ type world struct {
 	ServiceAccounts map[string]*iam.ServiceAccount      `json:"serviceAccounts,omitempty"`
 	// Secrets hold private keys: state.json is written 0600.
 	Secrets map[string]*secret `json:"secrets,omitempty"`
+	// Buckets are Cloud Storage buckets by name (global, as GCS's are);
+	// their objects' bytes are files under the emulator's directory.
+	Buckets map[string]*bucket `json:"buckets,omitempty"`
 	// Blocks maps a subnetwork to the loopback block its internal IPs come
 	// from (see networks.go); the default subnetworks use Subnet.
 	Blocks     map[string]*block     `json:"blocks,omitempty"`
@@ -82,6 +85,7 @@ func newWorld(subnet string) *world {
 		Subnetworks:     map[string]*compute.Subnetwork{},
 		ServiceAccounts: map[string]*iam.ServiceAccount{},
 		Secrets:         map[string]*secret{},
+		Buckets:         map[string]*bucket{},
 		Blocks:          map[string]*block{},
 		Operations:      map[string]*operation{},
 		Crashed:         map[string]bool{},
