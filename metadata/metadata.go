@@ -55,7 +55,38 @@ type Etcd struct {
 	// MaxLearners is etcd's --max-learners; every member of a cluster must
 	// run with the same value. 0 means etcd's default of 1.
 	MaxLearners int `json:"maxLearners,omitempty"`
+	// Restore, when set, says the member starts from a snapshot: at its
+	// first boot with this restore (its disk records the last restore it
+	// applied), its data directory is set aside and restored from the
+	// snapshot as etcdutl snapshot restore does, with InitialCluster, the
+	// restore's cluster token, the revision bumped and marked compacted.
+	Restore *Restore `json:"restore,omitempty"`
 }
+
+// Restore is a restore of a cluster's etcd from a snapshot (kubeha
+// restore): every member of the restored cluster boots with the same one.
+type Restore struct {
+	// ID names the restore; the member's disk records it once applied, so
+	// that later boots start from the data as it is.
+	ID string `json:"id"`
+	// Bucket and Object are where the snapshot is in Cloud Storage (the
+	// masters' service account may read it), SHA256 what it hashes to.
+	Bucket string `json:"bucket"`
+	Object string `json:"object"`
+	SHA256 string `json:"sha256"`
+	// Token is the restored cluster's --initial-cluster-token: a cluster
+	// ID of its own, so that no member of the cluster before joins it.
+	Token string `json:"token"`
+	// RevisionBump is added to the snapshot's revision, which is marked
+	// compacted: watches and informers of the past revisions start over
+	// rather than being served a past that was undone.
+	RevisionBump uint64 `json:"revisionBump"`
+}
+
+// RestoreRevisionBump is how far a restore moves etcd's revision past the
+// snapshot's: etcd's guide suggests more than the writes of the time
+// between the snapshot and the restore; a billion is what it shows.
+const RestoreRevisionBump = 1_000_000_000
 
 // TLS is the kubeha-tls document: PEM certificates and keys of the member.
 // It is key material: never log it or put it in a plan or error.

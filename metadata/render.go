@@ -4,6 +4,7 @@ import (
 	"cmp"
 	_ "embed"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,7 +73,15 @@ type Boot struct {
 	// add-on manager applies them (0: DefaultAddonCheckInterval).
 	UserAddons         map[string]string
 	AddonCheckInterval time.Duration
+	// Restore, when set, makes the member start from a snapshot
+	// (Etcd.Restore); StorageURL is where the master reads it (default
+	// https://storage.googleapis.com).
+	Restore    *Restore
+	StorageURL string
 }
+
+// DefaultStorageURL is Cloud Storage's endpoint on GCE.
+const DefaultStorageURL = "https://storage.googleapis.com"
 
 // DefaultSecretManagerURL is Secret Manager's endpoint on GCE.
 const DefaultSecretManagerURL = "https://secretmanager.googleapis.com"
@@ -113,7 +122,7 @@ func Render(b Boot) ([]Item, error) {
 		return nil, fmt.Errorf("render metadata of %s: initial cluster state %q is not new or existing", b.Name, b.ClusterState)
 	}
 	etcd := Etcd{Name: b.Name, PeerURL: b.PeerURL(), ClientURL: b.ClientURL(), InitialCluster: b.InitialCluster, InitialClusterState: b.ClusterState,
-		MaxLearners: b.Config.MaxLearners, StartAfter: b.StartAfter}
+		MaxLearners: b.Config.MaxLearners, StartAfter: b.StartAfter, Restore: b.Restore}
 	addons, err := Addons(b)
 	if err != nil {
 		return nil, err
@@ -174,6 +183,15 @@ func KubeEnv(b Boot) string {
 		{"DNS_DOMAIN", DNSDomain},
 		{"NODE_TAINT", "node-role.kubernetes.io/control-plane:NoSchedule"},
 		{"NODE_LABELS", MasterNodeLabel + "=" + b.Cluster},
+	}
+	if r := b.Restore; r != nil {
+		vars = append(vars, [][2]string{
+			{"ETCD_RESTORE_ID", r.ID},
+			{"ETCD_RESTORE_URL", cmp.Or(b.StorageURL, DefaultStorageURL) + "/storage/v1/b/" + r.Bucket + "/o/" + url.PathEscape(r.Object) + "?alt=media"},
+			{"ETCD_RESTORE_SHA256", r.SHA256},
+			{"ETCD_RESTORE_TOKEN", r.Token},
+			{"ETCD_RESTORE_REVISION_BUMP", strconv.FormatUint(r.RevisionBump, 10)},
+		}...)
 	}
 	var sb strings.Builder
 	for _, v := range vars {

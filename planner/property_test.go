@@ -31,6 +31,11 @@ type model struct {
 	// anyOrder says the steps run in an order other than the plan's, so
 	// the membership each step says it leaves (in plan order) is not checked.
 	anyOrder bool
+	// restoring carries out a restore: its plan stops the cluster that lost
+	// quorum on purpose; uploaded are the restores whose snapshot is in
+	// Cloud Storage.
+	restoring bool
+	uploaded  map[string]bool
 }
 
 func (m *model) fail(format string, args ...any) {
@@ -60,7 +65,8 @@ func (m *model) instance(name string) *state.Instance {
 // only this cluster's resources.
 func (m *model) apply(p *Plan, s *Step) {
 	m.t.Helper()
-	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == m.sp.Metadata.Name) {
+	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == m.sp.Metadata.Name) &&
+		!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, m.sp.Metadata.Name+"/")) {
 		m.fail("step %s %s targets %s, not a resource of cluster %s (invariant 5)", s.ID, s.Action, s.Target, m.sp.Metadata.Name)
 	}
 	c := m.c
@@ -134,7 +140,9 @@ func (m *model) apply(p *Plan, s *Step) {
 		}
 		c.Instances = append(c.Instances, in)
 		in.ClusterState = spec.ClusterState
-		if len(spec.InitialCluster) > 1 {
+		if spec.Restore != nil {
+			m.bootRestored(s, in, spec.InitialCluster, spec.Restore)
+		} else if len(spec.InitialCluster) > 1 {
 			m.bootMember(s, in, spec.InitialCluster)
 		} else if spec.ClusterState == metadata.StateNew {
 			if len(c.Etcd.Members) > 0 {
@@ -151,6 +159,10 @@ func (m *model) apply(p *Plan, s *Step) {
 			mem.Name, mem.Healthy, mem.Error = spec.Name, true, ""
 		}
 	case FormCluster:
+		if m.restoring {
+			m.formedRestore(s)
+			break
+		}
 		if !c.Etcd.Reachable || len(c.Etcd.Members) == 0 || c.Etcd.ClusterID != clusterID(m.initialOf(s.Members)) {
 			m.fail("step %s waits for the cluster of %v, which has not formed (%d of its masters exist)", s.ID, s.Members, len(c.Instances))
 		}
@@ -282,19 +294,21 @@ func (m *model) apply(p *Plan, s *Step) {
 			m.fail("step %s writes the add-ons of %s, which has them (%q)", s.ID, s.Target, m.addons)
 		}
 		in.Config.Addons = m.addons
+	case UploadSnapshot, StopInstance, RestoreMember, DeleteRestoreSnapshot:
+		m.applyRestore(s)
 	default:
 		m.fail("unknown action %s", s.Action)
 	}
 	if m.destroying && len(c.Instances) == 0 {
 		c.Etcd.Members, c.Etcd.Reachable = nil, false // the last master is gone
 	}
-	if ms := c.Membership(); !m.destroying && ms.Voters > 0 && ms.HealthyVoters < ms.Quorum {
+	if ms := c.Membership(); !m.destroying && !m.restoring && ms.Voters > 0 && ms.HealthyVoters < ms.Quorum {
 		m.fail("after step %s (%s %s) %d of %d voters are healthy, below quorum %d (invariant 2)", s.ID, s.Action, s.Target, ms.HealthyVoters, ms.Voters, ms.Quorum)
 	}
 	// A member of a new cluster bootstrapped together may form it: the
 	// plan says the cluster is there at its form-etcd-cluster step.
 	together := s.Action == CreateInstance && len(s.Instance.InitialCluster) > 1
-	if got := c.Membership(); !m.destroying && !m.anyOrder && !together && (got.Voters != s.Etcd.Voters || got.Learners != s.Etcd.Learners) {
+	if got := c.Membership(); !m.destroying && !m.restoring && !m.anyOrder && !together && (got.Voters != s.Etcd.Voters || got.Learners != s.Etcd.Learners) {
 		m.fail("step %s says it leaves %s, the model has %s", s.ID, MembershipString(s.Etcd), MembershipString(got))
 	}
 }

@@ -5,13 +5,14 @@ package planner
 // An unknown line, key, flag or value fails the test:
 //
 //	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...] [addons=DIGEST]
-//	instance NAME ZONE [status=S] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T] [addons=DIGEST|none]
+//	instance NAME ZONE [status=S] [restore=ID] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T] [addons=DIGEST|none]
 //	         [initial=NAME,...]   (it boots etcd state new with that static initial cluster, each member on its address)
 //	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME [ip=IP] | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
+//	restore [force] [no-snapshot] [other-snapshot] [rev=N]   (plan a restore from snap.db instead)
 //	nodes [masters=NAME,...]   (the masters' Nodes in the Kubernetes API)
 //	identity [missing] [named] [secrets=NAME,...]   (the masters' service account, kubeha's or named in the spec, and key secrets)
 //	network NAME [missing] [custom] [subnetwork=missing|ours|other-network]   (the spec names NAME and, with subnetwork=, "masters")
@@ -22,7 +23,7 @@ var scenarioSyntax = map[string]struct {
 }{
 	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
-	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial"}, flags: []string{"pool", "nodisk", "noaddr"},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "restore"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},
@@ -36,6 +37,7 @@ var scenarioSyntax = map[string]struct {
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
 	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
+	"restore":              {keys: []string{"rev"}, flags: []string{"force", "no-snapshot", "other-snapshot"}},
 	"identity":             {keys: []string{"secrets"}, flags: []string{"missing", "named"}},
 	"nodes":                {keys: []string{"masters"}},
 	"network": {args: 1, keys: []string{"subnetwork"}, flags: []string{"missing", "custom"},

@@ -52,7 +52,7 @@ func checkSyntax(f []string, fail func(string)) {
 	}
 }
 
-func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Options, *DestroyOptions, string) {
+func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Options, *DestroyOptions, *RestoreOptions, string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -64,6 +64,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	}
 	var opts Options
 	var destroy *DestroyOptions
+	var restore *RestoreOptions
 	sp := &spec.Cluster{APIVersion: spec.APIVersion, Kind: spec.Kind, Metadata: spec.Metadata{Name: tCluster},
 		Spec: spec.ClusterSpec{GCE: spec.GCE{Project: tProject, Region: tRegion}, MultiZone: true}}
 	obs := &state.Cluster{Name: tCluster, Project: tProject, Region: tRegion, Etcd: state.Etcd{Reachable: true, ClusterID: 0xc1},
@@ -195,6 +196,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.ClusterState = metadata.StateNew
 				initial[in] = strings.Split(v, ",") // NAME or NAME@IP
 			}
+			if v := kv["restore"]; v != "" {
+				in.Restore = &metadata.Restore{ID: v, Bucket: "p-test-prod-kubeha", Object: "prod/" + v + "-snap.db", SHA256: "c0ffee", Token: "prod-" + v, RevisionBump: metadata.RestoreRevisionBump}
+			}
 			obs.Instances = append(obs.Instances, in)
 			if !flags["nodisk"] {
 				obs.Disks = append(obs.Disks, &state.Disk{Name: in.Name + "-pd", Zone: in.Zone, SizeGb: 20, Users: []string{in.Name}})
@@ -314,6 +318,16 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			}
 		case "destroy":
 			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
+		case "restore":
+			restore = &RestoreOptions{Force: flags["force"], ID: "r20261207t0100", Bucket: "p-test-prod-kubeha"}
+			if !flags["no-snapshot"] {
+				rev, _ := strconv.ParseInt(cmp.Or(kv["rev"], "4242"), 10, 64)
+				sha := "c0ffee"
+				if flags["other-snapshot"] {
+					sha = "0dd"
+				}
+				restore.Snapshot = &Snapshot{File: "snap.db", SHA256: sha, Revision: rev, Taken: time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC)}
+			}
 		default:
 			fail("unknown line")
 		}
@@ -364,17 +378,20 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 	if clientFW {
 		obs.Firewalls = append(obs.Firewalls, &state.Firewall{Name: "prod-master-etcd-client", Ports: []string{"2379"}, Sources: []string{"10.128.0.5/32"}, TargetTags: []string{"prod-master"}})
 	}
-	return sp, obs, opts, destroy, want
+	return sp, obs, opts, destroy, restore, want
 }
 
 func TestScenarios(t *testing.T) {
 	files := golden.Files(t, "testdata/*.txt", 30)
 	for _, path := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(path), ".txt"), func(t *testing.T) {
-			sp, obs, opts, destroy, want := parseScenario(t, path)
+			sp, obs, opts, destroy, restore, want := parseScenario(t, path)
 			plan := func() (*Plan, error) {
 				if destroy != nil {
 					return Destroy(sp, obs, *destroy)
+				}
+				if restore != nil {
+					return Restore(sp, obs, *restore)
 				}
 				return ComputeWith(sp, obs, opts)
 			}
@@ -436,7 +453,8 @@ func checkPlan(t *testing.T, p *Plan) {
 		if s.Etcd.Voters > 0 && s.Etcd.HealthyVoters < s.Etcd.Quorum {
 			t.Errorf("step %s leaves %d healthy voters of %d (quorum %d)", s.ID, s.Etcd.HealthyVoters, s.Etcd.Voters, s.Etcd.Quorum)
 		}
-		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == tCluster) {
+		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == tCluster) &&
+			!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, tCluster+"/")) {
 			t.Errorf("step %s targets %s, not a master resource of %s", s.ID, s.Target, tCluster)
 		}
 	}

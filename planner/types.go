@@ -110,6 +110,19 @@ const (
 	// spec.addons changed; the master's add-on sync picks them up, and its
 	// add-on manager applies them. Nothing restarts.
 	UpdateAddons Action = "update-addons"
+	// UploadSnapshot puts the snapshot a restore starts from in Cloud
+	// Storage, readable by the masters' service account alone.
+	UploadSnapshot Action = "upload-etcd-snapshot"
+	// StopInstance stops a master before a restore: its kube-apiserver and
+	// etcd member stop, so nothing writes to an etcd being restored.
+	StopInstance Action = "stop-instance"
+	// RestoreMember boots a stopped master again restoring the snapshot:
+	// its data directory is set aside, and its member starts in the
+	// restored cluster.
+	RestoreMember Action = "restore-etcd-member"
+	// DeleteRestoreSnapshot deletes a restore's copy of the snapshot in
+	// Cloud Storage once every member restored it.
+	DeleteRestoreSnapshot Action = "delete-restore-snapshot"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -126,41 +139,45 @@ type actionInfo struct {
 // (planner/property_test.go) and a scenario in planner/testdata;
 // TestEveryActionIsComplete fails until all four exist.
 var actions = map[Action]actionInfo{
-	CreateFirewall:       {change: Create},
-	UpdateFirewall:       {change: Update},
-	DeleteFirewall:       {change: Delete},
-	ReserveStaticIP:      {change: Create},
-	ReserveAddress:       {change: Create},
-	CreateDisk:           {change: Create},
-	AddLearner:           {change: Create, etcd: true},
-	CreateInstance:       {change: Create},
-	StartInstance:        {change: Update},
-	LabelInstance:        {change: Update},
-	PromoteMember:        {change: Update, etcd: true},
-	CreateHealthCheck:    {change: Create},
-	UpdateHealthCheck:    {change: Update},
-	CreateTargetPool:     {change: Create},
-	AddToPool:            {change: Update},
-	RemoveFromPool:       {change: Update},
-	DetachStaticIP:       {change: Update},
-	CreateForwardingRule: {change: Create},
-	DeleteForwardingRule: {change: Delete},
-	AttachStaticIP:       {change: Update},
-	DeleteTargetPool:     {change: Delete},
-	DeleteHealthCheck:    {change: Delete},
-	MoveLeader:           {change: Update, etcd: true},
-	RemoveMember:         {change: Delete, etcd: true},
-	DeleteInstance:       {change: Delete},
-	DeleteNode:           {change: Delete},
-	UpdateAddons:         {change: Update},
-	FormCluster:          {change: Create, etcd: true},
-	DeleteDisk:           {change: Delete},
-	ReleaseAddress:       {change: Delete},
-	RenewCertificates:    {change: Update, etcd: true},
-	SaveSnapshot:         {change: Update, etcd: true},
-	CreateServiceAccount: {change: Create},
-	DeleteServiceAccount: {change: Delete},
-	DeleteSecret:         {change: Delete},
+	CreateFirewall:        {change: Create},
+	UpdateFirewall:        {change: Update},
+	DeleteFirewall:        {change: Delete},
+	ReserveStaticIP:       {change: Create},
+	ReserveAddress:        {change: Create},
+	CreateDisk:            {change: Create},
+	AddLearner:            {change: Create, etcd: true},
+	CreateInstance:        {change: Create},
+	StartInstance:         {change: Update},
+	LabelInstance:         {change: Update},
+	PromoteMember:         {change: Update, etcd: true},
+	CreateHealthCheck:     {change: Create},
+	UpdateHealthCheck:     {change: Update},
+	CreateTargetPool:      {change: Create},
+	AddToPool:             {change: Update},
+	RemoveFromPool:        {change: Update},
+	DetachStaticIP:        {change: Update},
+	CreateForwardingRule:  {change: Create},
+	DeleteForwardingRule:  {change: Delete},
+	AttachStaticIP:        {change: Update},
+	DeleteTargetPool:      {change: Delete},
+	DeleteHealthCheck:     {change: Delete},
+	MoveLeader:            {change: Update, etcd: true},
+	RemoveMember:          {change: Delete, etcd: true},
+	DeleteInstance:        {change: Delete},
+	DeleteNode:            {change: Delete},
+	UpdateAddons:          {change: Update},
+	FormCluster:           {change: Create, etcd: true},
+	DeleteDisk:            {change: Delete},
+	ReleaseAddress:        {change: Delete},
+	RenewCertificates:     {change: Update, etcd: true},
+	SaveSnapshot:          {change: Update, etcd: true},
+	CreateServiceAccount:  {change: Create},
+	DeleteServiceAccount:  {change: Delete},
+	DeleteSecret:          {change: Delete},
+	UploadSnapshot:        {change: Create},
+	StopInstance:          {change: Update},
+	RestoreMember:         {change: Update},
+	DeleteRestoreSnapshot: {change: Delete},
 }
 
 // Actions lists every action, sorted.
@@ -264,6 +281,9 @@ type Step struct {
 	// final snapshot (or by the decision to go without one): the executor
 	// saves none of its own, as no member is left to give it.
 	FinalSnapshot bool `json:"finalSnapshot,omitempty"`
+	// Restore is the restore an upload, restore-etcd-member or
+	// delete-restore-snapshot step carries out.
+	Restore *RestoreSpec `json:"restore,omitempty"`
 }
 
 // InstanceSpec is a master to create: what it is and what it boots with.
@@ -287,6 +307,9 @@ type InstanceSpec struct {
 	// it serve, as etcd waits on a peer that listens but does not serve yet.
 	StartAfter []string        `json:"startAfter,omitempty"`
 	Config     metadata.Config `json:"config"`
+	// Restore, when set, makes the master boot restoring a snapshot: a
+	// master a restore creates again.
+	Restore *RestoreSpec `json:"restore,omitempty"`
 }
 
 // FirewallSpec is a firewall rule kubeha manages.

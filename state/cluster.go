@@ -96,6 +96,9 @@ type Instance struct {
 	// create.
 	ClusterState   string `json:"initialClusterState,omitempty"`
 	InitialCluster string `json:"initialCluster,omitempty"`
+	// Restore is the restore from a snapshot the instance's etcd boots
+	// with (kubeha restore), or nil.
+	Restore *metadata.Restore `json:"restore,omitempty"`
 	// HasDataDisk says the instance has a disk attached as master-pd.
 	HasDataDisk bool   `json:"hasDataDisk"`
 	Fingerprint string `json:"fingerprint,omitempty"` // metadata fingerprint

@@ -319,7 +319,7 @@ func instanceOf(in *compute.Instance) *state.Instance {
 				out.Certs = certInfo(*it.Value)
 			case metadata.KeyEtcd:
 				if e, err := metadata.ParseEtcd(*it.Value); err == nil {
-					out.ClusterState, out.InitialCluster = e.InitialClusterState, e.InitialCluster
+					out.ClusterState, out.InitialCluster, out.Restore = e.InitialClusterState, e.InitialCluster, e.Restore
 				}
 			}
 		}
