@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	compute "google.golang.org/api/compute/v1"
 	iam "google.golang.org/api/iam/v1"
 	secretmanager "google.golang.org/api/secretmanager/v1"
+	storage "google.golang.org/api/storage/v1"
 
 	"github.com/kubeha/kubeha/pki"
 	"github.com/kubeha/kubeha/planner"
@@ -55,6 +57,10 @@ type Options struct {
 	IAM              *iam.Service
 	Secrets          *secretmanager.Service
 	SecretManagerURL string
+	// Storage is the Cloud Storage a restore's snapshot goes through, which
+	// the masters read at StorageURL (default https://storage.googleapis.com).
+	Storage    *storage.Service
+	StorageURL string
 	// APIPort is where the API is served at the static IP: 443 (0), or
 	// where kubeha's emulator serves it for an ordinary user.
 	APIPort int
@@ -168,6 +174,12 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 			eps = append(eps, m.ClientURLs...)
 		}
 	}
+	// A restore of an etcd without quorum has no lock to take: it takes
+	// the restored cluster's once it formed. Two restores on this machine
+	// are kept apart by the file lock.
+	if ms := o.Observed.Membership(); restores(p) && ms.HealthyVoters < ms.Quorum {
+		eps = nil
+	}
 	if len(eps) > 0 {
 		if _, err := x.etcd.client(eps); err != nil {
 			return err
@@ -186,6 +198,11 @@ func Apply(ctx context.Context, p *planner.Plan, o Options) (err error) {
 		}
 	}()
 	return x.run(ctx)
+}
+
+// restores says the plan restores etcd from a snapshot.
+func restores(p *planner.Plan) bool {
+	return slices.ContainsFunc(p.Steps, func(s *planner.Step) bool { return s.Action == planner.UploadSnapshot })
 }
 
 // newExecutor sets o's defaults and indexes the plan.

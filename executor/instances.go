@@ -38,7 +38,7 @@ func (x *executor) healthCheck(name string) *compute.HttpHealthCheck {
 // boot renders what a master boots with, issuing its certificates now. Its
 // private keys go to a new version of its secret, which the kubeha-keys
 // item names (keys, returned).
-func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config, startAfter ...string) (items []*compute.MetadataItems, keys string, err error) {
+func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, state string, cfg metadata.Config, restore *metadata.Restore, startAfter ...string) (items []*compute.MetadataItems, keys string, err error) {
 	static, err := x.staticIP(ctx)
 	if err != nil {
 		return nil, "", err
@@ -72,7 +72,7 @@ func (x *executor) boot(ctx context.Context, name, internalIP, initialCluster, s
 	}
 	rendered, err := metadata.Render(metadata.Boot{Cluster: x.cluster(), Name: name, InternalIP: internalIP, StaticIP: static, InitialCluster: initialCluster,
 		ClusterState: state, StartAfter: startAfter, Config: cfg, EtcdVersion: rel.Etcd, KubeletURL: kubeletURL, KubeletSHA512: kubeletSum, TLS: tls,
-		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: interval})
+		Keys: keys, SecretManagerURL: x.o.SecretManagerURL, UserAddons: userAddons, AddonCheckInterval: interval, Restore: restore, StorageURL: x.o.StorageURL})
 	if err != nil {
 		return nil, "", err
 	}
@@ -108,7 +108,11 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	for _, ip := range ips {
 		after = append(after, x.peerURL(ip))
 	}
-	items, _, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config, after...)
+	var restore *metadata.Restore
+	if in.Restore != nil {
+		restore = &in.Restore.Restore
+	}
+	items, _, err := x.boot(ctx, in.Name, ip, initial, in.ClusterState, in.Config, restore, after...)
 	if err != nil {
 		return err
 	}
@@ -273,7 +277,10 @@ func (x *executor) renew(ctx context.Context, s *planner.Step) error {
 	if err != nil {
 		return fmt.Errorf("renew certificates of %s: %w", s.Target, err)
 	}
-	items, keys, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg)
+	// A renewal keeps the restore the member booted with: its disk records
+	// it as applied, so it changes nothing, and a member not yet started
+	// still restores.
+	items, keys, err := x.boot(ctx, s.Target, in.NetworkInterfaces[0].NetworkIP, boot.InitialCluster, boot.InitialClusterState, *cfg, boot.Restore)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ type Options struct {
 	// Addons is the digest of the add-ons the masters should run
 	// (metadata.AddonsDigest of spec.addons); "" plans no add-on update.
 	Addons string
+	// NewestSnapshot is the cluster's newest snapshot in the backups
+	// directory, which a refusal for lost quorum names (nil: none).
+	NewestSnapshot *Snapshot
 }
 
 // Compute returns the plan that takes observed to desired: ComputeWith with

@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
@@ -49,14 +50,18 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 			}
 		}
 		ms := observed.Membership()
-		return refuse("etcd of cluster %s has lost quorum: %d of %d voters are healthy and quorum is %d. Unhealthy: %s. No membership change is safe without quorum: bring the members back, or restore etcd from a snapshot (kubeha saves them in backups/ beside the PKI) into a new cluster",
-			observed.Name, ms.HealthyVoters, ms.Voters, ms.Quorum, strings.Join(bad, ", "))
+		return refuse("etcd of cluster %s has lost quorum: %d of %d voters are healthy and quorum is %d. Unhealthy: %s. No membership change is safe without quorum: bring the members back, or %s",
+			observed.Name, ms.HealthyVoters, ms.Voters, ms.Quorum, strings.Join(bad, ", "), restoreAdvice(opts.NewestSnapshot))
 	}
 	running := 0
 	for _, in := range observed.Instances {
 		if in.Status == "RUNNING" {
 			running++
 		}
+	}
+	if r := restoreUnderway(observed); r != nil && (!observed.Etcd.Reachable || observed.LostQuorum()) {
+		return refuse("restore %s of cluster %s from gs://%s/%s is under way and its etcd has not formed yet: finish it with kubeha restore -f cluster.yaml",
+			r.ID, observed.Name, r.Bucket, r.Object)
 	}
 	if _, ok, problem := halfBootstrapped(observed); ok {
 		if problem != "" {
@@ -65,10 +70,19 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 		return nil
 	}
 	if !observed.Etcd.Reachable && running > 0 {
-		return refuse("etcd of cluster %s does not answer on any running master (%s). If the masters are still booting, plan again in a minute; if etcd has lost its data or quorum, restore it from a snapshot (kubeha saves them in backups/ beside the PKI)",
-			observed.Name, observed.Etcd.Error)
+		return refuse("etcd of cluster %s does not answer on any running master (%s). If the masters are still booting, plan again in a minute; if etcd has lost its data or quorum, %s",
+			observed.Name, observed.Etcd.Error, restoreAdvice(opts.NewestSnapshot))
 	}
 	return nil
+}
+
+// restoreAdvice says how to restore etcd, naming the newest snapshot.
+func restoreAdvice(newest *Snapshot) string {
+	if newest == nil {
+		return "restore it from a snapshot with kubeha restore -f cluster.yaml --from FILE (kubeha saves them in backups/ beside the PKI; this cluster has none there)"
+	}
+	return fmt.Sprintf("restore it from its newest snapshot, %s (revision %d, taken %s), with kubeha restore -f cluster.yaml",
+		newest.File, newest.Revision, newest.Taken.UTC().Format(time.RFC3339))
 }
 
 // networkPreflight refuses a network or subnetwork the masters cannot be

@@ -12,6 +12,7 @@ package planner
 //	disk NAME ZONE | address NAME [ip=IP] | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
+//	newest-snapshot   (the cluster's newest snapshot in its backups directory, which refusals name)
 //	restore [force] [no-snapshot] [other-snapshot] [rev=N]   (plan a restore from snap.db instead)
 //	nodes [masters=NAME,...]   (the masters' Nodes in the Kubernetes API)
 //	identity [missing] [named] [secrets=NAME,...]   (the masters' service account, kubeha's or named in the spec, and key secrets)
@@ -37,6 +38,7 @@ var scenarioSyntax = map[string]struct {
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
 	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
+	"newest-snapshot":      {},
 	"restore":              {keys: []string{"rev"}, flags: []string{"force", "no-snapshot", "other-snapshot"}},
 	"identity":             {keys: []string{"secrets"}, flags: []string{"missing", "named"}},
 	"nodes":                {keys: []string{"masters"}},

@@ -318,6 +318,8 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			}
 		case "destroy":
 			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
+		case "newest-snapshot":
+			opts.NewestSnapshot = &Snapshot{File: "20261207T003000.000Z-prod-before-remove-r4242.db", SHA256: "c0ffee", Revision: 4242, Taken: time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC)}
 		case "restore":
 			restore = &RestoreOptions{Force: flags["force"], ID: "r20261207t0100", Bucket: "p-test-prod-kubeha"}
 			if !flags["no-snapshot"] {

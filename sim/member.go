@@ -65,6 +65,9 @@ type member struct {
 
 	// machine is set when the master boots through its startup script.
 	machine *machine.Machine
+	// fetch reads a Cloud Storage object as the instance's service account
+	// (a restore's snapshot).
+	fetch func(bucket, object string) ([]byte, error)
 
 	mu     sync.Mutex
 	status MemberStatus
@@ -155,6 +158,8 @@ func (s *Server) bootLocked(key string) {
 	}
 	m.cfg = cfg
 	m.status.Name = cfg.Name
+	email := serviceAccountOf(in)
+	m.fetch = func(bucket, object string) ([]byte, error) { return s.readObject(email, bucket, object) }
 	go m.run(ctx, s.log.With("member", cfg.Name, "ip", m.ip))
 }
 
@@ -390,6 +395,12 @@ func (m *member) start() (*embed.Etcd, error) {
 	cfg.InitialCluster = m.cfg.InitialCluster
 	cfg.ClusterState = m.cfg.InitialClusterState
 	cfg.InitialClusterToken = "kubeha"
+	if r := m.cfg.Restore; r != nil {
+		if err := m.restore(r); err != nil {
+			return nil, err
+		}
+		cfg.InitialClusterToken = r.Token
+	}
 	if m.cfg.MaxLearners > 0 {
 		cfg.MaxLearners = m.cfg.MaxLearners
 	}

@@ -1,7 +1,8 @@
 // Package gcpapi makes kubeha's clients of the Google Cloud APIs it uses:
-// Compute Engine, IAM (the masters' service account) and Secret Manager
-// (their private keys), either of Google's with Application Default
-// Credentials or of kubeha's emulator, which serves all three at one URL.
+// Compute Engine, IAM (the masters' service account), Secret Manager
+// (their private keys) and Cloud Storage (the snapshot of a restore),
+// either of Google's with Application Default Credentials or of kubeha's
+// emulator, which serves all four at one URL.
 package gcpapi
 
 import (
@@ -13,15 +14,19 @@ import (
 	iam "google.golang.org/api/iam/v1"
 	"google.golang.org/api/option"
 	secretmanager "google.golang.org/api/secretmanager/v1"
+	storage "google.golang.org/api/storage/v1"
 )
 
-// Clients are the API clients, and where the masters read their keys
-// ("" for Secret Manager's own endpoint).
+// Clients are the API clients, and where the masters read their keys and
+// a restore's snapshot ("" for Secret Manager's and Cloud Storage's own
+// endpoints).
 type Clients struct {
 	Compute          *compute.Service
 	IAM              *iam.Service
 	Secrets          *secretmanager.Service
+	Storage          *storage.Service
 	SecretManagerURL string
+	StorageURL       string
 }
 
 // Google connects to Google's APIs with Application Default Credentials.
@@ -38,7 +43,11 @@ func Google(ctx context.Context) (*Clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to Secret Manager: %w", err)
 	}
-	return &Clients{Compute: c, IAM: i, Secrets: s}, nil
+	st, err := storage.NewService(ctx, option.WithScopes(storage.DevstorageReadWriteScope))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Cloud Storage: %w", err)
+	}
+	return &Clients{Compute: c, IAM: i, Secrets: s, Storage: st}, nil
 }
 
 // Emulator connects to kubeha's emulator at base (http://HOST:PORT),
@@ -60,5 +69,9 @@ func Emulator(ctx context.Context, base string) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Clients{Compute: c, IAM: i, Secrets: s, SecretManagerURL: base + "/secretmanager"}, nil
+	st, err := storage.NewService(ctx, at("/storage/v1/")...)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{Compute: c, IAM: i, Secrets: s, Storage: st, SecretManagerURL: base + "/secretmanager", StorageURL: base}, nil
 }

@@ -73,7 +73,7 @@ func carryOut(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluste
 		Compute: b.Compute, Spec: c, Observed: obs, PKI: p, Parallelism: e.parallelism,
 		BackupDir: c.BackupDir(), LockWait: e.lockTimeout,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
-		Hooks: view, Downloads: e.downloads, IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL,
+		Hooks: view, Downloads: e.downloads, IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL, Storage: b.Storage, StorageURL: b.StorageURL,
 		APIPort: b.apiPort(ctx),
 	})
 	if errors.Is(err, executor.ErrInterrupted) {

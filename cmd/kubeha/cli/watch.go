@@ -96,6 +96,6 @@ func runWatch(ctx context.Context, streams IOStreams, o watchOptions) error {
 	return watch.Run(ctx, watch.Options{
 		Compute: b.Compute, Path: o.file, Resync: o.resync, Debounce: o.debounce, Logger: log, Metrics: metrics,
 		Who:   executor.Holder{Who: who, Host: host, PID: os.Getpid(), Since: time.Now().UTC()},
-		Apply: executor.Options{Downloads: b.downloads(ctx), APIPort: b.apiPort(ctx), IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL},
+		Apply: executor.Options{Downloads: b.downloads(ctx), APIPort: b.apiPort(ctx), IAM: b.IAM, Secrets: b.Secrets, SecretManagerURL: b.SecretManagerURL, Storage: b.Storage, StorageURL: b.StorageURL},
 	})
 }
