@@ -26,6 +26,7 @@ type replica struct {
 	inPool      bool
 	staticIP    bool // the static IP is on its access config
 	removed     bool // this plan removes it
+	promoted    bool // this plan promotes its learner (which may not have started yet)
 	driftReason string
 }
 

@@ -3,6 +3,7 @@ package planner
 import (
 	"cmp"
 	"fmt"
+	"net/url"
 	"slices"
 
 	"github.com/kubeha/kubeha/metadata"
@@ -32,17 +33,17 @@ func (b *builder) membershipChanges() {
 	// Pending learners whose instance runs: promote them first (etcd allows
 	// one learner at a time).
 	for _, r := range b.replicas {
-		if r.learner && r.obs.Instance.Status == "RUNNING" && !b.replacing(r) {
+		if r.learner && r.obs.Instance.Status == "RUNNING" && !b.replacing(r) && b.staleJoin(r) == "" {
 			b.add(&Step{Action: PromoteMember, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: r.member.ID, Phase: "replica " + r.name,
 				Reason: "a learner left by an interrupted apply: promote it once it is in sync"})
-			r.learner, r.voter, r.healthy = false, true, true
+			r.learner, r.voter, r.healthy, r.promoted = false, true, true, true
 		}
 	}
 	bootstrap := len(b.obs.Etcd.Members) == 0
 	var failed, forced, broken, rolling []*replica
 	for _, r := range b.replicas {
 		switch {
-		case r.member == nil || r.learner || r.member.Unstarted:
+		case r.member == nil || r.learner || r.member.Unstarted && !r.promoted:
 			// No member, a learner whose VM is not running, or a member of
 			// a new cluster whose VM never started it: start over.
 			broken = append(broken, r)
@@ -66,6 +67,8 @@ func (b *builder) membershipChanges() {
 	for _, r := range broken {
 		why := "the master has no etcd member (an interrupted apply): delete it and start over"
 		switch {
+		case r.learner && b.staleJoin(r) != "":
+			why = b.staleJoin(r)
 		case r.learner:
 			why = "the master's learner never joined and its VM is not running: delete it and start over"
 		case r.member != nil && r.member.Unstarted:
@@ -285,6 +288,41 @@ func (b *builder) removeReplica(r *replica, reason string) {
 			Reason: "its Node in the Kubernetes API, as kube-down deletes the masters' Nodes"}, del)
 	}
 	r.removed = true
+}
+
+// staleJoin says why a learner that never started cannot join: its VM
+// boots etcd (state existing) with an initial cluster that is not the
+// cluster's membership (a member of it was removed since: an interrupted
+// scale-up's other learner, removed as an orphan), which etcd refuses at
+// start; "" when it can.
+func (b *builder) staleJoin(r *replica) string {
+	in := r.obs.Instance
+	if !r.learner || r.member == nil || !r.member.Unstarted || in == nil || in.ClusterState != metadata.StateExisting || in.InitialCluster == "" {
+		return ""
+	}
+	initial, err := parseInitialCluster(in.InitialCluster)
+	if err != nil {
+		return ""
+	}
+	peers := map[string]bool{}
+	for _, m := range b.obs.Etcd.Members {
+		for _, u := range m.PeerURLs {
+			if p, err := url.Parse(u); err == nil {
+				peers[p.Hostname()] = true
+			}
+		}
+	}
+	var gone []string
+	for _, m := range initial {
+		if !peers[m.ip] {
+			gone = append(gone, m.name)
+		}
+	}
+	if len(gone) == 0 && len(initial) == len(b.obs.Etcd.Members) {
+		return ""
+	}
+	return fmt.Sprintf("the master's learner never joined, and its VM boots etcd with an initial cluster that is not the cluster's (it names %s, which the cluster no longer has; etcd refuses such a member): delete it and start over",
+		orNone(gone))
 }
 
 // learnerLimit is how many learners etcd accepts at once: the smallest

@@ -7,6 +7,7 @@ package planner
 //	spec replicas=N zones=b,c,d [remediation=on] [after=5m] [machineType=T] [image=I] [quorumRead=true|false] [replace=N,...] [region=R] [access=CIDR,...] [addons=DIGEST]
 //	instance NAME ZONE [status=S] [restore=ID] [config=none|machineType:T|image:I|quorumRead:B|kubernetesVersion:V|diskSizeGb:N|diskType:T] [addons=DIGEST|none]
 //	         [initial=NAME,...]   (it boots etcd state new with that static initial cluster, each member on its address)
+//	         [joined=NAME,...]    (it boots etcd state existing with that initial cluster)
 //	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
 //	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME [ip=IP] | static-ip [missing] | firewalls missing|etcd-drift|https-missing
@@ -24,7 +25,7 @@ var scenarioSyntax = map[string]struct {
 }{
 	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
-	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "restore"}, flags: []string{"pool", "nodisk", "noaddr"},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "joined", "restore"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},

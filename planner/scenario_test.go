@@ -196,6 +196,10 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				in.ClusterState = metadata.StateNew
 				initial[in] = strings.Split(v, ",") // NAME or NAME@IP
 			}
+			if v := kv["joined"]; v != "" {
+				in.ClusterState = metadata.StateExisting
+				initial[in] = strings.Split(v, ",")
+			}
 			if v := kv["restore"]; v != "" {
 				in.Restore = &metadata.Restore{ID: v, Bucket: "p-test-prod-kubeha", Object: "prod/" + v + "-snap.db", SHA256: "c0ffee", Token: "prod-" + v, RevisionBump: metadata.RestoreRevisionBump}
 			}

@@ -137,3 +137,19 @@ func (c *Cluster) MasterServiceAccount() string {
 	}
 	return MasterServiceAccountID(c.Metadata.Name) + "@" + c.Spec.GCE.Project + ".iam.gserviceaccount.com"
 }
+
+// RestoreBucketName is the Cloud Storage bucket through which kubeha
+// restore hands a snapshot to a cluster's masters: PROJECT-CLUSTER-kubeha
+// (bucket names are global), shortened to Cloud Storage's 63 characters
+// with a hash of both names, and never starting with "goog".
+func RestoreBucketName(project, cluster string) string {
+	name := strings.ToLower(strings.ReplaceAll(project, ":", "-") + "-" + cluster + "-kubeha")
+	if strings.HasPrefix(name, "goog") {
+		name = "kubeha-" + name
+	}
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(project + "/" + cluster))
+	return strings.TrimRight(name[:54], "-.") + "-" + hex.EncodeToString(sum[:])[:8]
+}

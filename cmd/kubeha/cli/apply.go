@@ -88,7 +88,7 @@ func runApply(cmd *cobra.Command, streams IOStreams, o applyOptions, savedPath s
 		if plan, err = saved.Check(current, obs, addons); err != nil {
 			return fmt.Errorf("apply %s: %w", savedPath, err)
 		}
-	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace, Addons: addons}); err != nil {
+	} else if plan, err = planner.ComputeWith(c, obs, planner.Options{Replace: o.replace, Addons: addons, NewestSnapshot: newestOrNone(c)}); err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)
 	}
 	var pinned []planner.Kubelet // a saved plan's digests are the ones reviewed

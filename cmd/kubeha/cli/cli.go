@@ -87,6 +87,7 @@ func newRootCommand(streams IOStreams) *cobra.Command {
 		newApplyCommand(streams),
 		newWatchCommand(streams),
 		newDestroyCommand(streams),
+		newRestoreCommand(streams),
 		newJoinCommand(streams),
 	)
 	return root

@@ -44,7 +44,11 @@ func runPlan(cmd *cobra.Command, streams IOStreams, o planOptions) error {
 	if err != nil {
 		return err
 	}
-	opts := planner.Options{Replace: o.replace, Addons: addons}
+	newest, err := newestSnapshot(c)
+	if err != nil {
+		return err
+	}
+	opts := planner.Options{Replace: o.replace, Addons: addons, NewestSnapshot: newest}
 	p, err := planner.ComputeWith(c, obs, opts)
 	if err != nil {
 		return fmt.Errorf("plan cluster %s: %w", c.Metadata.Name, err)

@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/api/option"
+	storage "google.golang.org/api/storage/v1"
+)
+
+// loseQuorum deletes masters and their data disks out of band, with gcloud
+// where it is installed (else the compute/v1 client, as a script would),
+// as a zone outage or an operator's mistake would.
+func (c *cluster) loseQuorum(t *testing.T, s status, names ...string) {
+	t.Helper()
+	zone := map[string]string{}
+	for _, r := range s.Replicas {
+		zone[r.Name] = r.Zone
+	}
+	gcloud := c.gcloud(t)
+	gce := c.compute(t)
+	for _, n := range names {
+		if gcloud != nil {
+			gcloud("compute", "instances", "delete", n, "--zone", zone[n], "--delete-disks", "all")
+			continue
+		}
+		op, err := gce.Instances.Delete("kubeha-e2e", zone[n], n).Do()
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "instance "+n+" deleted", func() bool {
+			got, err := gce.ZoneOperations.Get("kubeha-e2e", zone[n], op.Name).Do()
+			return err == nil && got.Status == "DONE"
+		})
+		if _, err := gce.Disks.Delete("kubeha-e2e", zone[n], n+"-pd").Do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Minute, "the disks deleted", func() bool {
+		for _, n := range names {
+			if _, err := gce.Disks.Get("kubeha-e2e", zone[n], n+"-pd").Do(); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// putKeys writes n keys under prefix.
+func putKeys(t *testing.T, cli *clientv3.Client, prefix string, n int) int64 {
+	t.Helper()
+	var rev int64
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := cli.Put(ctx, fmt.Sprintf("%s/%03d", prefix, i), "v")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = resp.Header.Revision
+	}
+	return rev
+}
+
+func countKeys(t *testing.T, cli *clientv3.Client, prefix string) (int, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(resp.Count), resp.Header.Revision
+}
+
+// TestRestoreAfterQuorumLoss: 5 masters scaled to 3 (kubeha saves a
+// snapshot before each removal); keys written before and after the last
+// snapshot; two masters and their disks deleted with gcloud: quorum is
+// lost. plan and status name the newest snapshot and kubeha restore;
+// restore (killed once mid-way, then run again) brings etcd back to that
+// snapshot on the one master left and two masters created again: the keys
+// of the snapshot are there, those written after it are not, the revision
+// moved on by a billion, the masters booted with the restore's cluster
+// token (a new cluster ID), no snapshot copy is left in Cloud Storage; then
+// apply converges and the cluster scales to 5.
+func TestRestoreAfterQuorumLoss(t *testing.T) {
+	t.Parallel()
+	c, _ := appliedCluster(t, "restore", 5, false)
+	s := c.status()
+	cli := c.etcd(s)
+	putKeys(t, cli, "before", 40)
+	c.write(3, false)
+	c.apply()
+	s = c.converged(3)
+	entries, _ := os.ReadDir(filepath.Join(c.dir, "backups"))
+	if len(entries) == 0 {
+		t.Fatal("no snapshot saved by the scale-down")
+	}
+	cli = c.etcd(s)
+	_, snapRev := countKeys(t, cli, "before")
+	putKeys(t, cli, "after", 10) // after the newest snapshot: lost by the restore
+	oldID := clusterIDOf(t, cli)
+
+	c.loseQuorum(t, s, s.Replicas[1].Name, s.Replicas[2].Name)
+	plan := c.kubeha("plan", "-f", c.spec)
+	if plan.code == 0 || !strings.Contains(plan.stderr, "kubeha restore -f cluster.yaml") || !regexp.MustCompile(`newest snapshot, \S+-restore-before-\S+-r\d+\.db`).MatchString(plan.stderr) {
+		t.Fatalf("plan with quorum lost names no snapshot and no restore: %+v", plan)
+	}
+	if st := c.kubeha("status", "-f", c.spec); !strings.Contains(st.stdout, "kubeha restore -f "+c.spec+" restores its newest snapshot") {
+		t.Errorf("status with quorum lost names no restore: %+v", st)
+	}
+	// Killed once the first masters are stopped and restoring, then again.
+	if !c.killAfter("restore", 3, true) {
+		t.Log("the restore ended before it could be killed")
+	}
+	r := c.kubeha("restore", "-f", c.spec, "--auto-approve")
+	if r.code != 0 {
+		t.Fatalf("restore again: %+v", r)
+	}
+	if !strings.Contains(r.stderr, "is restored from") {
+		t.Errorf("restore says nothing of what it restored: %s", r.stderr)
+	}
+	noKeyMaterial(t, "restore output", r.stdout, r.stderr)
+	s = c.status()
+	if s.Etcd.Voters != 3 || s.Etcd.HealthyVoters != 3 {
+		t.Fatalf("after the restore: %+v", s.Etcd)
+	}
+	cli = c.etcd(s)
+	n, rev := countKeys(t, cli, "before")
+	if n != 40 {
+		t.Errorf("%d of the 40 keys of the snapshot are there", n)
+	}
+	if lost, _ := countKeys(t, cli, "after"); lost != 0 {
+		t.Errorf("%d keys written after the snapshot are there", lost)
+	}
+	if rev < snapRev+1_000_000_000 {
+		t.Errorf("revision %d after the restore, want at least the snapshot's %d plus a billion", rev, snapRev)
+	}
+	if id := clusterIDOf(t, cli); id == oldID {
+		t.Errorf("the restored cluster has the old cluster ID %x", id)
+	}
+	// The copy in Cloud Storage is gone once every member restored it.
+	if objs := c.bucketObjects(t, "kubeha-e2e-restore-kubeha"); len(objs) != 0 {
+		t.Errorf("objects left in the restore bucket: %v", objs)
+	}
+	c.apply()
+	c.converged(3)
+	c.write(5, false)
+	c.apply()
+	c.converged(5)
+	if n, _ := countKeys(t, c.etcd(c.status()), "before"); n != 40 {
+		t.Errorf("after 3 -> 5, %d of the 40 keys", n)
+	}
+}
+
+// bucketObjects lists a Cloud Storage bucket of the emulator (none when
+// the bucket is gone).
+func (c *cluster) bucketObjects(t *testing.T, bucket string) []string {
+	t.Helper()
+	gcs, err := storage.NewService(context.Background(), option.WithEndpoint(c.endpoint+"/storage/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := gcs.Objects.List(bucket).Do()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, o := range list.Items {
+		out = append(out, o.Name)
+	}
+	return out
+}
+
+func clusterIDOf(t *testing.T, cli *clientv3.Client) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.ClusterId
+}
