@@ -28,7 +28,8 @@ func (c *cluster) loseQuorum(t *testing.T, s status, names ...string) {
 	gce := c.compute(t)
 	for _, n := range names {
 		if gcloud != nil {
-			gcloud("compute", "instances", "delete", n, "--zone", zone[n], "--delete-disks", "all")
+			gcloud("compute", "instances", "delete", n, "--zone", zone[n])
+			gcloud("compute", "disks", "delete", n+"-pd", "--zone", zone[n])
 			continue
 		}
 		op, err := gce.Instances.Delete("kubeha-e2e", zone[n], n).Do()

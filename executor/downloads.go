@@ -17,7 +17,8 @@ import (
 )
 
 // bootedVersions are the Kubernetes versions of the masters p boots: the
-// ones it creates, and the ones it renews (booted again as they are).
+// ones it creates, and the ones it renews or restores (booted again as
+// they are).
 func bootedVersions(p *planner.Plan, c *spec.Cluster, obs *state.Cluster) []string {
 	var out []string
 	for _, s := range p.Steps {
@@ -28,7 +29,7 @@ func bootedVersions(p *planner.Plan, c *spec.Cluster, obs *state.Cluster) []stri
 			if s.Instance != nil && s.Instance.Config.KubernetesVersion != "" {
 				v = s.Instance.Config.KubernetesVersion
 			}
-		case planner.RenewCertificates:
+		case planner.RenewCertificates, planner.RestoreMember:
 			v = c.Spec.Kubernetes.Version
 			if obs != nil {
 				for _, in := range obs.Instances {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -212,9 +213,15 @@ func Restore(desired *spec.Cluster, observed *state.Cluster, o RestoreOptions) (
 		Reason: fmt.Sprintf("the restored etcd cluster forms once a quorum (%d of %d) of its members run: wait for it, then take the apply lock",
 			state.Quorum(len(names)), len(names))}, append(starts, b.fwEtcd)...)
 	inPool := map[string]bool{}
-	if observed.TargetPool != nil {
-		for _, n := range observed.TargetPool.Instances {
+	if tp := observed.TargetPool; tp != nil {
+		for _, n := range tp.Instances {
 			inPool[n] = true
+		}
+		// The entry of a master made again in its own zone names it again.
+		for _, l := range tp.Dangling {
+			if n := path.Base(l); zones[n] != "" && strings.HasSuffix(l, "/zones/"+zones[n]+"/instances/"+n) {
+				inPool[n] = true
+			}
 		}
 	}
 	var pooled []string

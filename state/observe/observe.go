@@ -231,14 +231,17 @@ func observeGCE(ctx context.Context, src Source, c *spec.Cluster, out *state.Clu
 			out.Addresses = append(out.Addresses, addr)
 		}
 	}
+	// A pool entry names an instance by zone and name: an entry of a
+	// master deleted and made again in another zone (a restore, a
+	// replacement) dangles beside the new one's.
 	known := map[string]bool{}
 	for _, in := range out.Instances {
-		known[in.Name] = true
+		known[in.Zone+"/"+in.Name] = true
 	}
 	if pool != nil {
 		tp := &state.TargetPool{Name: pool.Name}
 		for _, l := range pool.Instances {
-			if known[path.Base(l)] {
+			if known[path.Base(path.Dir(path.Dir(l)))+"/"+path.Base(l)] {
 				tp.Instances = append(tp.Instances, path.Base(l))
 			} else {
 				tp.Dangling = append(tp.Dangling, l)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubeha/kubeha/executor"
 	"github.com/kubeha/kubeha/internal/snapshots"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
@@ -69,7 +70,13 @@ func runRestore(cmd *cobra.Command, streams IOStreams, o restoreOptions) error {
 	if err != nil {
 		return fmt.Errorf("restore cluster %s: %w", c.Metadata.Name, err)
 	}
-	if err := carryOut(ctx, streams, b, c, obs, plan, o.execution); err != nil {
+	downloads, err := executor.ResolveDownloads(ctx, plan, c, obs, b.downloads(ctx), nil)
+	if err != nil {
+		return fmt.Errorf("restore cluster %s: %w", c.Metadata.Name, err)
+	}
+	e := o.execution
+	e.downloads = downloads
+	if err := carryOut(ctx, streams, b, c, obs, plan, e); err != nil {
 		return err
 	}
 	fmt.Fprintf(streams.ErrOut, "Cluster %s is restored from %s (revision %d, taken %s). Run kubeha apply -f %s to converge it to its spec.\n",
