@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"github.com/kubeha/kubeha/internal/gcpapi"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ type env struct {
 	pki   *pki.PKI
 	src   observe.Source
 	smURL string // where the masters read their keys
+	apis  *gcpapi.Clients
 }
 
 func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
@@ -40,7 +42,7 @@ func newEnv(t testing.TB, opts sim.Options, replicas int) *env {
 	// The kubelet download the emulator serves.
 	sp.Spec.Kubernetes.ReleaseURL = srv.Release().ReleaseURL
 	sp.Spec.Kubernetes.KubeletSHA512 = srv.Release().KubeletSHA512[sp.Spec.Kubernetes.Version]
-	return &env{srv: srv, sp: sp, pki: p, src: observe.Source{Compute: apis.Compute, IAM: apis.IAM, Secrets: apis.Secrets, EtcdTLS: tlsCfg}, smURL: apis.SecretManagerURL}
+	return &env{srv: srv, sp: sp, pki: p, src: observe.Source{Compute: apis.Compute, IAM: apis.IAM, Secrets: apis.Secrets, EtcdTLS: tlsCfg}, smURL: apis.SecretManagerURL, apis: apis}
 }
 
 func (e *env) plan(t testing.TB) (*planner.Plan, *state.Cluster) {

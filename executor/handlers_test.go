@@ -59,7 +59,8 @@ func (a *actionsSeen) StepFinished(e Event) {
 // plans: a bootstrap; the scale-up to 3 masters; drift made out of band (a firewall, the
 // health check, a stopped master, a master without kubeha's labels);
 // certificates due for renewal; a replacement of the etcd leader; the
-// scale-down to one master; a destroy; and the bootstrap of three at once. Meanwhile one API request in ten
+// scale-down to one master; a destroy; the bootstrap of three at once; and
+// a restore of them from a snapshot after two were lost. Meanwhile one API request in ten
 // fails after the emulator acted (its reply lost, as after a timeout or a
 // 5xx from GCE), so every call is also retried against the state it made.
 func TestEveryStepKindTwice(t *testing.T) {
@@ -193,6 +194,10 @@ func TestEveryStepKindTwice(t *testing.T) {
 	// cluster, then the wait for its quorum.
 	e.sp.Spec.Masters.Replicas = 3
 	apply("bootstrap of 3 masters at once", planner.Options{}, nil)
+
+	// kubeha restore after two of the three masters and their disks are
+	// gone: the snapshot through Cloud Storage, every member restoring it.
+	restoreEveryStepTwice(t, e, seen)
 
 	// Every insert carried a requestId, so a retried one cannot create
 	// twice; run a second time, each came back with its first operation.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the emulator's masters run, at the
 # versions kubeha deploys, into KUBEHA_KUBE_BINARIES (default
-# .kubeha/bin/kubernetes-<version> in the checkout): etcd from kubeha's own
-# go.mod, and one multi-call binary of kube-apiserver,
+# .kubeha/bin/kubernetes-<version> in the checkout): etcd and etcdutl from
+# kubeha's own go.mod, and one multi-call binary of kube-apiserver,
 # kube-controller-manager and kube-scheduler from k8s.io/kubernetes (the
 # tools module hack/kube, so that kubeha's go.mod never holds Kubernetes),
 # and the stand-in for kOps' kube-apiserver-healthcheck image
@@ -17,8 +17,8 @@ readonly ADDON_MANAGER_VERSION="$(sed -n 's/.*addon-manager\/kube-addon-manager:
 readonly OUT="${KUBEHA_KUBE_BINARIES:-$PWD/.kubeha/bin/kubernetes-${K8S_VERSION}}"
 readonly STAMP="${OUT}/VERSIONS"
 readonly COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kubectl kubemark"
-want="kubernetes ${K8S_VERSION} etcd ${ETCD_VERSION} kube-apiserver-healthcheck ${HEALTHCHECK_VERSION} kube-addon-manager ${ADDON_MANAGER_VERSION} commands ${COMMANDS// /,}"
-if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${want}" && -x "${OUT}/kube" && -x "${OUT}/etcd" && -x "${OUT}/kube-apiserver-healthcheck" && -x "${OUT}/kube-addons.sh" && -x "${OUT}/kube-addons-main.sh" ]]; then
+want="kubernetes ${K8S_VERSION} etcd ${ETCD_VERSION} etcdutl ${ETCD_VERSION} kube-apiserver-healthcheck ${HEALTHCHECK_VERSION} kube-addon-manager ${ADDON_MANAGER_VERSION} commands ${COMMANDS// /,}"
+if [[ -f "${STAMP}" && "$(cat "${STAMP}")" == "${want}" && -x "${OUT}/kube" && -x "${OUT}/etcd" && -x "${OUT}/etcdutl" && -x "${OUT}/kube-apiserver-healthcheck" && -x "${OUT}/kube-addons.sh" && -x "${OUT}/kube-addons-main.sh" ]]; then
   echo "kube-binaries: ${want} already built in ${OUT}"
   exit 0
 fi
@@ -27,6 +27,8 @@ rm -f "${STAMP}"
 start=$(date +%s)
 # etcd, as etcd's release builds it (CGO off).
 CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcd" ./hack/etcd
+# etcdutl, as the etcd image carries it: a restore runs it on the masters.
+CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcdutl" ./hack/etcdutl
 CGO_ENABLED=0 go build -trimpath -o "${OUT}/kube-apiserver-healthcheck" ./hack/apiserver-healthcheck
 # Kubernetes, version-stamped as its release builds are, so that --version
 # prints the release.

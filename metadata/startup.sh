@@ -355,6 +355,64 @@ wait_for_earlier_members() {
   done
 }
 
+# restore_etcd restores etcd's data from the snapshot kube-env names
+# (kubeha restore), once: the disk records the restore it applied
+# (kubeha-restore-id), so later boots start from the data as it is. The
+# etcd and kube-apiserver pods go first, so that nothing runs on the data
+# being restored; the snapshot is read from Cloud Storage with the VM's
+# service account and checked against its digest; etcdutl (of the etcd
+# image, run with ctr) restores it beside the data, which is then set
+# aside (never deleted) and replaced. Cut short anywhere, the next boot
+# does it again.
+restore_etcd() {
+  [[ -n "${ETCD_RESTORE_ID:-}" ]] || return 0
+  local data_root id_file tmp aside snap token
+  data_root="$(dirname "${ETCD_DATA_DIR}")"
+  id_file="${data_root}/kubeha-restore-id"
+  if [[ -f "${id_file}" && "$(cat "${id_file}")" == "${ETCD_RESTORE_ID}" ]]; then
+    return 0
+  fi
+  rm -f "${MANIFESTS}/etcd.yaml" "${MANIFESTS}/kube-apiserver.yaml"
+  snap="${data_root}/restore.db"
+  tmp="${data_root}/data.restoring"
+  aside="${data_root}/data.before-restore-${ETCD_RESTORE_ID}"
+  token="$(curl --fail --silent --show-error --retry 10 --retry-delay 2 -H 'Metadata-Flavor: Google' \
+    "${METADATA_ROOT}/service-accounts/default/token" | sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p')"
+  if ! curl --fail --silent --show-error --retry 5 --retry-delay 2 -o "${snap}" -H "Authorization: Bearer ${token}" "${ETCD_RESTORE_URL}"; then
+    rm -f "${snap}"
+    log "restore ${ETCD_RESTORE_ID}: the snapshot could not be read from ${ETCD_RESTORE_URL}: the masters' service account needs roles/storage.objectViewer on its bucket; nothing restored" >&2
+    exit 1
+  fi
+  if [[ "$(sha256sum "${snap}" | cut -d' ' -f1)" != "${ETCD_RESTORE_SHA256}" ]]; then
+    rm -f "${snap}"
+    log "restore ${ETCD_RESTORE_ID}: the snapshot does not hash to ${ETCD_RESTORE_SHA256}; nothing restored" >&2
+    exit 1
+  fi
+  rm -rf "${tmp}"
+  ctr --namespace k8s.io images pull "${ETCD_IMAGE}" >/dev/null
+  ctr --namespace k8s.io run --rm --net-host \
+    --mount "type=bind,src=${data_root},dst=${data_root},options=rbind:rw" \
+    "${ETCD_IMAGE}" "kubeha-restore-${ETCD_RESTORE_ID}" \
+    /usr/local/bin/etcdutl snapshot restore "${snap}" \
+    "--name=${ETCD_NAME}" \
+    "--data-dir=${tmp}" \
+    "--initial-cluster=${INITIAL_ETCD_CLUSTER}" \
+    "--initial-cluster-token=${ETCD_RESTORE_TOKEN}" \
+    "--initial-advertise-peer-urls=https://${INTERNAL_IP}:${ETCD_PEER_PORT}" \
+    "--bump-revision=${ETCD_RESTORE_REVISION_BUMP}" \
+    "--mark-compacted"
+  if [[ -d "${aside}" ]]; then
+    rm -rf "${ETCD_DATA_DIR}" # a restore cut short after the data was set aside
+  elif [[ -d "${ETCD_DATA_DIR}" ]]; then
+    mv "${ETCD_DATA_DIR}" "${aside}"
+  fi
+  mv "${tmp}" "${ETCD_DATA_DIR}"
+  chmod 0700 "${ETCD_DATA_DIR}"
+  echo "${ETCD_RESTORE_ID}" >"${id_file}.tmp" && mv "${id_file}.tmp" "${id_file}"
+  rm -f "${snap}"
+  log "restored etcd from snapshot ${ETCD_RESTORE_URL%%\?*} (restore ${ETCD_RESTORE_ID}); the data before it is in ${aside}"
+}
+
 write_etcd_manifest() {
   wait_for_earlier_members
   write_manifest etcd "$(pod etcd "${ETCD_IMAGE}" \
@@ -593,6 +651,7 @@ main() {
   install_kubelet
   write_certificates
   mount_data_disk
+  restore_etcd
   open_firewall
   write_etcd_manifest
   write_apiserver_manifest

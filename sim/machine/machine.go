@@ -58,6 +58,17 @@ var standIns = map[string]string{
 	"mountpoint": `[ -L "$2" ]`,
 	"mount": `src="${*: -2:1}"; dst="${*: -1}"
 rmdir "$dst" 2>/dev/null || true; ln -sfn "$src" "$dst"`,
+	// The container runtime's client: a pull is a no-op (the machine has
+	// the binaries), a run of a one-off container runs its command with the
+	// binary of that name (etcdutl of the etcd image), on this machine's
+	// paths (its bind mounts name the same path inside and out).
+	"ctr": `while [[ $# -gt 0 && "$1" != run ]]; do shift; done
+[[ "$1" == run ]] || exit 0
+shift
+while [[ "$1" == --* ]]; do case "$1" in --mount) shift 2 ;; *) shift ;; esac; done
+shift 2
+cmd="$1"; shift
+exec "$KUBEHA_BINARIES/${cmd##*/}" "$@"`,
 	"iptables": `rules="$KUBEHA_ROOT/var/lib/iptables-rules"; mkdir -p "${rules%/*}"
 case "$2" in
 -C) shift 2; grep -qxF "$*" "$rules" 2>/dev/null ;;
@@ -100,7 +111,7 @@ func (m *Machine) Boot(ctx context.Context) error {
 	}
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, "bash", script)
-	env := []string{"KUBEHA_ROOT=" + m.Root, "GCE_METADATA_HOST=" + mdAddr, "PATH=" + m.path("stand-ins") + ":" + os.Getenv("PATH")}
+	env := []string{"KUBEHA_ROOT=" + m.Root, "KUBEHA_BINARIES=" + m.Binaries.Dir, "GCE_METADATA_HOST=" + mdAddr, "PATH=" + m.path("stand-ins") + ":" + os.Getenv("PATH")}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out // one writer: exec writes it from one goroutine
 	err = cmd.Run()
