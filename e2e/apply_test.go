@@ -175,6 +175,7 @@ func (c *cluster) admin(path string) {
 }
 
 func TestApplyTour(t *testing.T) {
+	t.Parallel()
 	c, s := appliedCluster(t, "tour", 1, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -29,6 +29,9 @@ import (
 // newControlPlaneCluster is a cluster on an emulator whose masters run the
 // whole control plane. It needs the binaries (make test builds them). As an
 // ordinary user, the emulator serves the API's 443 on 10443.
+// heavySlots bounds the clusters of the whole control plane running at once.
+var heavySlots = make(chan struct{}, 2)
+
 func newControlPlaneCluster(t testing.TB, name string, simFlags ...string) *cluster {
 	t.Helper()
 	if _, err := kubelet.FindBinaries(repoRoot, spec.DefaultKubernetesVersion); err != nil {
@@ -37,6 +40,10 @@ func newControlPlaneCluster(t testing.TB, name string, simFlags ...string) *clus
 		}
 		t.Fatal(err)
 	}
+	// At most two clusters of the whole control plane at once: each runs
+	// three masters' real binaries on the machine's two cores.
+	heavySlots <- struct{}{}
+	t.Cleanup(func() { <-heavySlots })
 	dir := t.TempDir()
 	_, url := startSimServeWith(t, filepath.Join(dir, "sim"), "kubernetes", simFlags...)
 	return &cluster{t: t, dir: dir, spec: filepath.Join(dir, "cluster.yaml"), endpoint: url, name: name}
@@ -181,6 +188,7 @@ func (a *apiClient) serving(s status) {
 // is not installed); without spec.gce.subnetwork the spec is refused,
 // naming it.
 func TestControlPlaneOnEmulator(t *testing.T) {
+	t.Parallel()
 	c := newControlPlaneCluster(t, "cp")
 	svc := c.compute(t)
 	ctx := context.Background()

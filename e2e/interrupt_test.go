@@ -16,6 +16,7 @@ import (
 // rather than with t.Parallel, which go test bounds by the number of CPUs:
 // the work is mostly waiting).
 func TestKillAnywhere(t *testing.T) {
+	t.Parallel()
 	const shards = 4
 	var wg sync.WaitGroup
 	defer wg.Wait()

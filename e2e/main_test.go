@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -43,6 +44,16 @@ func buildAndRun(m *testing.M) int {
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build kubeha: %v\n%s", err, out)
 		return 1
+	}
+	// Most of these tests wait on the emulator's latencies and etcd's
+	// elections, not on the cores: three run at once unless -parallel says
+	// otherwise (the clusters of the whole control plane take turns, two
+	// at a time: see heavySlots).
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", "3")
 	}
 	return m.Run()
 }

@@ -20,6 +20,7 @@ import (
 // refused, naming what differs, and nothing is written: not the cluster,
 // not the health record. The plan as saved then applies.
 func TestSavedPlanIsCheckedStepByStep(t *testing.T) {
+	t.Parallel()
 	c, _ := appliedCluster(t, "saved", 3, false)
 	c.write(1, false)
 	planPath := filepath.Join(c.dir, "plan.json")

@@ -138,6 +138,7 @@ func TestWatchAppliesSavedChanges(t *testing.T) {
 // TestTwoWatchers: exactly one of two watchers of a cluster acts; when it is
 // killed, the other takes over.
 func TestTwoWatchers(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, "pair")
 	c.write(1, false)
 	c.apply()
@@ -247,6 +248,7 @@ func TestWatchRefusesSharedPKI(t *testing.T) {
 // session follows the members to the successor instead of losing its
 // lease (and the next change is applied by the same leader).
 func TestWatchLeadershipFollowsReplacedMaster(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, "followed")
 	c.write(1, false)
 	w := c.watch("10m")

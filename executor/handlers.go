@@ -291,8 +291,9 @@ func (x *executor) moveLeader(ctx context.Context, s *planner.Step) error {
 	return x.etcd.moveLeader(ctx, s.MemberID, to)
 }
 
-// saveSnapshot saves a destroy's final snapshot; with no etcd to give it,
-// nothing is deleted.
+// saveSnapshot saves a destroy's final snapshot, or the snapshot of the
+// current data a forced restore takes first; with no etcd to give it,
+// nothing is deleted or restored.
 func (x *executor) saveSnapshot(ctx context.Context, s *planner.Step) error {
 	if x.o.BackupDir == "" {
 		return fmt.Errorf("%s: no backups directory to save it in (nothing was deleted)", what(s))
@@ -302,7 +303,11 @@ func (x *executor) saveSnapshot(ctx context.Context, s *planner.Step) error {
 	}
 	// Not "always": run again in this apply at the same revision, it
 	// points at the snapshot it saved instead of saving it twice.
-	return x.backup(ctx, s, "before-destroy", false, "")
+	why := "before-destroy"
+	if restores(x.plan) {
+		why = "before-restore"
+	}
+	return x.backup(ctx, s, why, false, "")
 }
 
 // removeMember saves a snapshot when etcd's data moved since the last one.
