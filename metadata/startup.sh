@@ -3,7 +3,8 @@
 # master VM, as kube-up's configure.sh is. From the instance metadata kubeha
 # sets (kube-env, kubeha-tls) it installs the kubelet of the release,
 # checked against its digest, writes the certificates and kubeconfigs,
-# mounts the etcd data disk (master-pd), opens the host firewall for the
+# mounts the etcd data disk (master-pd) and, once per kubeha restore, restores
+# etcd's data there from its snapshot, opens the host firewall for the
 # ports the master serves, and writes the static pods of the control plane:
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler (both
 # leader-elected), and the load balancer's health endpoint; then it
