@@ -304,10 +304,12 @@ func (b *builder) staleJoin(r *replica) string {
 	if err != nil {
 		return ""
 	}
+	// Members without an instance (orphans) are removed by this plan: a
+	// learner whose VM expects one can no more join than if it were gone.
 	peers := map[string]bool{}
 	for _, m := range b.obs.Etcd.Members {
 		for _, u := range m.PeerURLs {
-			if p, err := url.Parse(u); err == nil {
+			if p, err := url.Parse(u); err == nil && m.Instance != "" {
 				peers[p.Hostname()] = true
 			}
 		}
@@ -321,7 +323,7 @@ func (b *builder) staleJoin(r *replica) string {
 	if len(gone) == 0 && len(initial) == len(b.obs.Etcd.Members) {
 		return ""
 	}
-	return fmt.Sprintf("the master's learner never joined, and its VM boots etcd with an initial cluster that is not the cluster's (it names %s, which the cluster no longer has; etcd refuses such a member): delete it and start over",
+	return fmt.Sprintf("the master's learner never joined, and its VM boots etcd with an initial cluster that is not the cluster's (it names %s, which the cluster no longer has or removes as an orphan; etcd refuses such a member): delete it and start over",
 		orNone(gone))
 }
 

@@ -9,7 +9,7 @@ package planner
 //	         [initial=NAME,...]   (it boots etcd state new with that static initial cluster, each member on its address)
 //	         [joined=NAME,...]    (it boots etcd state existing with that initial cluster)
 //	         [certs=expiring|wrong-ip|old-static-ip|keys-in-metadata|no-node-credentials] [labels=none] [nat=static|ephemeral|none] [pool] [nodisk] [noaddr]
-//	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX]   (NAME without an instance is an orphan)
+//	member NAME voter|learner [unhealthy] [leader] [unstarted] [for=10m] [id=HEX] [peer=IP]   (NAME without an instance is an orphan)
 //	disk NAME ZONE | address NAME [ip=IP] | static-ip [missing] | firewalls missing|etcd-drift|https-missing
 //	healthcheck [probes=8080] | pool [dangling=NAME] | rule [ip=IP] | etcd unreachable | other-region R | etcd-client-firewall
 //	destroy [no-snapshot] [final-snapshot=FILE]   (plan the cluster's destruction instead)
@@ -27,7 +27,7 @@ var scenarioSyntax = map[string]struct {
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
 	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "joined", "restore"}, flags: []string{"pool", "nodisk", "noaddr"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
-	"member":               {args: 2, keys: []string{"for", "id"}, flags: []string{"unhealthy", "leader", "unstarted"}},
+	"member":               {args: 2, keys: []string{"for", "id", "peer"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},
 	"address":              {args: 1, keys: []string{"ip"}},
 	"static-ip":            {flags: []string{"missing"}},

@@ -225,6 +225,9 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			if v, ok := kv["id"]; ok {
 				m.ID, _ = strconv.ParseUint(v, 16, 64)
 			}
+			if v, ok := kv["peer"]; ok {
+				m.PeerURLs = []string{"https://" + v + ":2380"}
+			}
 			for _, in := range obs.Instances {
 				if in.Name == f[1] {
 					m.Instance = in.Name
