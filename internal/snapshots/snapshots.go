@@ -57,11 +57,22 @@ func digest(path string) (string, error) {
 }
 
 // CopyInto copies a snapshot into dir under its own name, 0600 (a
-// snapshot holds every secret of the cluster), unless a file of that name
-// is there.
+// snapshot holds every secret of the cluster). The same file there already
+// is kept; another file of that name is an error naming both.
 func CopyInto(path, dir string) error {
 	dst := filepath.Join(dir, filepath.Base(path))
 	if _, err := os.Stat(dst); err == nil {
+		a, err := digest(path)
+		if err != nil {
+			return err
+		}
+		b, err := digest(dst)
+		if err != nil {
+			return err
+		}
+		if a != b {
+			return fmt.Errorf("copy snapshot %s into %s: another file of that name is there: rename one of them", path, dir)
+		}
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
