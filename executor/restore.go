@@ -190,15 +190,33 @@ func (x *executor) restoreMember(ctx context.Context, s *planner.Step) error {
 }
 
 // deleteRestoreSnapshot deletes the restore's copy of the snapshot once
-// every member restored it, and the bucket once it is empty.
+// every member restored it (with those of the cluster's restores cut short
+// before a master booted them), and the bucket once it is empty.
 func (x *executor) deleteRestoreSnapshot(ctx context.Context, s *planner.Step) error {
 	gcs, err := x.storageClient(s)
 	if err != nil {
 		return err
 	}
 	r := s.Restore
-	if err := gcs.Objects.Delete(r.Bucket, r.Object).Context(ctx).Do(); err != nil && httpCode(err) != http.StatusNotFound {
-		return fmt.Errorf("%s: %w", what(s), err)
+	// The uploads of this cluster's restores that were interrupted before
+	// any master booted them (a restore under way is continued, not
+	// started again) go too.
+	objects := []string{r.Object}
+	list, err := gcs.Objects.List(r.Bucket).Prefix(x.cluster() + "/").Context(ctx).Do()
+	if err != nil && httpCode(err) != http.StatusNotFound {
+		return fmt.Errorf("%s: list gs://%s: %w", what(s), r.Bucket, err)
+	}
+	if list != nil {
+		for _, o := range list.Items {
+			if o.Name != r.Object {
+				objects = append(objects, o.Name)
+			}
+		}
+	}
+	for _, o := range objects {
+		if err := gcs.Objects.Delete(r.Bucket, o).Context(ctx).Do(); err != nil && httpCode(err) != http.StatusNotFound {
+			return fmt.Errorf("%s: delete gs://%s/%s: %w", what(s), r.Bucket, o, err)
+		}
 	}
 	err = gcs.Buckets.Delete(r.Bucket).Context(ctx).Do()
 	var ge *googleapi.Error

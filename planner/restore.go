@@ -233,7 +233,7 @@ func Restore(desired *spec.Cluster, observed *state.Cluster, o RestoreOptions) (
 	}
 	snap = rs
 	b.add(&Step{Action: DeleteRestoreSnapshot, Target: "gs://" + rs.Bucket + "/" + rs.Object, Phase: "restore", Restore: &snap,
-		Reason: "every member restored it: the copy in Cloud Storage goes (the snapshot stays in the backups directory)"},
+		Reason: "every member restored it: the copy in Cloud Storage goes, with any of an earlier restore cut short (the snapshot stays in the backups directory)"},
 		append(append([]string{form}, starts...), pooled...)...)
 	if b.err != nil {
 		return nil, b.err
