@@ -2,11 +2,8 @@ package executor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +14,7 @@ import (
 	"google.golang.org/api/googleapi"
 	storage "google.golang.org/api/storage/v1"
 
+	"github.com/kubeha/kubeha/internal/snapshots"
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/planner"
 )
@@ -32,20 +30,6 @@ func (x *executor) storageClient(s *planner.Step) (*storage.Service, error) {
 	return x.o.Storage, nil
 }
 
-// fileSHA256 is the SHA-256 of a file, hex.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // uploadSnapshot puts the snapshot in the restore's bucket (made in the
 // cluster's region, with uniform access, when missing), lets the masters'
 // service account read the bucket's objects, and uploads the snapshot
@@ -57,7 +41,7 @@ func (x *executor) uploadSnapshot(ctx context.Context, s *planner.Step) error {
 	}
 	r := s.Restore
 	path := filepath.Join(x.o.BackupDir, r.Snapshot.File)
-	sum, err := fileSHA256(path)
+	sum, err := snapshots.Digest(path)
 	if err != nil {
 		return fmt.Errorf("%s: read the snapshot: %w", what(s), err)
 	}

@@ -59,7 +59,7 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 			running++
 		}
 	}
-	if r := restoreUnderway(observed); r != nil && (!observed.Etcd.Reachable || observed.LostQuorum()) {
+	if r := RestoreUnderway(observed); r != nil && (!observed.Etcd.Reachable || observed.LostQuorum()) {
 		return refuse("restore %s of cluster %s from gs://%s/%s is under way and its etcd has not formed yet: finish it with kubeha restore -f cluster.yaml",
 			r.ID, observed.Name, r.Bucket, r.Object)
 	}

@@ -54,9 +54,9 @@ type RestoreOptions struct {
 	Bucket string
 }
 
-// restoreUnderway is the restore the cluster's masters boot with while it
-// has not formed yet, or nil.
-func restoreUnderway(obs *state.Cluster) *metadata.Restore {
+// RestoreUnderway is the restore the cluster's masters boot with, or nil
+// (for plan and status too): it is under way while etcd has no quorum.
+func RestoreUnderway(obs *state.Cluster) *metadata.Restore {
 	for _, in := range obs.Instances {
 		if in.Restore != nil {
 			return in.Restore
@@ -64,10 +64,6 @@ func restoreUnderway(obs *state.Cluster) *metadata.Restore {
 	}
 	return nil
 }
-
-// RestoreUnderway says which restore a cluster's masters boot with, for
-// plan and status: nil when none does.
-func RestoreUnderway(obs *state.Cluster) *metadata.Restore { return restoreUnderway(obs) }
 
 // restoreNames are the masters of the restored cluster: every master the
 // cluster has an instance, disk or internal address of, sorted.
@@ -98,7 +94,7 @@ func Restore(desired *spec.Cluster, observed *state.Cluster, o RestoreOptions) (
 	name := desired.Metadata.Name
 	m := observed.Membership()
 	quorum := observed.Etcd.Reachable && m.Voters > 0 && m.HealthyVoters >= m.Quorum
-	underway := restoreUnderway(observed)
+	underway := RestoreUnderway(observed)
 	var rs RestoreSpec
 	switch {
 	case underway != nil && !quorum:

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -48,13 +49,13 @@ var bucketNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$`)
 func (s *Server) storageHandler(mux *http.ServeMux) {
 	const b = "/storage/v1/b"
 	mux.HandleFunc("POST "+b, s.googleAPI(s.insertBucket))
-	mux.HandleFunc("GET "+b+"/{bucket}", s.googleAPI(s.getBucket))
-	mux.HandleFunc("DELETE "+b+"/{bucket}", s.googleAPI(s.deleteBucket))
-	mux.HandleFunc("GET "+b+"/{bucket}/iam", s.googleAPI(s.getBucketPolicy))
-	mux.HandleFunc("PUT "+b+"/{bucket}/iam", s.googleAPI(s.setBucketPolicy))
-	mux.HandleFunc("GET "+b+"/{bucket}/o", s.googleAPI(s.listObjects))
+	mux.HandleFunc("GET "+b+"/{bucket}", s.googleAPI(s.ownedBucket(s.getBucket)))
+	mux.HandleFunc("DELETE "+b+"/{bucket}", s.googleAPI(s.ownedBucket(s.deleteBucket)))
+	mux.HandleFunc("GET "+b+"/{bucket}/iam", s.googleAPI(s.ownedBucket(s.getBucketPolicy)))
+	mux.HandleFunc("PUT "+b+"/{bucket}/iam", s.googleAPI(s.ownedBucket(s.setBucketPolicy)))
+	mux.HandleFunc("GET "+b+"/{bucket}/o", s.googleAPI(s.ownedBucket(s.listObjects)))
 	mux.HandleFunc("GET "+b+"/{bucket}/o/{object}", s.getObject)
-	mux.HandleFunc("DELETE "+b+"/{bucket}/o/{object}", s.googleAPI(s.deleteObject))
+	mux.HandleFunc("DELETE "+b+"/{bucket}/o/{object}", s.googleAPI(s.ownedBucket(s.deleteObject)))
 	mux.HandleFunc("POST /upload"+b+"/{bucket}/o", s.googleAPI(s.insertObject))
 }
 
@@ -102,29 +103,26 @@ func (s *Server) bucketLocked(name string) (*bucket, *apiError) {
 	return bk, nil
 }
 
-func (s *Server) getBucket(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
+// ownedBucket serves a method of the owner's on the request's bucket: h
+// runs with the emulator locked, on the bucket.
+func (s *Server) ownedBucket(h func(r *http.Request, bk *bucket) (any, *apiError)) func(r *http.Request) (any, *apiError) {
+	return func(r *http.Request) (any, *apiError) {
+		if e := s.storageOwner(r); e != nil {
+			return nil, e
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		bk, e := s.bucketLocked(r.PathValue("bucket"))
+		if e != nil {
+			return nil, e
+		}
+		return h(r, bk)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
-	}
-	return bk.Bucket, nil
 }
 
-func (s *Server) deleteBucket(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
-	}
+func (s *Server) getBucket(_ *http.Request, bk *bucket) (any, *apiError) { return bk.Bucket, nil }
+
+func (s *Server) deleteBucket(r *http.Request, bk *bucket) (any, *apiError) {
 	if len(bk.Objects) > 0 {
 		return nil, &apiError{http.StatusConflict, "conflict", "The bucket you tried to delete is not empty."}
 	}
@@ -133,35 +131,17 @@ func (s *Server) deleteBucket(r *http.Request) (any, *apiError) {
 	return struct{}{}, nil
 }
 
-func (s *Server) getBucketPolicy(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
-	}
+func (s *Server) getBucketPolicy(r *http.Request, bk *bucket) (any, *apiError) {
 	if bk.Policy == nil {
 		return &storage.Policy{Kind: "storage#policy", ResourceId: "projects/_/buckets/" + bk.Bucket.Name, Etag: "CAE="}, nil
 	}
 	return bk.Policy, nil
 }
 
-func (s *Server) setBucketPolicy(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
-	}
+func (s *Server) setBucketPolicy(r *http.Request, bk *bucket) (any, *apiError) {
 	var p storage.Policy
 	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
 		return nil, errInvalid("Invalid JSON payload received. %v", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
 	}
 	etag := "CAE="
 	if bk.Policy != nil {
@@ -275,25 +255,10 @@ func (s *Server) insertObject(r *http.Request) (any, *apiError) {
 	return obj, nil
 }
 
-func (s *Server) listObjects(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
-	}
+func (s *Server) listObjects(r *http.Request, bk *bucket) (any, *apiError) {
 	out := &storage.Objects{Kind: "storage#objects", Items: []*storage.Object{}}
 	prefix := r.URL.Query().Get("prefix")
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range bk.Objects {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(bk.Objects)) {
 		if strings.HasPrefix(name, prefix) {
 			out.Items = append(out.Items, bk.Objects[name])
 		}
@@ -301,16 +266,7 @@ func (s *Server) listObjects(r *http.Request) (any, *apiError) {
 	return out, nil
 }
 
-func (s *Server) deleteObject(r *http.Request) (any, *apiError) {
-	if e := s.storageOwner(r); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bk, e := s.bucketLocked(r.PathValue("bucket"))
-	if e != nil {
-		return nil, e
-	}
+func (s *Server) deleteObject(r *http.Request, bk *bucket) (any, *apiError) {
 	name := r.PathValue("object")
 	if _, ok := bk.Objects[name]; !ok {
 		return nil, &apiError{http.StatusNotFound, "notFound", "No such object: " + bk.Bucket.Name + "/" + name}

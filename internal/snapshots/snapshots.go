@@ -32,7 +32,7 @@ func Describe(path string) (*Info, error) {
 	if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("read snapshot %s: not a file", path)
 	}
-	sum, err := digest(path)
+	sum, err := Digest(path)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,8 @@ func Describe(path string) (*Info, error) {
 	return &Info{SHA256: sum, Revision: status.Revision, Keys: status.TotalKey, ModTime: st.ModTime().UTC()}, nil
 }
 
-func digest(path string) (string, error) {
+// Digest is the SHA-256 of a snapshot file, hex.
+func Digest(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("read snapshot: %w", err)
@@ -62,11 +63,11 @@ func digest(path string) (string, error) {
 func CopyInto(path, dir string) error {
 	dst := filepath.Join(dir, filepath.Base(path))
 	if _, err := os.Stat(dst); err == nil {
-		a, err := digest(path)
+		a, err := Digest(path)
 		if err != nil {
 			return err
 		}
-		b, err := digest(dst)
+		b, err := Digest(dst)
 		if err != nil {
 			return err
 		}

@@ -71,15 +71,25 @@ func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
 // interruptedDestroySnapshot is the newest final snapshot a destroy of
 // this cluster saved ("" when none): backups/TIME-CLUSTER-before-destroy-rREV.db.
 func interruptedDestroySnapshot(c *spec.Cluster) (string, error) {
+	re := regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z-` + regexp.QuoteMeta(c.Metadata.Name) + `-before-destroy-r\d+\.db$`)
+	name, err := newestBackup(c, re)
+	if name == "" || err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Clean(c.BackupDir()), name), nil
+}
+
+// newestBackup is the newest file of the cluster's backups directory whose
+// name matches re ("" when none): the names start with their time.
+func newestBackup(c *spec.Cluster, re *regexp.Regexp) (string, error) {
 	dir := c.BackupDir()
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("look for a final snapshot in %s: %w", dir, err)
+		return "", fmt.Errorf("look for snapshots of cluster %s in %s: %w", c.Metadata.Name, dir, err)
 	}
-	re := regexp.MustCompile(`^\d{8}T\d{6}\.\d{3}Z-` + regexp.QuoteMeta(c.Metadata.Name) + `-before-destroy-r\d+\.db$`)
 	var names []string
 	for _, e := range entries {
 		if re.MatchString(e.Name()) {
@@ -89,6 +99,6 @@ func interruptedDestroySnapshot(c *spec.Cluster) (string, error) {
 	if len(names) == 0 {
 		return "", nil
 	}
-	sort.Strings(names) // by the time they start with
-	return filepath.Join(filepath.Clean(dir), names[len(names)-1]), nil
+	sort.Strings(names)
+	return names[len(names)-1], nil
 }

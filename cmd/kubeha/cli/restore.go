@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -106,29 +103,15 @@ func snapshotName(cluster string) *regexp.Regexp {
 // newestSnapshot is the cluster's newest snapshot in its backups
 // directory, or nil.
 func newestSnapshot(c *spec.Cluster) (*planner.Snapshot, error) {
-	dir := c.BackupDir()
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look for snapshots of cluster %s in %s: %w", c.Metadata.Name, dir, err)
-	}
 	re := snapshotName(c.Metadata.Name)
-	var names []string
-	for _, e := range entries {
-		if re.MatchString(e.Name()) {
-			names = append(names, e.Name())
-		}
+	name, err := newestBackup(c, re)
+	if name == "" || err != nil {
+		return nil, err
 	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	sort.Strings(names) // by the time they start with
-	m := re.FindStringSubmatch(names[len(names)-1])
+	m := re.FindStringSubmatch(name)
 	rev, _ := strconv.ParseInt(m[2], 10, 64)
 	taken, _ := time.Parse("20060102T150405.000Z", m[1])
-	return &planner.Snapshot{File: names[len(names)-1], Revision: rev, Taken: taken}, nil
+	return &planner.Snapshot{File: name, Revision: rev, Taken: taken}, nil
 }
 
 // newestOrNone is newestSnapshot for a refusal's advice: a backups
