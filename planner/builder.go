@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,11 @@ type builder struct {
 	// lastAdd is the last step of the most recently added master: removals
 	// wait for it, so a successor serves before its predecessor stops.
 	lastAdd string
+	// lastMove is the last step of the latest disk move: moves run one at
+	// a time. vanished are the masters whose VMs are made again on their
+	// disks (see findVanished).
+	lastMove string
+	vanished []vanished
 	// orphanRemovals are the removals of orphaned members: leaked disks and
 	// addresses go after them.
 	orphanRemovals []string
@@ -96,6 +102,9 @@ func (m *etcdModel) apply(s *Step) {
 			m.voters[key], m.healthy[key] = true, true
 			m.leader = key
 		}
+		if s.Instance.MoveDisk && m.voters[key] {
+			m.healthy[key] = true
+		}
 	case FormCluster:
 		for _, k := range s.Members {
 			m.voters[k], m.healthy[k] = true, true
@@ -104,6 +113,11 @@ func (m *etcdModel) apply(s *Step) {
 	case StartInstance:
 		if m.voters[key] {
 			m.healthy[key] = true
+		}
+	case StopInstance:
+		delete(m.healthy, key)
+		if m.leader == key {
+			m.leader = ""
 		}
 	case MoveLeader:
 		m.leader = s.LeaderTo
@@ -118,9 +132,13 @@ func (m *etcdModel) apply(s *Step) {
 }
 
 func newBuilder(desired *spec.Cluster, observed *state.Cluster, opts Options) *builder {
-	b := &builder{spec: desired, obs: observed, opts: opts, etcdModel: newModel(), used: map[string]bool{}, keep: map[string]bool{}}
+	b := &builder{spec: desired, obs: observed, opts: opts, etcdModel: newModel(), used: map[string]bool{}, keep: map[string]bool{},
+		vanished: findVanished(desired, observed)}
 	for _, m := range observed.Etcd.Members {
 		k := memberKey(m)
+		if b.isVanished(m) {
+			k = m.Name // the VM made again on its disk has the member's name
+		}
 		if m.IsLearner {
 			b.learners[k] = true
 		} else {
@@ -168,6 +186,11 @@ func newBuilder(desired *spec.Cluster, observed *state.Cluster, opts Options) *b
 	}
 	b.lb = observed.TargetPool != nil && observed.ForwardingRule != nil && observed.HealthCheck != nil
 	return b
+}
+
+// isVanished says the member's VM is made again on its disk by this plan.
+func (b *builder) isVanished(m *state.Member) bool {
+	return slices.ContainsFunc(b.vanished, func(v vanished) bool { return v.member.ID == m.ID })
 }
 
 // memberKey names a member in the model: its instance's name, or its ID

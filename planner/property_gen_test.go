@@ -24,6 +24,9 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 	}
 	sp.Spec.Masters.MachineType = []string{"n1-standard-2", "n1-standard-4"}[r.IntN(4)/3]
 	sp.Spec.Remediation.ReplaceUnhealthy = r.IntN(2) == 0
+	if r.IntN(2) == 0 {
+		sp.Spec.Masters.ReplaceBy = spec.ReplaceByDisk
+	}
 	spec.SetDefaults(sp)
 
 	obs := &state.Cluster{Name: "prod", Project: "p", Region: "europe-west1", Etcd: state.Etcd{Reachable: true, ClusterID: 1}}
@@ -88,6 +91,24 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 		}
 		if mem != nil {
 			obs.Etcd.Members = append(obs.Etcd.Members, mem)
+		}
+		if mem != nil && !mem.Healthy {
+			// Why it is down: its member, its VM stopped, its VM stopped by a
+			// disk move cut short after the detach, or its VM gone with its
+			// disk and address left.
+			disk, addr := obs.Disks[len(obs.Disks)-1], obs.Addresses[len(obs.Addresses)-1]
+			switch r.IntN(4) {
+			case 1:
+				in.Status, mem.Error = "TERMINATED", "stopped"
+			case 2:
+				in.Status, mem.Error, in.HasDataDisk, disk.Users = "TERMINATED", "stopped", false, nil
+			case 3:
+				obs.Instances = obs.Instances[:len(obs.Instances)-1]
+				mem.Instance, mem.Error, disk.Users, addr.Status, addr.Users = "", "unreachable", nil, "RESERVED", nil
+				if lb {
+					obs.TargetPool.Instances = slices.DeleteFunc(obs.TargetPool.Instances, func(n string) bool { return n == name })
+				}
+			}
 		}
 	}
 	for _, m := range obs.Etcd.Members {

@@ -31,7 +31,7 @@ func (b *builder) startStopped() bool {
 		if r.obs.Instance.Status != "TERMINATED" {
 			continue
 		}
-		if running > 0 && (r.member == nil || b.replacing(r)) {
+		if running > 0 && (r.member == nil || b.replacing(r) || b.diskMove(r) != "") {
 			continue // it is replaced or cleaned up below instead
 		}
 		b.add(&Step{Action: StartInstance, Target: r.name, Zone: r.zone, Replica: r.name, Phase: "replica " + r.name,
@@ -69,6 +69,9 @@ func (b *builder) orphans() {
 	orphans := b.obs.Orphans().Members
 	sort.SliceStable(orphans, func(i, j int) bool { return orphans[i].IsLearner && !orphans[j].IsLearner })
 	for _, m := range orphans {
+		if b.isVanished(m) {
+			continue // its VM is made again on its disk
+		}
 		kind := "voter"
 		if m.IsLearner {
 			kind = "learner"

@@ -40,8 +40,13 @@ func (b *builder) membershipChanges() {
 		}
 	}
 	bootstrap := len(b.obs.Etcd.Members) == 0
-	var failed, forced, broken, rolling []*replica
+	var failed, forced, broken, rolling, moves []*replica
 	for _, r := range b.replicas {
+		if why := b.diskMove(r); why != "" {
+			r.driftReason = why
+			moves = append(moves, r)
+			continue
+		}
 		switch {
 		case r.member == nil || r.learner || r.member.Unstarted && !r.promoted:
 			// No member, a learner whose VM is not running, or a member of
@@ -97,6 +102,7 @@ func (b *builder) membershipChanges() {
 		}
 	}
 	rolling = without(append(forced, rolling...), victims)
+	moves = without(moves, victims)
 	target := n + len(healthyVictims)
 	peak := max(len(b.kept()), target)
 	if len(rolling) > 0 {
@@ -106,6 +112,14 @@ func (b *builder) membershipChanges() {
 		b.promoteLB()
 	} else {
 		b.singleMasterIP()
+	}
+	// Masters whose members are down already come back on their disks
+	// first: that costs nothing and only adds healthy voters.
+	b.recreateVanished()
+	for _, r := range moves {
+		if !r.healthy {
+			b.moveDisk(r, r.driftReason)
+		}
 	}
 	if bootstrap && len(b.voters) == 0 && len(b.kept()) < target {
 		if target-len(b.kept()) >= 3 {
@@ -128,6 +142,13 @@ func (b *builder) membershipChanges() {
 		reason := cmp.Or(r.driftReason, "named by --replace")
 		b.addReplica(b.zoneFor(r.zone), fmt.Sprintf("replaces %s (%s)", r.name, reason), false, peak)
 		b.removeReplica(r, "replaced by a new master: "+reason)
+	}
+	// The leader's disk moves last: leadership is handed away once.
+	slices.SortStableFunc(moves, func(x, y *replica) int { return boolInt(x.name == b.leader) - boolInt(y.name == b.leader) })
+	for _, r := range moves {
+		if r.healthy {
+			b.moveDisk(r, r.driftReason)
+		}
 	}
 	for _, v := range healthyVictims {
 		b.removeReplica(v, fmt.Sprintf("scale down to %s", masters(n)))
@@ -250,13 +271,7 @@ func (b *builder) removeReplica(r *replica, reason string) {
 	phase := "replica " + r.name
 	deps := []string{b.lastAdd}
 	if r.voter && b.leader == r.name {
-		to := ""
-		for _, o := range b.kept() {
-			if o != r && o.voter && o.healthy && (to == "" || o.name < to) {
-				to = o.name
-			}
-		}
-		if to != "" {
+		if to := b.leaderSuccessor(r); to != "" {
 			b.add(&Step{Action: MoveLeader, Target: r.name, Zone: r.zone, Replica: r.name, LeaderTo: to, MemberID: memberID(r), Phase: phase,
 				Reason: "the leader is never removed: hand leadership to " + to + " first"})
 		}

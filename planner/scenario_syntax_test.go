@@ -23,9 +23,9 @@ var scenarioSyntax = map[string]struct {
 	keys, flags []string
 	values      map[string][]string // the values a key may take ("" any)
 }{
-	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons"},
+	"spec": {keys: []string{"replicas", "zones", "remediation", "after", "machineType", "image", "quorumRead", "replace", "region", "access", "addons", "replaceBy"},
 		values: map[string][]string{"remediation": {"on", "off"}, "quorumRead": {"true", "false"}}},
-	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "joined", "restore"}, flags: []string{"pool", "nodisk", "noaddr"},
+	"instance": {args: 2, keys: []string{"status", "config", "certs", "labels", "nat", "addons", "initial", "joined", "restore"}, flags: []string{"pool", "nodisk", "noaddr", "detached"},
 		values: map[string][]string{"certs": {"expiring", "wrong-ip", "old-static-ip", "keys-in-metadata", "no-node-credentials"}, "labels": {"none"}, "nat": {"static", "ephemeral", "none"}}},
 	"member":               {args: 2, keys: []string{"for", "id", "peer"}, flags: []string{"unhealthy", "leader", "unstarted"}},
 	"disk":                 {args: 2},

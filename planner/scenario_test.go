@@ -124,13 +124,14 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			if v, ok := kv["access"]; ok {
 				sp.Spec.Access.SourceRanges = strings.Split(v, ",")
 			}
+			sp.Spec.Masters.ReplaceBy = kv["replaceBy"]
 			spec.SetDefaults(sp)
 		case "instance":
 			if len(f) < 3 {
 				fail("instance NAME ZONE")
 			}
 			in := &state.Instance{Name: f[1], Zone: zone(f[2]), ID: uint64(1000 + len(obs.Instances)), Status: "RUNNING",
-				InternalIP: fmt.Sprintf("10.0.0.%d", nextIP), MachineType: sp.Spec.Masters.MachineType, HasDataDisk: !flags["nodisk"],
+				InternalIP: fmt.Sprintf("10.0.0.%d", nextIP), MachineType: sp.Spec.Masters.MachineType, HasDataDisk: !flags["nodisk"] && !flags["detached"],
 				Labels: map[string]string{spec.LabelCluster: tCluster, spec.LabelRole: spec.RoleMaster}}
 			nextIP++
 			if v, ok := kv["status"]; ok {
@@ -205,7 +206,11 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			}
 			obs.Instances = append(obs.Instances, in)
 			if !flags["nodisk"] {
-				obs.Disks = append(obs.Disks, &state.Disk{Name: in.Name + "-pd", Zone: in.Zone, SizeGb: 20, Users: []string{in.Name}})
+				d := &state.Disk{Name: in.Name + "-pd", Zone: in.Zone, SizeGb: 20, Users: []string{in.Name}}
+				if flags["detached"] { // a disk move cut short after the detach
+					d.Users = nil
+				}
+				obs.Disks = append(obs.Disks, d)
 			}
 			if !flags["noaddr"] {
 				obs.Addresses = append(obs.Addresses, &state.Address{Name: in.Name + "-internal", Address: in.InternalIP, Type: "INTERNAL", Status: "IN_USE", Users: []string{in.Name}, Region: tRegion})
@@ -446,6 +451,7 @@ func checkPlan(t *testing.T, p *Plan) {
 	t.Helper()
 	ids := map[string]int{}
 	lastEtcd := ""
+	restore := slices.ContainsFunc(p.Steps, func(s *Step) bool { return s.Action == UploadSnapshot })
 	for i, s := range p.Steps {
 		ids[s.ID] = i
 		for _, d := range s.DependsOn {
@@ -453,7 +459,10 @@ func checkPlan(t *testing.T, p *Plan) {
 				t.Errorf("step %s depends on %s, which is not an earlier step", s.ID, d)
 			}
 		}
-		if s.Action.Etcd() {
+		// A disk move's stop and its VM made again take a voter down and
+		// bring it back: they run one at a time with membership changes.
+		moves := !restore && (s.Action == StopInstance || s.Action == CreateInstance && s.Instance.MoveDisk)
+		if s.Action.Etcd() || moves {
 			if lastEtcd != "" && !dependsOn(p, s, lastEtcd) {
 				t.Errorf("etcd step %s does not wait for etcd step %s: two membership changes could run at once", s.ID, lastEtcd)
 			}

@@ -113,8 +113,10 @@ const (
 	// UploadSnapshot puts the snapshot a restore starts from in Cloud
 	// Storage, readable by the masters' service account alone.
 	UploadSnapshot Action = "upload-etcd-snapshot"
-	// StopInstance stops a master before a restore: its kube-apiserver and
-	// etcd member stop, so nothing writes to an etcd being restored.
+	// StopInstance stops a master before a restore (its kube-apiserver and
+	// etcd member stop, so nothing writes to an etcd being restored), or
+	// before its disk moves to a new VM (after a snapshot; its member is
+	// down until the new VM runs it).
 	StopInstance Action = "stop-instance"
 	// RestoreMember boots a stopped master again restoring the snapshot:
 	// its data directory is set aside, and its member starts in the
@@ -123,6 +125,10 @@ const (
 	// DeleteRestoreSnapshot deletes a restore's copy of the snapshot in
 	// Cloud Storage once every member restored it.
 	DeleteRestoreSnapshot Action = "delete-restore-snapshot"
+	// DetachDisk detaches a stopped master's etcd data disk (a disk move,
+	// spec.masters.replaceBy: disk): its VM is then deleted and made again
+	// on the disk.
+	DetachDisk Action = "detach-disk"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -178,6 +184,7 @@ var actions = map[Action]actionInfo{
 	StopInstance:          {change: Update},
 	RestoreMember:         {change: Update},
 	DeleteRestoreSnapshot: {change: Delete},
+	DetachDisk:            {change: Update},
 }
 
 // Actions lists every action, sorted.
@@ -310,6 +317,10 @@ type InstanceSpec struct {
 	// Restore, when set, makes the master boot restoring a snapshot: a
 	// master a restore creates again.
 	Restore *RestoreSpec `json:"restore,omitempty"`
+	// MoveDisk says the master is made again on its etcd data disk (a disk
+	// move): its member, a voter of the cluster, restarts with its data
+	// and member ID, and the step returns once it is healthy again.
+	MoveDisk bool `json:"moveDisk,omitempty"`
 }
 
 // FirewallSpec is a firewall rule kubeha manages.

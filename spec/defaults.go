@@ -4,11 +4,15 @@ import "time"
 
 // Default values filled in by SetDefaults.
 const (
-	DefaultNetwork        = "default"
-	DefaultMachineType    = "n1-standard-2"
-	DefaultImage          = "projects/cos-cloud/global/images/family/cos-stable"
-	DefaultDiskSizeGb     = 20
-	DefaultDiskType       = "pd-ssd"
+	DefaultNetwork     = "default"
+	DefaultMachineType = "n1-standard-2"
+	DefaultImage       = "projects/cos-cloud/global/images/family/cos-stable"
+	DefaultDiskSizeGb  = 20
+	DefaultDiskType    = "pd-ssd"
+	// ReplaceByMember and ReplaceByDisk are spec.masters.replaceBy's
+	// values: successor first, or the VM made again on its disk.
+	ReplaceByMember       = "member"
+	ReplaceByDisk         = "disk"
 	DefaultClientPort     = 2379
 	DefaultPeerPort       = 2380
 	DefaultUnhealthyAfter = 5 * time.Minute
@@ -33,6 +37,9 @@ func SetDefaults(c *Cluster) {
 	}
 	if s.Masters.DiskType == "" {
 		s.Masters.DiskType = DefaultDiskType
+	}
+	if s.Masters.ReplaceBy == "" {
+		s.Masters.ReplaceBy = ReplaceByMember
 	}
 	if s.Etcd.QuorumRead == nil {
 		t := true
