@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/kubeha/kubeha/metadata"
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/spec"
 	"github.com/kubeha/kubeha/state"
 	"github.com/kubeha/kubeha/state/observe"
 )
@@ -164,6 +166,32 @@ func TestEveryStepKindTwice(t *testing.T) {
 			}
 		}
 	}
+	// spec.masters.replaceBy: disk: a master's VM made again on its disk
+	// (apply --replace), then one deleted out of band: every member keeps
+	// its ID.
+	memberIDs := func() map[string]uint64 {
+		t.Helper()
+		o, err := observe.Cluster(ctx, e.src, e.sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]uint64{}
+		for _, m := range o.Etcd.Members {
+			ids[m.Name] = m.ID
+		}
+		return ids
+	}
+	ids := memberIDs()
+	e.sp.Spec.Masters.ReplaceBy = spec.ReplaceByDisk
+	obs, _ = observe.Cluster(ctx, e.src, e.sp)
+	moved, gone := obs.Instances[0], obs.Instances[1]
+	apply("replacement of "+moved.Name+" by moving its disk", planner.Options{Replace: []string{moved.Name}, Addons: addons}, nil)
+	wait(c.Instances.Delete(project, gone.Zone, gone.Name).Do())
+	apply("VM "+gone.Name+" deleted out of band, made again on its disk", planner.Options{Addons: addons}, nil)
+	if got := memberIDs(); !maps.Equal(got, ids) {
+		t.Errorf("member IDs after the disk moves: %v, before: %v", got, ids)
+	}
+	e.sp.Spec.Masters.ReplaceBy = spec.ReplaceByMember
 	e.sp.Spec.Masters.Replicas = 1
 	apply("scale down to 1", planner.Options{}, nil)
 

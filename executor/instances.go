@@ -166,6 +166,10 @@ func (x *executor) createInstance(ctx context.Context, s *planner.Step) error {
 	if err := x.retireKeys(ctx, in.Name, keysOf(made)); err != nil {
 		return err
 	}
+	if in.MoveDisk {
+		// Made again on its disk: its member, a voter, restarts.
+		return x.rejoined(ctx, s, s.MemberID)
+	}
 	if len(in.InitialCluster) > 1 {
 		// A member of a cluster bootstrapped together: return once it has
 		// started, which it can only once a quorum of them run.

@@ -26,6 +26,8 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/zones/{zone}/instances/{name}/setMetadata", "instances.setMetadata", s.setMetadata},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setLabels", "instances.setLabels", s.setLabels},
 		{"POST " + p + "/zones/{zone}/instances/{name}/setServiceAccount", "instances.setServiceAccount", s.setServiceAccount},
+		{"POST " + p + "/zones/{zone}/instances/{name}/attachDisk", "instances.attachDisk", s.attachDisk},
+		{"POST " + p + "/zones/{zone}/instances/{name}/detachDisk", "instances.detachDisk", s.detachDisk},
 		{"POST " + p + "/zones/{zone}/instances/{name}/addAccessConfig", "instances.addAccessConfig", s.addAccessConfig},
 		{"POST " + p + "/zones/{zone}/instances/{name}/deleteAccessConfig", "instances.deleteAccessConfig", s.deleteAccessConfig},
 
