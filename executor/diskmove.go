@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
@@ -12,62 +13,50 @@ import (
 	"github.com/kubeha/kubeha/spec"
 )
 
-// Disk moves (spec.masters.replaceBy: disk): a master is stopped, its etcd
-// data disk detached, its VM deleted and made again on the disk with its
-// name and internal address (createInstance with MoveDisk), and its
-// member restarts with its data and ID.
+// Disk moves (spec.masters.replaceBy: disk): a master's VM is deleted,
+// keeping its etcd data disk, and made again on the disk with its name and
+// internal address (createInstance with MoveDisk); its member restarts
+// with its data and ID.
 
-// stopForMove stops a master whose disk is to move. Its member goes down,
-// so this is a membership change in all but name: under the apply lock,
-// with the healthy voters the plan assumes checked first, after a
-// snapshot.
-func (x *executor) stopForMove(ctx context.Context, s *planner.Step) error {
+// deleteForMove deletes a master's VM for its disk to move. Its member
+// goes down, so this is a membership change in all but name: under the
+// apply lock, with the healthy voters the plan assumes checked first,
+// after a snapshot. The disk must outlive the VM: one attached to be
+// deleted with it (a master made by hand, or changed out of band) is set
+// to stay first. GCE stops the guest before it deletes the VM, and
+// detaches the disks it keeps.
+func (x *executor) deleteForMove(ctx context.Context, s *planner.Step) error {
 	in, err := x.instance(ctx, s.Zone, s.Target)
+	if httpCode(err) == http.StatusNotFound {
+		return nil // deleted already (the step run again)
+	}
 	if err != nil {
 		return err
-	}
-	if in.Status == "TERMINATED" {
-		return nil // stopped already (the step run again)
 	}
 	if err := x.takeLock(ctx); err != nil {
 		return err
 	}
-	if err := x.preflight(ctx, s); err != nil {
-		return err
+	if in.Status == "RUNNING" {
+		if err := x.preflight(ctx, s); err != nil {
+			return err
+		}
 	}
 	if err := x.backup(ctx, s, "before-move-"+s.Target, false, ""); err != nil {
 		return err
 	}
-	return x.stop(ctx, s)
-}
-
-// detachDisk detaches a stopped master's etcd data disk. It never detaches
-// the disk of a running VM (its etcd would lose its data under it); a disk
-// no longer attached, or a VM already gone, is done. With no stop before
-// it in the plan (its VM had stopped, or failed), it saves the snapshot.
-func (x *executor) detachDisk(ctx context.Context, s *planner.Step) error {
-	in, err := x.instance(ctx, s.Zone, s.Replica)
-	if errors.Is(err, errNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	attached := false
 	for _, d := range in.Disks {
-		attached = attached || d.DeviceName == spec.DiskDeviceName
+		if d.DeviceName != spec.DiskDeviceName || !d.AutoDelete {
+			continue
+		}
+		x.progress(s, "its etcd data disk is set to be deleted with the VM: keep it")
+		if err := x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
+			return x.o.Compute.Instances.SetDiskAutoDelete(x.project(), s.Zone, s.Target, false, spec.DiskDeviceName).Context(ctx).Do()
+		}); err != nil {
+			return fmt.Errorf("%s: keep its etcd data disk: %w (nothing was deleted)", what(s), err)
+		}
 	}
-	if !attached {
-		return nil
-	}
-	if in.Status != "TERMINATED" {
-		return fmt.Errorf("%s: instance %s is %s, and its etcd member runs on the disk: kubeha detaches only the disk of a stopped master; run kubeha plan again", what(s), s.Replica, in.Status)
-	}
-	if err := x.backup(ctx, s, "before-move-"+s.Replica, false, ""); err != nil {
-		return err
-	}
-	return x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
-		return x.o.Compute.Instances.DetachDisk(x.project(), s.Zone, s.Replica, spec.DiskDeviceName).Context(ctx).Do()
+	return x.gce.remove(ctx, what(s), func() (*compute.Operation, error) {
+		return x.o.Compute.Instances.Delete(x.project(), s.Zone, s.Target).Context(ctx).Do()
 	})
 }
 

@@ -57,7 +57,6 @@ var handlers = map[planner.Action]handler{
 	planner.FormCluster:           (*executor).formCluster,
 	planner.UploadSnapshot:        (*executor).uploadSnapshot,
 	planner.StopInstance:          (*executor).stopInstance,
-	planner.DetachDisk:            (*executor).detachDisk,
 	planner.RestoreMember:         (*executor).restoreMember,
 	planner.DeleteRestoreSnapshot: (*executor).deleteRestoreSnapshot,
 }
@@ -246,6 +245,9 @@ func (x *executor) deleteHealthCheck(ctx context.Context, s *planner.Step) error
 }
 
 func (x *executor) deleteInstance(ctx context.Context, s *planner.Step) error {
+	if s.KeepDisk {
+		return x.deleteForMove(ctx, s)
+	}
 	return x.gce.remove(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.Delete(x.project(), s.Zone, s.Target).Context(ctx).Do()
 	})

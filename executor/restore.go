@@ -106,18 +106,10 @@ func (x *executor) grantObjectViewer(ctx context.Context, gcs *storage.Service, 
 	return fmt.Errorf("let %s read bucket %s: its policy kept changing", member, bucket)
 }
 
-// stopInstance stops a master: before a restore (the apply lock lived in
-// the etcd that stops, and goes with it), or before its disk moves to a
-// new VM (see stopForMove).
+// stopInstance stops a master before a restore. The apply lock lived in
+// the etcd that stops: it goes with it.
 func (x *executor) stopInstance(ctx context.Context, s *planner.Step) error {
-	if !restores(x.plan) {
-		return x.stopForMove(ctx, s)
-	}
 	x.dropLock()
-	return x.stop(ctx, s)
-}
-
-func (x *executor) stop(ctx context.Context, s *planner.Step) error {
 	return x.gce.op(ctx, what(s), func() (*compute.Operation, error) {
 		return x.o.Compute.Instances.Stop(x.project(), s.Zone, s.Target).Context(ctx).Do()
 	})

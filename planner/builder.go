@@ -114,10 +114,12 @@ func (m *etcdModel) apply(s *Step) {
 		if m.voters[key] {
 			m.healthy[key] = true
 		}
-	case StopInstance:
-		delete(m.healthy, key)
-		if m.leader == key {
-			m.leader = ""
+	case DeleteInstance:
+		if s.KeepDisk { // a disk move: the member is down until its VM is made again
+			delete(m.healthy, key)
+			if m.leader == key {
+				m.leader = ""
+			}
 		}
 	case MoveLeader:
 		m.leader = s.LeaderTo

@@ -78,9 +78,10 @@ func peerOn(m *state.Member, ip string) bool {
 	return false
 }
 
-// moveCutShort says a disk move of the replica was cut short after its
-// disk was detached: the VM is there without it, the disk attached to
-// nothing, the member a voter. It is finished whatever replaceBy says now.
+// moveCutShort says the replica's VM is there without its disk (detached
+// by hand, or with gcloud), the disk attached to nothing and the member a
+// voter: the VM cannot run the member, so it is made again on the disk
+// whatever replaceBy says.
 func moveCutShort(r *replica) bool {
 	o := r.obs
 	return o != nil && o.Instance != nil && !o.Instance.HasDataDisk && o.Disk != nil && len(o.Disk.Users) == 0 &&
@@ -94,7 +95,7 @@ func (b *builder) diskMove(r *replica) string {
 		return ""
 	}
 	if moveCutShort(r) {
-		return "a move of its disk was cut short: its VM is stopped and its disk detached"
+		return "its disk is detached from it"
 	}
 	if b.spec.Spec.Masters.ReplaceBy != spec.ReplaceByDisk || !b.diskMovable(r) {
 		return ""
@@ -127,14 +128,15 @@ func (b *builder) diskMovable(r *replica) bool {
 }
 
 // moveDisk plans the replacement of a master's VM on its own disk: hand
-// etcd leadership away, take it out of the target pool, stop it (after a
-// snapshot), detach its disk, delete the VM, make it again on the disk
+// etcd leadership away, take it out of the target pool, delete the VM
+// after a snapshot, keeping its disk (GCE stops the guest, then detaches
+// the disks it does not delete: a stop and a detach of their own would
+// add theirs to the time the member is down), make it again on the disk
 // with the same name and internal address, and put it back in the pool.
 // Each move waits for the one before it and for every membership change
 // planned so far.
 func (b *builder) moveDisk(r *replica, why string) {
 	phase := "replica " + r.name
-	in := r.obs.Instance
 	if r.healthy {
 		if m := b.membership(); m.Voters >= 1 && m.HealthyVoters-1 < m.Quorum {
 			b.err = refuse("replacing %s by moving its disk (spec.masters.replaceBy: disk; %s) stops its etcd member, which would leave %d of %d voters healthy, below quorum %d: "+
@@ -154,18 +156,12 @@ func (b *builder) moveDisk(r *replica, why string) {
 			Reason: "stop sending API traffic to it while its VM is replaced"}, append(deps, b.poolStep)...))
 		r.inPool = false
 	}
-	if in.Status != "TERMINATED" {
-		stop := b.add(&Step{Action: StopInstance, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), Phase: phase,
-			Reason: "replace its VM by moving its disk (" + why + "): stop it, after a snapshot; its etcd member is down until its new VM runs it"}, deps...)
-		b.faultTolerance(stop)
-		deps = append(deps, stop)
+	reason := "replace its VM by moving its disk (" + why + "): delete it after a snapshot, keeping its etcd data disk and internal address for the new VM; its etcd member is down until the new VM runs it"
+	if !r.healthy {
+		reason = "replace its VM by moving its disk (" + why + "): delete it, keeping its etcd data disk and internal address for the new VM"
 	}
-	if in.HasDataDisk {
-		deps = append(deps, b.add(&Step{Action: DetachDisk, Target: spec.DiskName(r.name), Zone: r.zone, Replica: r.name, Phase: phase,
-			Reason: "detach its etcd data disk from the stopped VM (" + spec.DiskDeviceName + ")"}, deps...))
-	}
-	del := b.add(&Step{Action: DeleteInstance, Target: r.name, Zone: r.zone, Replica: r.name, Phase: phase,
-		Reason: "delete the old VM; its disk, internal address and etcd member are kept for the new one"}, deps...)
+	del := b.add(&Step{Action: DeleteInstance, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), KeepDisk: true, Phase: phase, Reason: reason}, deps...)
+	b.faultTolerance(del)
 	r.removed = true
 	b.recreate(r.name, r.zone, memberID(r), "made again on its etcd data disk ("+why+"): its member restarts with its data and ID, nothing is copied", del)
 }

@@ -8,10 +8,11 @@ import (
 	"github.com/kubeha/kubeha/state"
 )
 
-// The property model's disk moves: a disk holds the data of one member, is
-// attached to at most one VM, is detached only from a stopped VM, and a VM
-// made again on a disk runs that disk's member, which must still be a
-// voter of the cluster (etcd refuses a removed member's data).
+// The property model's disk moves: a disk holds the data of one member and
+// is attached to at most one VM, a VM deleted while its member is in the
+// cluster is one whose disk moves, and a VM made again on a disk runs that
+// disk's member, which must still be a voter of the cluster (etcd refuses
+// a removed member's data).
 
 // diskMemberOf is the member whose data the disk holds (0: none yet). A
 // disk of the generated state holds the member named as its master.
@@ -79,43 +80,20 @@ func (m *model) joinOnDisk(s *Step, disk string, id uint64) {
 	m.diskMember[disk] = id
 }
 
-// stopForMove stops a master whose disk is to move.
-func (m *model) stopForMove(s *Step) {
-	in := m.instance(s.Replica)
-	if in == nil {
-		m.fail("step %s stops %s, which does not exist", s.ID, s.Replica)
-	}
-	in.Status = "TERMINATED"
-	if mem := m.member(s.Replica, 0); mem != nil {
-		if mem.Leader && len(m.c.Voters()) > 1 {
-			m.fail("step %s stops the etcd leader %s without moving leadership first", s.ID, s.Replica)
-		}
-		mem.Healthy, mem.Leader, mem.Error = false, false, "stopped"
-	}
-}
-
-// detach takes a stopped master's disk off it.
-func (m *model) detach(s *Step) {
-	in := m.instance(s.Replica)
-	if in == nil || in.Status != "TERMINATED" {
-		m.fail("step %s detaches the disk of %s, which is not stopped: its etcd would lose its data under it", s.ID, s.Replica)
-	}
-	in.HasDataDisk = false
-	if d := m.disk(s.Target); d != nil {
-		d.Users = slices.DeleteFunc(d.Users, func(u string) bool { return u == s.Replica })
-	}
-}
-
 // deleteVM deletes a master's VM: its member must be gone first, unless
-// the VM is stopped without its disk, whose member then waits on it.
+// its disk is to move (the member then waits on the disk). The leader is
+// never taken down without handing leadership away.
 func (m *model) deleteVM(s *Step) {
 	in := m.instance(s.Replica)
 	if mem := m.member(s.Replica, 0); mem != nil {
 		switch {
 		case m.destroying:
 			m.c.Etcd.Members = slices.DeleteFunc(m.c.Etcd.Members, func(x *state.Member) bool { return x == mem })
-		case in != nil && in.Status == "TERMINATED" && !in.HasDataDisk && !mem.IsLearner:
-			mem.Instance, mem.Healthy, mem.Error = "", false, "its VM is gone" // it waits on its disk
+		case s.KeepDisk && !mem.IsLearner:
+			if mem.Leader && len(m.c.Voters()) > 1 {
+				m.fail("step %s deletes the VM of the etcd leader %s without moving leadership first", s.ID, s.Replica)
+			}
+			mem.Instance, mem.Healthy, mem.Leader, mem.Error = "", false, false, "its VM is gone" // it waits on its disk
 		default:
 			m.fail("step %s deletes %s while its etcd member is still in the cluster: an orphaned member", s.ID, s.Replica)
 		}

@@ -239,8 +239,6 @@ func (m *model) apply(p *Plan, s *Step) {
 		c.Etcd.Members = slices.DeleteFunc(c.Etcd.Members, func(x *state.Member) bool { return x == mem })
 	case DeleteInstance:
 		m.deleteVM(s)
-	case DetachDisk:
-		m.detach(s)
 	case DeleteDisk:
 		c.Disks = slices.DeleteFunc(c.Disks, func(d *state.Disk) bool { return d.Name == s.Target })
 	case ReleaseAddress:
@@ -296,13 +294,7 @@ func (m *model) apply(p *Plan, s *Step) {
 			m.fail("step %s writes the add-ons of %s, which has them (%q)", s.ID, s.Target, m.addons)
 		}
 		in.Config.Addons = m.addons
-	case StopInstance:
-		if m.restoring {
-			m.applyRestore(s)
-		} else {
-			m.stopForMove(s)
-		}
-	case UploadSnapshot, RestoreMember, DeleteRestoreSnapshot:
+	case UploadSnapshot, StopInstance, RestoreMember, DeleteRestoreSnapshot:
 		m.applyRestore(s)
 	default:
 		m.fail("unknown action %s", s.Action)

@@ -461,7 +461,7 @@ func checkPlan(t *testing.T, p *Plan) {
 		}
 		// A disk move's stop and its VM made again take a voter down and
 		// bring it back: they run one at a time with membership changes.
-		moves := !restore && (s.Action == StopInstance || s.Action == CreateInstance && s.Instance.MoveDisk)
+		moves := !restore && (s.Action == DeleteInstance && s.KeepDisk || s.Action == CreateInstance && s.Instance.MoveDisk)
 		if s.Action.Etcd() || moves {
 			if lastEtcd != "" && !dependsOn(p, s, lastEtcd) {
 				t.Errorf("etcd step %s does not wait for etcd step %s: two membership changes could run at once", s.ID, lastEtcd)

@@ -79,7 +79,9 @@ const (
 	MoveLeader Action = "move-etcd-leader"
 	// RemoveMember removes an etcd member (after a snapshot); the instance is
 	// deleted only after its member is gone.
-	RemoveMember   Action = "remove-etcd-member"
+	RemoveMember Action = "remove-etcd-member"
+	// DeleteInstance deletes a master's VM: after its member is removed,
+	// or, for a disk move (Step.KeepDisk), keeping its disk and member.
 	DeleteInstance Action = "delete-instance"
 	// DeleteDisk deletes an etcd data disk, after the executor saved a snapshot.
 	DeleteDisk     Action = "delete-disk"
@@ -113,10 +115,8 @@ const (
 	// UploadSnapshot puts the snapshot a restore starts from in Cloud
 	// Storage, readable by the masters' service account alone.
 	UploadSnapshot Action = "upload-etcd-snapshot"
-	// StopInstance stops a master before a restore (its kube-apiserver and
-	// etcd member stop, so nothing writes to an etcd being restored), or
-	// before its disk moves to a new VM (after a snapshot; its member is
-	// down until the new VM runs it).
+	// StopInstance stops a master before a restore: its kube-apiserver and
+	// etcd member stop, so nothing writes to an etcd being restored.
 	StopInstance Action = "stop-instance"
 	// RestoreMember boots a stopped master again restoring the snapshot:
 	// its data directory is set aside, and its member starts in the
@@ -125,10 +125,6 @@ const (
 	// DeleteRestoreSnapshot deletes a restore's copy of the snapshot in
 	// Cloud Storage once every member restored it.
 	DeleteRestoreSnapshot Action = "delete-restore-snapshot"
-	// DetachDisk detaches a stopped master's etcd data disk (a disk move,
-	// spec.masters.replaceBy: disk): its VM is then deleted and made again
-	// on the disk.
-	DetachDisk Action = "detach-disk"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -184,7 +180,6 @@ var actions = map[Action]actionInfo{
 	StopInstance:          {change: Update},
 	RestoreMember:         {change: Update},
 	DeleteRestoreSnapshot: {change: Delete},
-	DetachDisk:            {change: Update},
 }
 
 // Actions lists every action, sorted.
@@ -291,6 +286,12 @@ type Step struct {
 	// Restore is the restore an upload, restore-etcd-member or
 	// delete-restore-snapshot step carries out.
 	Restore *RestoreSpec `json:"restore,omitempty"`
+	// KeepDisk says a delete-instance step deletes the VM for its disk to
+	// move to a new one (spec.masters.replaceBy: disk): its etcd member
+	// stays in the cluster, down until the create-instance (moveDisk)
+	// after it; the executor saves a snapshot first and makes sure the
+	// disk is not deleted with the VM.
+	KeepDisk bool `json:"keepDisk,omitempty"`
 }
 
 // InstanceSpec is a master to create: what it is and what it boots with.

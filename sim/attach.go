@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"path"
 	"slices"
+	"strconv"
 
 	compute "google.golang.org/api/compute/v1"
 )
@@ -83,4 +84,28 @@ func (s *Server) attachDisk(r *request) (any, error) {
 		disk.Users = append(disk.Users, link(key))
 		return s.newOpLocked(zoneScope(r), "instances.attachDisk", key, in.Id, nil), nil
 	})
+}
+
+// setDiskAutoDelete sets whether an attached disk is deleted with its
+// instance (instances.setDiskAutoDelete?autoDelete=BOOL&deviceName=NAME).
+func (s *Server) setDiskAutoDelete(r *request) (any, error) {
+	key := instKey(r)
+	q := r.URL.Query()
+	dev := q.Get("deviceName")
+	auto, err := strconv.ParseBool(q.Get("autoDelete"))
+	if err != nil {
+		return nil, errInvalid("Invalid value for field 'autoDelete': '%s'. Expected a boolean.", q.Get("autoDelete"))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, aerr := s.instanceLocked(key)
+	if aerr != nil {
+		return nil, aerr
+	}
+	i := slices.IndexFunc(in.Disks, func(d *compute.AttachedDisk) bool { return d.DeviceName == dev })
+	if i < 0 {
+		return nil, errInvalid("Invalid value for field 'deviceName': '%s'. No attached disk found with that device name.", dev)
+	}
+	in.Disks[i].AutoDelete = auto
+	return s.newOpLocked(zoneScope(r), "instances.setDiskAutoDelete", key, in.Id, nil), nil
 }

@@ -107,3 +107,28 @@ func TestDiskMovesToANewVM(t *testing.T) {
 		t.Fatalf("attached disk: %+v", d)
 	}
 }
+
+// TestDiskAutoDelete: a data disk set to stay outlives its instance; set
+// to go, it is deleted with it.
+func TestDiskAutoDelete(t *testing.T) {
+	_, c := startSim(t, Options{})
+	ctx := ctxT(t)
+	for _, keep := range []bool{true, false} {
+		name := fmt.Sprintf("vm-%t", keep)
+		ok(t, c)(c.Disks.Insert(project, zoneB, &compute.Disk{Name: name + "-pd", SizeGb: 20}).Context(ctx).Do())
+		ok(t, c)(c.Instances.Insert(project, zoneB, &compute.Instance{Name: name, MachineType: "n1-standard-2",
+			Disks: []*compute.AttachedDisk{{Source: zonalLink(zoneB, "disks", name+"-pd"), DeviceName: "data", AutoDelete: keep}}}).Context(ctx).Do())
+		ok(t, c)(c.Instances.SetDiskAutoDelete(project, zoneB, name, !keep, "data").Context(ctx).Do())
+		if _, err := c.Instances.SetDiskAutoDelete(project, zoneB, name, true, "nothing").Context(ctx).Do(); err == nil {
+			t.Error("setDiskAutoDelete of a device the instance has not succeeded")
+		}
+		ok(t, c)(c.Instances.Delete(project, zoneB, name).Context(ctx).Do())
+		_, err := c.Disks.Get(project, zoneB, name+"-pd").Context(ctx).Do()
+		if keep && err != nil {
+			t.Errorf("a disk set to stay went with its instance: %v", err)
+		}
+		if !keep && err == nil {
+			t.Error("a disk set to be deleted with its instance stayed")
+		}
+	}
+}

@@ -28,6 +28,7 @@ func (s *Server) handler() http.Handler {
 		{"POST " + p + "/zones/{zone}/instances/{name}/setServiceAccount", "instances.setServiceAccount", s.setServiceAccount},
 		{"POST " + p + "/zones/{zone}/instances/{name}/attachDisk", "instances.attachDisk", s.attachDisk},
 		{"POST " + p + "/zones/{zone}/instances/{name}/detachDisk", "instances.detachDisk", s.detachDisk},
+		{"POST " + p + "/zones/{zone}/instances/{name}/setDiskAutoDelete", "instances.setDiskAutoDelete", s.setDiskAutoDelete},
 		{"POST " + p + "/zones/{zone}/instances/{name}/addAccessConfig", "instances.addAccessConfig", s.addAccessConfig},
 		{"POST " + p + "/zones/{zone}/instances/{name}/deleteAccessConfig", "instances.deleteAccessConfig", s.deleteAccessConfig},
 
