@@ -246,6 +246,7 @@ func (s *Server) deleteInstance(r *request) (any, error) {
 	key := instKey(r)
 	return locked(s, s.w.Instances, key, func(in *compute.Instance) (any, error) {
 		in.Status = "STOPPING"
+		s.shutDownLocked(key)
 		return s.newOpLocked(zoneScope(r), "instances.delete", key, in.Id, nil, effect{"instance.delete", key}), nil
 	})
 }
@@ -257,6 +258,7 @@ func (s *Server) stopInstance(r *request) (any, error) {
 			return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil), nil
 		}
 		in.Status = "STOPPING"
+		s.shutDownLocked(key)
 		return s.newOpLocked(zoneScope(r), "instances.stop", key, in.Id, nil, effect{"instance.stop", key}), nil
 	})
 }

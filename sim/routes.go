@@ -136,13 +136,13 @@ func (s *Server) applyLocked(e effect) []func() {
 				}
 			}
 		}
-		return []func(){s.haltLocked(e.Key)}
+		return []func(){s.downLocked(e.Key)}
 	case "instance.delete":
 		in, ok := s.w.Instances[e.Key]
 		if !ok {
 			return nil
 		}
-		stop := s.haltLocked(e.Key)
+		stop := s.downLocked(e.Key)
 		region := s.regionOfZone(path.Base(in.Zone))
 		for _, ni := range in.NetworkInterfaces {
 			s.releaseIPLocked(project, region, ni.NetworkIP)

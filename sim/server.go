@@ -98,9 +98,13 @@ type Server struct {
 	members     map[string]*member       // instance key -> its etcd member
 	serial      map[string][]byte        // instance key -> its serial port 1
 	frozen      map[string]*member       // instance key -> its hung machine (crashed)
-	timers      map[string]*time.Timer
-	balancer    *balancer // the static IPs' network path
-	nodes       *nodePool // the hollow worker nodes
+	// shuttingDown holds the guests of instances being stopped or deleted:
+	// a guest shuts down as the operation starts, and the operation is
+	// DONE once it is down (see shutDownLocked).
+	shuttingDown map[string]chan struct{}
+	timers       map[string]*time.Timer
+	balancer     *balancer // the static IPs' network path
+	nodes        *nodePool // the hollow worker nodes
 	// portOffset moves the ports below 1024 (LowPortOffset or 0).
 	portOffset int
 
@@ -152,19 +156,20 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:        opts,
-		log:         opts.Logger,
-		latency:     profile,
-		rng:         rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
-		tokenKey:    randomKey(),
-		byMethod:    map[string]int{},
-		noRequestID: map[string]int{},
-		waiters:     map[string]chan struct{}{},
-		members:     map[string]*member{},
-		serial:      map[string][]byte{},
-		frozen:      map[string]*member{},
-		timers:      map[string]*time.Timer{},
-		closed:      make(chan struct{}),
+		opts:         opts,
+		log:          opts.Logger,
+		latency:      profile,
+		rng:          rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1)),
+		tokenKey:     randomKey(),
+		byMethod:     map[string]int{},
+		noRequestID:  map[string]int{},
+		waiters:      map[string]chan struct{}{},
+		members:      map[string]*member{},
+		serial:       map[string][]byte{},
+		frozen:       map[string]*member{},
+		timers:       map[string]*time.Timer{},
+		shuttingDown: map[string]chan struct{}{},
+		closed:       make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -293,8 +298,15 @@ func (s *Server) Close() error {
 		members = append(members, m)
 	}
 	s.members, s.frozen = map[string]*member{}, map[string]*member{}
+	var shutting []chan struct{}
+	for _, ch := range s.shuttingDown {
+		shutting = append(shutting, ch)
+	}
 	saveErr := s.w.save(s.opts.Dir)
 	s.mu.Unlock()
+	for _, ch := range shutting {
+		<-ch
+	}
 	if s.nodes != nil {
 		s.nodes.stop()
 	}
