@@ -118,6 +118,11 @@ func TestRestoreAfterQuorumLoss(t *testing.T) {
 	if st := c.kubeha("status", "-f", c.spec); !strings.Contains(st.stdout, "kubeha restore -f "+c.spec+" restores its newest snapshot") {
 		t.Errorf("status with quorum lost names no restore: %+v", st)
 	}
+	var doc status
+	if st := c.kubeha("status", "-f", c.spec, "-o", "json"); json.Unmarshal([]byte(st.stdout), &doc) != nil || doc.Restore == nil ||
+		doc.Restore.Command != "kubeha restore -f "+c.spec || !strings.Contains(doc.Restore.Snapshot, "-restore-before-") || doc.Restore.Revision == 0 {
+		t.Errorf("status -o json with quorum lost names no restore: %+v", st)
+	}
 	// Killed once the first masters are stopped and restoring, then again.
 	if !c.killAfter("restore", 3, true) {
 		t.Log("the restore ended before it could be killed")

@@ -35,32 +35,40 @@ func runStatus(cmd *cobra.Command, streams IOStreams, o statusOptions) error {
 	}
 	defer b.Close()
 	emulated := b.emulatedControlPlane(cmd.Context())
+	advice := restoreAdvice(c, obs, o.file)
 	if o.output == "json" {
-		return renderStatusJSON(streams.Out, obs, emulated)
+		return renderStatusJSON(streams.Out, obs, emulated, advice)
 	}
 	if err := renderStatusText(streams.Out, obs, emulated); err != nil {
 		return err
 	}
-	if advice := restoreStatus(c, obs, o.file); advice != "" {
-		fmt.Fprintln(streams.Out, advice)
+	switch {
+	case advice == nil:
+	case advice.Underway != "":
+		r := planner.RestoreUnderway(obs)
+		fmt.Fprintf(streams.Out, "\nA restore (%s, from gs://%s/%s) is under way: finish it with %s\n", r.ID, r.Bucket, r.Object, advice.Command)
+	case advice.Snapshot == "":
+		fmt.Fprintf(streams.Out, "\nIf etcd has lost quorum or its data: %s (no snapshot of %s is in %s)\n", advice.Command, c.Metadata.Name, filepath.Clean(c.BackupDir()))
+	default:
+		fmt.Fprintf(streams.Out, "\nIf etcd has lost quorum or its data: %s restores its newest snapshot, %s (revision %d, taken %s)\n",
+			advice.Command, advice.Snapshot, advice.Revision, advice.Taken.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
 
-// restoreStatus says, when etcd has lost quorum or does not answer while
+// restoreAdvice says, when etcd has lost quorum or does not answer while
 // masters exist, how to restore it and from which snapshot; and when a
-// restore is under way, how to finish it.
-func restoreStatus(c *spec.Cluster, obs *state.Cluster, file string) string {
+// restore is under way, how to finish it. nil otherwise.
+func restoreAdvice(c *spec.Cluster, obs *state.Cluster, file string) *StatusRestore {
 	if r := planner.RestoreUnderway(obs); r != nil && (!obs.Etcd.Reachable || obs.LostQuorum()) {
-		return fmt.Sprintf("\nA restore (%s, from gs://%s/%s) is under way: finish it with kubeha restore -f %s", r.ID, r.Bucket, r.Object, file)
+		return &StatusRestore{Underway: r.ID, Command: "kubeha restore -f " + file}
 	}
 	if !obs.LostQuorum() && (obs.Etcd.Reachable || len(obs.Instances) == 0) {
-		return ""
+		return nil
 	}
 	newest := newestOrNone(c)
 	if newest == nil {
-		return fmt.Sprintf("\nIf etcd has lost quorum or its data: kubeha restore -f %s --from SNAPSHOT (no snapshot of %s is in %s)", file, c.Metadata.Name, filepath.Clean(c.BackupDir()))
+		return &StatusRestore{Command: "kubeha restore -f " + file + " --from SNAPSHOT"}
 	}
-	return fmt.Sprintf("\nIf etcd has lost quorum or its data: kubeha restore -f %s restores its newest snapshot, %s (revision %d, taken %s)",
-		file, newest.File, newest.Revision, newest.Taken.UTC().Format(time.RFC3339))
+	return &StatusRestore{Snapshot: newest.File, Revision: newest.Revision, Taken: newest.Taken.UTC(), Command: "kubeha restore -f " + file}
 }

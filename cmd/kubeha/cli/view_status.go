@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kubeha/kubeha/state"
 )
@@ -39,6 +40,23 @@ type StatusDoc struct {
 		Disks     []string `json:"disks"`
 		Addresses []string `json:"addresses"`
 	} `json:"orphans"`
+	// Restore says how to restore etcd when it has lost quorum or does not
+	// answer while masters exist, or how to finish a restore under way;
+	// absent otherwise.
+	Restore *StatusRestore `json:"restore,omitempty"`
+}
+
+// StatusRestore is a StatusDoc's restore advice.
+type StatusRestore struct {
+	// Underway is the ID of a restore under way (its masters boot with it).
+	Underway string `json:"underway,omitempty"`
+	// Snapshot is the newest snapshot of the cluster in the backups
+	// directory, with its revision and time ("" when there is none).
+	Snapshot string    `json:"snapshot,omitempty"`
+	Revision int64     `json:"revision,omitempty"`
+	Taken    time.Time `json:"taken,omitzero"`
+	// Command is what to run.
+	Command string `json:"command"`
 }
 
 // StatusReplica is one master in a StatusDoc.
@@ -110,11 +128,12 @@ func newStatusDoc(c *state.Cluster) *StatusDoc {
 
 // renderStatusJSON writes the status document; emulated is what the
 // emulator's masters run ("" on GCE).
-func renderStatusJSON(w io.Writer, c *state.Cluster, emulated string) error {
+func renderStatusJSON(w io.Writer, c *state.Cluster, emulated string, restore *StatusRestore) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	d := newStatusDoc(c)
 	d.EmulatedControlPlane = emulated
+	d.Restore = restore
 	return enc.Encode(d)
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubeha/kubeha/internal/golden"
 	"github.com/kubeha/kubeha/metadata"
@@ -136,12 +137,21 @@ func TestStatusViews(t *testing.T) {
 		StaticIP:  &state.Address{Name: "prod-master-ip", Address: "203.0.113.10", Users: []string{"prod-master"}},
 		Etcd:      state.Etcd{Reachable: true, ClusterID: 7, Members: []*state.Member{{ID: 0xa1, Name: "prod-master", Instance: "prod-master", Healthy: true, Leader: true}}}}
 	var buf bytes.Buffer
-	if err := renderStatusJSON(&buf, obs, ""); err != nil {
+	if err := renderStatusJSON(&buf, obs, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	// The JSON document is a contract (scripts read it): every key and
 	// value as it is, in status.json.
 	checkGolden(t, "status.json", buf.Bytes())
+	buf.Reset()
+	// With quorum lost, the restore advice: the newest snapshot and the
+	// command, for scripts as the text says it to people.
+	lost := &StatusRestore{Snapshot: "20261207T030118.143Z-prod-before-remove-prod-master-x7k-r8.db", Revision: 8,
+		Taken: time.Date(2026, 12, 7, 3, 1, 18, 143e6, time.UTC), Command: "kubeha restore -f cluster.yaml"}
+	if err := renderStatusJSON(&buf, obs, "", lost); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "status-restore.json", buf.Bytes())
 	buf.Reset()
 	if err := renderStatusText(&buf, obs, "etcd only"); err != nil {
 		t.Fatal(err)
