@@ -56,3 +56,41 @@ func (s *Server) listRegions(r *request) (any, error) {
 	}
 	return &compute.RegionList{Kind: "compute#regionList", Items: page, NextPageToken: next}, nil
 }
+
+func (s *Server) knownZone(zone string) bool {
+	for _, zs := range s.opts.Regions {
+		for _, z := range zs {
+			if z == zone {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (s *Server) knownRegion(region string) bool {
+	_, ok := s.opts.Regions[region]
+	return ok
+}
+
+func (s *Server) regionOfZone(zone string) string {
+	for r, zs := range s.opts.Regions {
+		for _, z := range zs {
+			if z == zone {
+				return r
+			}
+		}
+	}
+	return ""
+}
+
+// DefaultRegions are the regions and zones an emulator knows by default
+// (real names, so specs written for GCE work unchanged).
+var DefaultRegions = map[string][]string{
+	"europe-west1": {"europe-west1-b", "europe-west1-c", "europe-west1-d"},
+	"europe-west4": {"europe-west4-a", "europe-west4-b", "europe-west4-c"},
+	"us-central1":  {"us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"},
+	"us-east1":     {"us-east1-b", "us-east1-c", "us-east1-d"},
+	"us-west1":     {"us-west1-a", "us-west1-b", "us-west1-c"},
+	"asia-east1":   {"asia-east1-a", "asia-east1-b", "asia-east1-c"},
+}
