@@ -165,17 +165,39 @@ func TestRestoreAfterQuorumLoss(t *testing.T) {
 	if n, _ := countKeys(t, c.etcd(c.status()), "before"); n != 40 {
 		t.Errorf("after 3 -> 5, %d of the 40 keys", n)
 	}
+
+	// An upload left in the restore bucket (a restore cut short and never
+	// finished): destroy deletes the bucket with the cluster.
+	gcs := c.storage(t)
+	if _, err := gcs.Buckets.Insert("kubeha-e2e", &storage.Bucket{Name: "kubeha-e2e-restore-kubeha"}).Do(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gcs.Objects.Insert("kubeha-e2e-restore-kubeha", &storage.Object{Name: "restore/r9-left.db"}).Media(strings.NewReader("left")).Do(); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.kubeha("destroy", "-f", c.spec, "--auto-approve"); d.code != 0 || !strings.Contains(d.stdout, "delete-restore-bucket gs://kubeha-e2e-restore-kubeha") {
+		t.Fatalf("destroy: %+v", d)
+	}
+	if _, err := gcs.Buckets.Get("kubeha-e2e-restore-kubeha").Do(); err == nil {
+		t.Error("the restore bucket is there after destroy")
+	}
+}
+
+// storage is a Cloud Storage client of the emulator.
+func (c *cluster) storage(t *testing.T) *storage.Service {
+	t.Helper()
+	gcs, err := storage.NewService(context.Background(), option.WithEndpoint(c.endpoint+"/storage/v1/"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gcs
 }
 
 // bucketObjects lists a Cloud Storage bucket of the emulator (none when
 // the bucket is gone).
 func (c *cluster) bucketObjects(t *testing.T, bucket string) []string {
 	t.Helper()
-	gcs, err := storage.NewService(context.Background(), option.WithEndpoint(c.endpoint+"/storage/v1/"), option.WithoutAuthentication())
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := gcs.Objects.List(bucket).Do()
+	list, err := c.storage(t).Objects.List(bucket).Do()
 	if err != nil {
 		return nil
 	}

@@ -57,6 +57,7 @@ var handlers = map[planner.Action]handler{
 	planner.FormCluster:           (*executor).formCluster,
 	planner.UploadSnapshot:        (*executor).uploadSnapshot,
 	planner.StopInstance:          (*executor).stopInstance,
+	planner.DeleteRestoreBucket:   (*executor).deleteRestoreBucket,
 	planner.RestoreMember:         (*executor).restoreMember,
 	planner.DeleteRestoreSnapshot: (*executor).deleteRestoreSnapshot,
 }

@@ -75,6 +75,11 @@ type lock struct {
 // every TTL/3).
 const LockTTL = 5
 
+// unknownHolderWait is how long an apply waits for a lock whose holder it
+// cannot tell: a live holder records itself at once, so a lock without a
+// record that long is a dead holder's whose lease etcd ends late.
+const unknownHolderWait = 30 * time.Second
+
 func lockKey(cluster string) string { return "/kubeha/lock/" + cluster }
 
 // acquire takes the cluster's lock: at once (wait 0), failing with the
@@ -100,12 +105,14 @@ func (e *etcd) acquire(ctx context.Context, cluster string, me Holder, wait time
 	if errors.Is(err, concurrency.ErrLocked) {
 		h, lease, herr := e.holderLease(ctx, cluster)
 		switch {
-		case errors.Is(herr, errNoHolder):
-			// Its holder took the lock and has not recorded itself: it is
-			// about to, or it died in between, and then its lease ends
-			// within LockTTL.
-			wait = max(wait, (LockTTL+5)*time.Second)
-		case herr != nil || processAlive(h.PID):
+		case herr != nil:
+			// Its holder took the lock and has not recorded itself (it is
+			// about to, or it died in between), or its record cannot be
+			// read now: a dead holder's lease ends within LockTTL, or
+			// later when etcd's leader changes (every lease is renewed) or
+			// is loaded, so it is waited out for unknownHolderWait.
+			wait = max(wait, unknownHolderWait)
+		case processAlive(h.PID):
 		case h.samePIDs(me):
 			if e.revoke(ctx, lease) == nil {
 				err = m.TryLock(ctx)

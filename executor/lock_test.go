@@ -120,6 +120,23 @@ func TestLockOfADeadHolder(t *testing.T) {
 		l.release()
 	})
 
+	// The same when etcd ends the lease late: a leader change renews every
+	// lease, and a loaded leader revokes late (the kill test met a lock
+	// with no holder for more than 10 s). Here the dead apply's lease is
+	// kept alive 12 s more before nobody renews it.
+	t.Run("no holder recorded, its lease ending late", func(t *testing.T) {
+		sess, _ := lockOn(LockTTL)
+		go func() {
+			time.Sleep(12 * time.Second)
+			sess.Orphan()
+		}()
+		l, err := e.acquire(ctx, "exe", me, 0)
+		if err != nil {
+			t.Fatalf("a lock whose holder died before recording itself, its lease ending late, was refused: %v", err)
+		}
+		l.release()
+	})
+
 	for _, tc := range []struct {
 		name   string
 		holder Holder

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
@@ -211,4 +212,29 @@ func (x *executor) deleteRestoreSnapshot(ctx context.Context, s *planner.Step) e
 		return nil // other objects (another restore's): the bucket stays
 	}
 	return fmt.Errorf("%s: delete bucket %s: %w", what(s), r.Bucket, err)
+}
+
+// deleteRestoreBucket deletes the bucket of the cluster's restores, with
+// every object in it, as the cluster is destroyed; a bucket gone is done.
+func (x *executor) deleteRestoreBucket(ctx context.Context, s *planner.Step) error {
+	gcs, err := x.storageClient(s)
+	if err != nil {
+		return err
+	}
+	bucket := strings.TrimPrefix(s.Target, "gs://")
+	err = gcs.Objects.List(bucket).Pages(ctx, func(list *storage.Objects) error {
+		for _, o := range list.Items {
+			if err := gcs.Objects.Delete(bucket, o.Name).Context(ctx).Do(); err != nil && httpCode(err) != http.StatusNotFound {
+				return fmt.Errorf("delete gs://%s/%s: %w", bucket, o.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil && httpCode(err) != http.StatusNotFound {
+		return fmt.Errorf("%s: %w", what(s), err)
+	}
+	if err := gcs.Buckets.Delete(bucket).Context(ctx).Do(); err != nil && httpCode(err) != http.StatusNotFound {
+		return fmt.Errorf("%s: delete bucket %s: %w", what(s), bucket, err)
+	}
+	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	compute "google.golang.org/api/compute/v1"
+	storage "google.golang.org/api/storage/v1"
 
 	"github.com/kubeha/kubeha/internal/snapshots"
 	"github.com/kubeha/kubeha/planner"
@@ -73,6 +75,30 @@ func restoreEveryStepTwice(t *testing.T, e *env, seen Hooks) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("the snapshot restored is gone from the backups directory: %v", err)
+	}
+
+	// A restore's bucket left with an upload in it (a restore cut short
+	// and never finished) goes with the cluster.
+	gcs := e.apis.Storage
+	if _, err := gcs.Buckets.Insert(e.sp.Spec.GCE.Project, &storage.Bucket{Name: "p-exe-kubeha"}).Do(); err != nil && !strings.Contains(err.Error(), "409") {
+		t.Fatal(err)
+	}
+	if _, err := gcs.Objects.Insert("p-exe-kubeha", &storage.Object{Name: "exe/r9-left.db"}).Media(strings.NewReader("left")).Do(); err != nil {
+		t.Fatal(err)
+	}
+	p, err = planner.Destroy(e.sp, after, planner.DestroyOptions{RestoreBucket: "p-exe-kubeha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
+	err = Apply(ctx, p, Options{Compute: c, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Storage: e.apis.Storage, StorageURL: e.apis.StorageURL,
+		Spec: e.sp, Observed: after, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
+	faults(t, e, `{"rate":0}`)
+	if err != nil {
+		t.Fatalf("destroy after the restore, every step twice: %v\n%s", err, planner.Format(p))
+	}
+	if _, err := gcs.Buckets.Get("p-exe-kubeha").Do(); err == nil {
+		t.Error("the restore's bucket is there after destroy")
 	}
 }
 

@@ -33,7 +33,8 @@ func checkPlan(t *testing.T, p *Plan) {
 			t.Errorf("step %s leaves %d healthy voters of %d (quorum %d)", s.ID, s.Etcd.HealthyVoters, s.Etcd.Voters, s.Etcd.Quorum)
 		}
 		if !strings.HasPrefix(s.Target, tCluster+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == tCluster) &&
-			!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, tCluster+"/")) {
+			!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, tCluster+"/")) &&
+			!(s.Action == DeleteRestoreBucket && strings.HasPrefix(s.Target, "gs://") && strings.HasSuffix(s.Target, "-"+tCluster+"-kubeha")) {
 			t.Errorf("step %s targets %s, not a master resource of %s", s.ID, s.Target, tCluster)
 		}
 	}

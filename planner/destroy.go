@@ -19,6 +19,10 @@ type DestroyOptions struct {
 	// etcd cannot give another (its masters half deleted), it stands as the
 	// final snapshot, named in the plan's warnings.
 	FinalSnapshot string
+	// RestoreBucket is the Cloud Storage bucket kubeha's restores of the
+	// cluster made (spec.RestoreBucketName), when it exists: it goes with
+	// the cluster. "" when there is none.
+	RestoreBucket string
 }
 
 // Destroy returns the plan that deletes everything of the cluster observed
@@ -26,7 +30,7 @@ type DestroyOptions struct {
 // balancer and the masters (with their etcd members: the whole cluster
 // goes, so no member is removed one by one), then their disks, addresses
 // and key secrets, the static IP, the masters' service account (when
-// kubeha made it) and the firewalls. It acts on observed alone,
+// kubeha made it), the bucket of its restores and the firewalls. It acts on observed alone,
 // whose resources carry this cluster's names and labels, and of the
 // firewalls on kubeha's own only: nothing of another cluster is touched.
 // Run again after an interruption, it plans what is left.
@@ -122,6 +126,12 @@ func Destroy(desired *spec.Cluster, observed *state.Cluster, o DestroyOptions) (
 		if id.Managed && id.Exists {
 			add(&Step{Action: DeleteServiceAccount, Target: id.ServiceAccount, Reason: "the account kubeha made for the masters"}, append([]string{snap}, masters...)...)
 		}
+	}
+
+	// The bucket restores handed their snapshots to the masters through.
+	if o.RestoreBucket != "" {
+		add(&Step{Action: DeleteRestoreBucket, Target: "gs://" + o.RestoreBucket,
+			Reason: "the Cloud Storage bucket kubeha restore made for the cluster's snapshots, with any object left in it"}, snap)
 	}
 
 	// kubeha's firewalls, last.

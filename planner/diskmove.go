@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"slices"
 
 	"github.com/kubeha/kubeha/metadata"
@@ -179,8 +180,21 @@ func (b *builder) recreate(name, zone string, id uint64, reason string, deps ...
 	}
 	b.lastEtcd = vm // later membership changes wait for the member to be back
 	b.keep[name] = true
-	b.joined(name, zone, vm, false)
+	if b.danglingEntry(name) {
+		// The pool still names the VM that went (GCE keeps an entry of a
+		// deleted instance): it is this VM's again once it runs.
+		b.replicas = append(b.replicas, &replica{name: name, zone: zone, voter: true, healthy: true, inPool: true})
+		b.lastAdd = vm
+	} else {
+		b.joined(name, zone, vm, false)
+	}
 	b.lastMove = b.lastAdd
+}
+
+// danglingEntry says the target pool names an instance of this name that
+// does not exist.
+func (b *builder) danglingEntry(name string) bool {
+	return b.obs.TargetPool != nil && slices.ContainsFunc(b.obs.TargetPool.Dangling, func(l string) bool { return path.Base(l) == name })
 }
 
 // recreateVanished makes the VMs of vanished masters again on their disks.

@@ -69,7 +69,8 @@ func (m *model) instance(name string) *state.Instance {
 func (m *model) apply(p *Plan, s *Step) {
 	m.t.Helper()
 	if !strings.HasPrefix(s.Target, m.sp.Metadata.Name+"-master") && !strings.HasPrefix(s.Target, "member-") && !(s.Action == SaveSnapshot && s.Target == m.sp.Metadata.Name) &&
-		!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, m.sp.Metadata.Name+"/")) {
+		!(s.Restore != nil && s.Target == "gs://"+s.Restore.Bucket+"/"+s.Restore.Object && strings.HasPrefix(s.Restore.Object, m.sp.Metadata.Name+"/")) &&
+		!(s.Action == DeleteRestoreBucket && s.Target == "gs://"+spec.RestoreBucketName(m.sp.Spec.GCE.Project, m.sp.Metadata.Name)) {
 		m.fail("step %s %s targets %s, not a resource of cluster %s (invariant 5)", s.ID, s.Action, s.Target, m.sp.Metadata.Name)
 	}
 	c := m.c
@@ -296,6 +297,10 @@ func (m *model) apply(p *Plan, s *Step) {
 		in.Config.Addons = m.addons
 	case UploadSnapshot, StopInstance, RestoreMember, DeleteRestoreSnapshot:
 		m.applyRestore(s)
+	case DeleteRestoreBucket:
+		if !m.destroying {
+			m.fail("step %s deletes the restore bucket outside a destroy", s.ID)
+		}
 	default:
 		m.fail("unknown action %s", s.Action)
 	}

@@ -116,6 +116,9 @@ func (b *builder) leaks() {
 	}
 	if b.obs.TargetPool != nil {
 		for _, l := range b.obs.TargetPool.Dangling {
+			if slices.ContainsFunc(b.vanished, func(v vanished) bool { return v.name == path.Base(l) }) {
+				continue // its VM is made again on its disk: the entry is its own
+			}
 			b.add(&Step{Action: RemoveFromPool, Target: spec.MasterName(b.spec.Metadata.Name), PoolLink: l, Phase: "load balancer",
 				Reason: "the pool names an instance that no longer exists: " + path.Base(l)})
 		}

@@ -38,7 +38,7 @@ var scenarioSyntax = map[string]struct {
 	"etcd":                 {args: 1},
 	"other-region":         {args: 1},
 	"etcd-client-firewall": {},
-	"destroy":              {keys: []string{"final-snapshot"}, flags: []string{"no-snapshot"}},
+	"destroy":              {keys: []string{"final-snapshot", "restore-bucket"}, flags: []string{"no-snapshot"}},
 	"newest-snapshot":      {},
 	"restore":              {keys: []string{"rev"}, flags: []string{"force", "no-snapshot", "other-snapshot"}},
 	"identity":             {keys: []string{"secrets"}, flags: []string{"missing", "named"}},

@@ -329,7 +329,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				obs.Nodes.Masters = strings.Split(v, ",")
 			}
 		case "destroy":
-			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"]}
+			destroy = &DestroyOptions{NoSnapshot: flags["no-snapshot"], FinalSnapshot: kv["final-snapshot"], RestoreBucket: kv["restore-bucket"]}
 		case "newest-snapshot":
 			opts.NewestSnapshot = &Snapshot{File: "20261207T003000.000Z-prod-before-remove-r4242.db", SHA256: "c0ffee", Revision: 4242, Taken: time.Date(2026, 12, 7, 0, 30, 0, 0, time.UTC)}
 		case "restore":

@@ -125,6 +125,9 @@ const (
 	// DeleteRestoreSnapshot deletes a restore's copy of the snapshot in
 	// Cloud Storage once every member restored it.
 	DeleteRestoreSnapshot Action = "delete-restore-snapshot"
+	// DeleteRestoreBucket deletes the Cloud Storage bucket of the cluster's
+	// restores, and any object in it, when the cluster is destroyed.
+	DeleteRestoreBucket Action = "delete-restore-bucket"
 )
 
 // actionInfo is what the planner knows of an action: the change it makes
@@ -180,6 +183,7 @@ var actions = map[Action]actionInfo{
 	StopInstance:          {change: Update},
 	RestoreMember:         {change: Update},
 	DeleteRestoreSnapshot: {change: Delete},
+	DeleteRestoreBucket:   {change: Delete},
 }
 
 // Actions lists every action, sorted.

@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/api/googleapi"
 
 	"github.com/kubeha/kubeha/planner"
 	"github.com/kubeha/kubeha/spec"
@@ -48,7 +51,8 @@ func runDestroy(cmd *cobra.Command, streams IOStreams, o destroyOptions) error {
 	if err != nil {
 		return err
 	}
-	plan, err := planner.Destroy(c, obs, planner.DestroyOptions{NoSnapshot: o.noSnapshot, FinalSnapshot: final})
+	bucket := restoreBucket(ctx, streams, b, c)
+	plan, err := planner.Destroy(c, obs, planner.DestroyOptions{NoSnapshot: o.noSnapshot, FinalSnapshot: final, RestoreBucket: bucket})
 	if err != nil {
 		return fmt.Errorf("destroy cluster %s: %w", c.Metadata.Name, err)
 	}
@@ -101,4 +105,25 @@ func newestBackup(c *spec.Cluster, re *regexp.Regexp) (string, error) {
 	}
 	sort.Strings(names)
 	return names[len(names)-1], nil
+}
+
+// restoreBucket is the Cloud Storage bucket kubeha's restores of the
+// cluster made, when it is there ("" when not). One kubeha cannot look
+// into (no Cloud Storage permission: restores need it, destroys need not)
+// is said and left.
+func restoreBucket(ctx context.Context, streams IOStreams, b *backend, c *spec.Cluster) string {
+	if b.Storage == nil {
+		return ""
+	}
+	name := spec.RestoreBucketName(c.Spec.GCE.Project, c.Metadata.Name)
+	_, err := b.Storage.Buckets.Get(name).Context(ctx).Do()
+	var ge *googleapi.Error
+	switch {
+	case err == nil:
+		return name
+	case errors.As(err, &ge) && ge.Code == http.StatusNotFound:
+		return ""
+	}
+	fmt.Fprintf(streams.ErrOut, "Warning: could not look for gs://%s, the bucket of the cluster's restores (%v): if a restore made it, delete it by hand.\n", name, err)
+	return ""
 }
