@@ -2,10 +2,8 @@ package executor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	compute "google.golang.org/api/compute/v1"
 
@@ -67,24 +65,9 @@ func (x *executor) rejoined(ctx context.Context, s *planner.Step, id uint64) err
 	if id == 0 {
 		return fmt.Errorf("%s: the plan names no etcd member for the master made again on its disk: plan again", what(s))
 	}
-	booted := x.bootCheck(s.Zone, s.Target)
 	waiting := fmt.Sprintf("wait for etcd member %x to run again on its disk", id)
-	last, lastCheck := "", time.Now()
-	err := x.etcd.poll(ctx, waiting, gatePoll, func(err error) bool { return !errors.Is(err, errBootFailed) }, func(cctx context.Context) error {
-		if time.Since(lastCheck) >= bootCheckEvery {
-			lastCheck = time.Now()
-			if err := booted(cctx); err != nil {
-				return err
-			}
-		}
-		err := x.memberUp(cctx, id)
-		if err != nil && err.Error() != last {
-			last = err.Error()
-			x.progress(s, waiting+": "+last)
-		}
-		return err
-	})
-	if err != nil {
+	if err := x.etcd.waitBooted(ctx, waiting, func(msg string) { x.progress(s, msg) }, x.bootCheck(s.Zone, s.Target),
+		func(cctx context.Context) error { return x.memberUp(cctx, id) }); err != nil {
 		return err
 	}
 	return x.gate(ctx, s, s.Etcd.HealthyVoters, id)

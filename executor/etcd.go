@@ -277,7 +277,13 @@ func (e *etcd) moveLeader(ctx context.Context, from, to uint64) error {
 // booted, when not nil, is asked every bootCheckEvery whether the VM's
 // boot failed; its error ends the wait.
 func (e *etcd) started(ctx context.Context, peerURL string, report func(string), booted func(context.Context) error) error {
-	what := "wait for the etcd member at " + peerURL + " to start"
+	return e.waitBooted(ctx, "wait for the etcd member at "+peerURL+" to start", report, booted, func(cctx context.Context) error { return e.isStarted(cctx, peerURL) })
+}
+
+// waitBooted polls check until it passes, telling report what it waits
+// for each time that changes, and asks booted (when set) every
+// bootCheckEvery whether the VM's boot failed, which ends the wait.
+func (e *etcd) waitBooted(ctx context.Context, what string, report func(string), booted, check func(context.Context) error) error {
 	last := ""
 	lastCheck := time.Now()
 	return e.poll(ctx, what, gatePoll, func(err error) bool { return !errors.Is(err, errBootFailed) }, func(cctx context.Context) error {
@@ -287,7 +293,7 @@ func (e *etcd) started(ctx context.Context, peerURL string, report func(string),
 				return err
 			}
 		}
-		err := e.isStarted(cctx, peerURL)
+		err := check(cctx)
 		if err != nil && report != nil && err.Error() != last {
 			last = err.Error()
 			report(what + ": " + last)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubeha/kubeha/internal/snapshots"
 	"github.com/kubeha/kubeha/planner"
+	"github.com/kubeha/kubeha/state"
 	"github.com/kubeha/kubeha/state/observe"
 )
 
@@ -59,11 +60,15 @@ func restoreEveryStepTwice(t *testing.T, e *env, seen Hooks) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
-	err = Apply(ctx, p, Options{Compute: c, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Storage: e.apis.Storage, StorageURL: e.apis.StorageURL,
-		Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
-	faults(t, e, `{"rate":0}`)
-	if err != nil {
+	// twice applies a plan with every step run twice and one request in
+	// ten failing after the emulator acted.
+	twice := func(p *planner.Plan, obs *state.Cluster) error {
+		faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
+		defer faults(t, e, `{"rate":0}`)
+		return Apply(ctx, p, Options{Compute: c, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Storage: e.apis.Storage, StorageURL: e.apis.StorageURL,
+			Spec: e.sp, Observed: obs, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
+	}
+	if err = twice(p, obs); err != nil {
 		t.Fatalf("restore, every step twice: %v\n%s", err, planner.Format(p))
 	}
 	after, err := observe.Cluster(ctx, e.src, e.sp)
@@ -90,11 +95,7 @@ func restoreEveryStepTwice(t *testing.T, e *env, seen Hooks) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	faults(t, e, `{"rate":0.1,"codes":[503],"after":true}`)
-	err = Apply(ctx, p, Options{Compute: c, IAM: e.src.IAM, Secrets: e.src.Secrets, SecretManagerURL: e.smURL, Storage: e.apis.Storage, StorageURL: e.apis.StorageURL,
-		Spec: e.sp, Observed: after, PKI: e.pki, BackupDir: backups, Hooks: seen, twice: true})
-	faults(t, e, `{"rate":0}`)
-	if err != nil {
+	if err = twice(p, after); err != nil {
 		t.Fatalf("destroy after the restore, every step twice: %v\n%s", err, planner.Format(p))
 	}
 	if _, err := gcs.Buckets.Get("p-exe-kubeha").Do(); err == nil {

@@ -240,11 +240,13 @@ func (b *builder) add(s *Step, deps ...string) string {
 		return ""
 	}
 	b.etcdModel = next
-	if s.Action.Etcd() || s.Action == CreateInstance && s.Instance.bootstrapsAlone() {
+	etcdStep := s.Action.Etcd() || s.Action == CreateInstance && s.Instance.bootstrapsAlone()
+	if etcdStep {
 		b.lastEtcd = s.ID
-		if s.Etcd.Voters >= 2 && s.Etcd.FaultTolerance == 0 {
-			b.ft0 = append(b.ft0, s.ID)
-		}
+	}
+	// A disk move's delete takes its member down until the VM is made again.
+	if (etcdStep || s.KeepDisk) && s.Etcd.Voters >= 2 && s.Etcd.FaultTolerance == 0 {
+		b.ft0 = append(b.ft0, s.ID)
 	}
 	switch s.Action {
 	case RemoveFromPool, AddToPool, RemoveMember, PromoteMember, CreateForwardingRule, CreateTargetPool, CreateHealthCheck:

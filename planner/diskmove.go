@@ -79,11 +79,11 @@ func peerOn(m *state.Member, ip string) bool {
 	return false
 }
 
-// moveCutShort says the replica's VM is there without its disk (detached
+// diskDetached says the replica's VM is there without its disk (detached
 // by hand, or with gcloud), the disk attached to nothing and the member a
 // voter: the VM cannot run the member, so it is made again on the disk
 // whatever replaceBy says.
-func moveCutShort(r *replica) bool {
+func diskDetached(r *replica) bool {
 	o := r.obs
 	return o != nil && o.Instance != nil && !o.Instance.HasDataDisk && o.Disk != nil && len(o.Disk.Users) == 0 &&
 		r.member != nil && !r.member.IsLearner && r.member.Started()
@@ -95,7 +95,7 @@ func (b *builder) diskMove(r *replica) string {
 	if r.obs == nil || r.removed || r.member == nil || r.learner || !r.member.Started() {
 		return ""
 	}
-	if moveCutShort(r) {
+	if diskDetached(r) {
 		return "its disk is detached from it"
 	}
 	if b.spec.Spec.Masters.ReplaceBy != spec.ReplaceByDisk || !b.diskMovable(r) {
@@ -162,7 +162,6 @@ func (b *builder) moveDisk(r *replica, why string) {
 		reason = "replace its VM by moving its disk (" + why + "): delete it, keeping its etcd data disk and internal address for the new VM"
 	}
 	del := b.add(&Step{Action: DeleteInstance, Target: r.name, Zone: r.zone, Replica: r.name, MemberID: memberID(r), KeepDisk: true, Phase: phase, Reason: reason}, deps...)
-	b.faultTolerance(del)
 	r.removed = true
 	b.recreate(r.name, r.zone, memberID(r), "made again on its etcd data disk ("+why+"): its member restarts with its data and ID, nothing is copied", del)
 }
@@ -216,15 +215,4 @@ func (b *builder) leaderSuccessor(r *replica) string {
 		}
 	}
 	return to
-}
-
-// faultTolerance records a step that leaves a cluster of several voters
-// at fault tolerance 0, for the plan's warning.
-func (b *builder) faultTolerance(id string) {
-	if id == "" {
-		return
-	}
-	if s := b.steps[len(b.steps)-1]; s.ID == id && s.Etcd.Voters >= 2 && s.Etcd.FaultTolerance == 0 {
-		b.ft0 = append(b.ft0, id)
-	}
 }
