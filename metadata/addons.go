@@ -214,3 +214,13 @@ func SetKubeEnv(env, key, value string) string {
 	}
 	return strings.Join(append(lines, line), "\n") + "\n"
 }
+
+// KubeEnvValue returns the value of key in kube-env, or "".
+func KubeEnvValue(env, key string) string {
+	for _, l := range strings.Split(env, "\n") {
+		if v, ok := strings.CutPrefix(l, key+": "); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	return ""
+}

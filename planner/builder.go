@@ -281,6 +281,7 @@ func (b *builder) finish() *Plan {
 	if p.Steps == nil {
 		p.Steps = []*Step{}
 	}
+	b.annotateRuns()
 	p.summarize()
 	if len(b.ft0) > 0 {
 		b.warnings = append(b.warnings, fmt.Sprintf("step(s) %s leave etcd at fault tolerance 0: a failure of any member while they run loses quorum", strings.Join(b.ft0, ", ")))

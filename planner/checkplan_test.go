@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kubeha/kubeha/spec"
 )
 
 // checkPlan checks properties every plan has: dependencies point backwards
@@ -15,6 +17,16 @@ func checkPlan(t *testing.T, p *Plan) {
 	restore := slices.ContainsFunc(p.Steps, func(s *Step) bool { return s.Action == UploadSnapshot })
 	for i, s := range p.Steps {
 		ids[s.ID] = i
+		// The version skew policy: API servers at most one minor apart.
+		var minors []spec.Minor
+		for _, r := range s.Runs {
+			if m, ok := spec.MinorOf(r.Kubernetes); ok {
+				minors = append(minors, m)
+			}
+		}
+		if len(minors) > 1 && minors[0].Next().Less(minors[len(minors)-1]) {
+			t.Errorf("step %s leaves masters more than one minor version apart: %s", s.ID, RunsString(s.Runs))
+		}
 		for _, d := range s.DependsOn {
 			if j, ok := ids[d]; !ok || j >= i {
 				t.Errorf("step %s depends on %s, which is not an earlier step", s.ID, d)

@@ -26,6 +26,9 @@ func Format(p *Plan) string {
 		}
 		fmt.Fprintf(&b, "%s %s %s %s %s after=%s etcd=%s\n", s.ID, s.Change.Symbol(), s.Action, s.Target, zone, deps, MembershipString(s.Etcd))
 		fmt.Fprintf(&b, "    # %s\n", s.Reason)
+		if s.Runs != nil {
+			fmt.Fprintf(&b, "    = runs %s\n", RunsString(s.Runs))
+		}
 	}
 	fmt.Fprintf(&b, "summary: %d to create, %d to update, %d to delete; etcd %s -> %s\n", p.Summary.Create, p.Summary.Update, p.Summary.Delete,
 		MembershipString(p.Before), MembershipString(p.After))

@@ -61,6 +61,7 @@ func (b *builder) build() error {
 	b.adopt()             // label the masters kube-up made
 	b.orphans()           // etcd members without a master
 	b.membershipChanges() // removals, additions, replacements; the load balancer
+	b.rollbackGuard()     // an upgrade cut short, rolled back
 	if _, half, _ := halfBootstrapped(b.obs); !half {
 		b.renewals()     // certificates of the masters that keep running
 		b.addonUpdates() // the add-ons of the masters that keep running

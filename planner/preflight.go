@@ -39,6 +39,9 @@ func preflight(desired *spec.Cluster, observed *state.Cluster, opts Options) err
 			return refuse("--replace %s: there is no master of cluster %s by that name (masters: %s)", r, observed.Name, orNone(all))
 		}
 	}
+	if err := versionPreflight(desired, observed); err != nil {
+		return err
+	}
 	if observed.Etcd.CertError != "" {
 		return refuse("%s", observed.Etcd.CertError)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kubeha/kubeha/metadata"
@@ -155,5 +156,94 @@ func genState(r *rand.Rand) (*spec.Cluster, *state.Cluster, Options) {
 	if current > 0 && r.IntN(8) == 0 {
 		opts.Replace = []string{obs.Instances[r.IntN(len(obs.Instances))].Name}
 	}
+	genVersions(r, sp, obs)
 	return sp, obs, opts
+}
+
+// Kubernetes releases of the generated masters: the spec's, an upgrade
+// from the release before it (some masters done already), a rollback of
+// one cut short, and now and then what is refused: a skipped minor
+// version or an etcd downgrade (versionRefusal says which).
+var (
+	oldRelease   = spec.Release{Kubernetes: "v1.36.3", Etcd: "v3.6.8"}
+	newRelease   = spec.Release{Kubernetes: "v1.37.2", Etcd: "v3.7.3"}
+	olderRelease = spec.Release{Kubernetes: "v1.35.4", Etcd: "v3.6.5"}
+)
+
+func genVersions(r *rand.Rand, sp *spec.Cluster, obs *state.Cluster) {
+	var pick func(i int) spec.Release
+	switch r.IntN(16) {
+	case 0, 1, 2: // an upgrade, under way in some cases
+		sp.Spec.Kubernetes.Version = newRelease.Kubernetes
+		pick = func(i int) spec.Release { return []spec.Release{oldRelease, oldRelease, newRelease}[r.IntN(3)] }
+	case 3: // a rollback of an upgrade cut short: the first master kept the old release
+		sp.Spec.Kubernetes.Version = oldRelease.Kubernetes
+		pick = func(i int) spec.Release {
+			if i == 0 {
+				return oldRelease
+			}
+			return []spec.Release{oldRelease, newRelease}[r.IntN(2)]
+		}
+	case 4: // refused: a skip
+		sp.Spec.Kubernetes.Version = newRelease.Kubernetes
+		pick = func(int) spec.Release { return olderRelease }
+	case 5: // refused: etcd 3.7 → 3.6
+		sp.Spec.Kubernetes.Version = oldRelease.Kubernetes
+		pick = func(int) spec.Release { return newRelease }
+	default:
+		return
+	}
+	members := map[string]*state.Member{}
+	for _, m := range obs.Etcd.Members {
+		members[m.Instance] = m
+	}
+	for i, in := range obs.Instances {
+		rel := pick(i)
+		if in.Config != nil {
+			in.Config.KubernetesVersion = rel.Kubernetes
+		}
+		if m := members[in.Name]; m != nil && m.Healthy {
+			m.Version = strings.TrimPrefix(rel.Etcd, "v")
+		}
+	}
+}
+
+// versionRefusal says why a generated state's version change must be
+// refused ("skips", "downgrade"), or "".
+func versionRefusal(sp *spec.Cluster, obs *state.Cluster) string {
+	runs := running(obs)
+	want, _ := spec.MinorOf(sp.Spec.Kubernetes.Version)
+	for v := range runs {
+		if m, _ := spec.MinorOf(v); m.Next().Less(want) {
+			return "skips"
+		}
+	}
+	if len(runs) > 0 && sp.Spec.Kubernetes.Version == oldRelease.Kubernetes {
+		// Refused unless some voter runs etcd 3.6: by what it answered,
+		// or by its master's release when it did not answer.
+		release := map[string]string{}
+		for _, in := range obs.Instances {
+			if in.Config != nil {
+				release[in.Name] = in.Config.KubernetesVersion
+			}
+		}
+		newer, older := false, false
+		for _, m := range obs.Etcd.Members {
+			switch {
+			case m.IsLearner:
+			case strings.HasPrefix(m.Version, "3.6."), m.Version == "" && release[m.Instance] == oldRelease.Kubernetes:
+				older = true
+			case strings.HasPrefix(m.Version, "3.7."), m.Version == "" && release[m.Instance] == newRelease.Kubernetes:
+				newer = true
+			}
+		}
+		if len(obs.Etcd.Members) == 0 {
+			_, newer = runs[newRelease.Kubernetes]
+			_, older = runs[oldRelease.Kubernetes]
+		}
+		if newer && !older {
+			return "downgrade"
+		}
+	}
+	return ""
 }

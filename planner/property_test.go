@@ -404,7 +404,7 @@ func run(t *testing.T, sp *spec.Cluster, m *model, opts Options, stopAfter int) 
 
 func TestPlansKeepInvariants(t *testing.T) {
 	const cases = 3000
-	refused, interrupted, steps, movesRefused := 0, 0, 0, 0
+	refused, interrupted, steps, movesRefused, versionsRefused := 0, 0, 0, 0, 0
 	booted := movesBooted
 	for i := 0; i < cases; i++ {
 		if *onlyCase >= 0 && i != *onlyCase {
@@ -413,9 +413,27 @@ func TestPlansKeepInvariants(t *testing.T) {
 		r := rand.New(rand.NewPCG(uint64(i), 7))
 		sp, obs, opts := genState(r)
 		p, err := ComputeWith(sp, obs, opts)
+		if why := versionRefusal(sp, obs); why != "" || err != nil && strings.Contains(err.Error(), "spec.kubernetes.version") && !strings.Contains(err.Error(), "rolling back to") {
+			// A skipped minor version or an etcd downgrade is refused
+			// before anything else; nothing else is.
+			if err == nil || !strings.Contains(err.Error(), why) || why == "" {
+				t.Fatalf("case %d: the version change should be refused (%q), got %v", i, why, err)
+			}
+			versionsRefused++
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, ErrRefused) {
 				t.Fatalf("case %d: not a refusal: %v", i, err)
+			}
+			if strings.Contains(err.Error(), "rolling back to") {
+				// A rollback whose plan would remove the last member of
+				// the older etcd first: refused, never planned.
+				if sp.Spec.Kubernetes.Version != oldRelease.Kubernetes {
+					t.Fatalf("case %d: a rollback refused that is none: %v", i, err)
+				}
+				refused++
+				continue
 			}
 			if moving := strings.Contains(err.Error(), "by moving its disk"); !obs.LostQuorum() && !strings.Contains(err.Error(), "lost quorum") && !moving {
 				t.Fatalf("case %d: refused a plan with quorum intact: %v", i, err)
@@ -448,8 +466,11 @@ func TestPlansKeepInvariants(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d cases: %d refused (lost quorum, or %d disk moves the others cannot spare a member for), %d interrupted and resumed, %d steps carried out, %d VMs made again on their disks",
-		cases, refused, movesRefused, interrupted, steps, movesBooted-booted)
+	t.Logf("%d cases: %d refused (lost quorum, or %d disk moves the others cannot spare a member for), %d version changes refused, %d interrupted and resumed, %d steps carried out, %d VMs made again on their disks",
+		cases, refused, movesRefused, versionsRefused, interrupted, steps, movesBooted-booted)
+	if versionsRefused < cases/40 && *onlyCase < 0 {
+		t.Errorf("only %d version changes were refused: the generator tests too few skips and downgrades", versionsRefused)
+	}
 	if movesBooted-booted < cases/20 && *onlyCase < 0 {
 		t.Errorf("only %d VMs were made again on their disks: the generator tests too few disk moves", movesBooted-booted)
 	}

@@ -125,6 +125,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 				sp.Spec.Access.SourceRanges = strings.Split(v, ",")
 			}
 			sp.Spec.Masters.ReplaceBy = kv["replaceBy"]
+			sp.Spec.Kubernetes.Version = kv["version"]
 			spec.SetDefaults(sp)
 		case "instance":
 			if len(f) < 3 {
@@ -233,6 +234,7 @@ func parseScenario(t *testing.T, path string) (*spec.Cluster, *state.Cluster, Op
 			if v, ok := kv["peer"]; ok {
 				m.PeerURLs = []string{"https://" + v + ":2380"}
 			}
+			m.Version = kv["version"] // the etcd server version it answers with
 			for _, in := range obs.Instances {
 				if in.Name == f[1] {
 					m.Instance = in.Name

@@ -17,8 +17,10 @@ import (
 //  1. an unhealthy master;
 //  2. a master in a zone that is no longer in spec.masters.zones;
 //  3. a master in the most crowded zone (the most masters above the spec's spread);
-//  4. not the etcd leader (it would need a MoveLeader first);
-//  5. a master whose settings differ from the spec;
+//  4. a master whose settings differ from the spec (it would be replaced:
+//     a drifted master kept by a scale-down to two voters could not be
+//     moved by disk);
+//  5. not the etcd leader (it would need a MoveLeader first);
 //  6. the last name, so the choice is deterministic.
 func (b *builder) pickVictim(chosen []*replica) *replica {
 	desired := map[string]int{}
@@ -31,7 +33,7 @@ func (b *builder) pickVictim(chosen []*replica) *replica {
 	}
 	key := func(r *replica) []int {
 		return []int{boolInt(r.healthy), boolInt(inZones(r.zone, b.spec.Spec.Masters.Zones)), -(count[r.zone] - desired[r.zone]),
-			boolInt(b.leader == r.name), boolInt(r.driftReason == "")}
+			boolInt(r.driftReason == ""), boolInt(b.leader == r.name)}
 	}
 	var best *replica
 	for _, r := range without(b.kept(), chosen) {

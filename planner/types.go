@@ -296,6 +296,11 @@ type Step struct {
 	// after it; the executor saves a snapshot first and makes sure the
 	// disk is not deleted with the VM.
 	KeepDisk bool `json:"keepDisk,omitempty"`
+	// Runs is what the masters run once the step is done, on each step
+	// that creates or deletes a master of a plan that runs more than one
+	// Kubernetes release (an upgrade): each release, its etcd and the
+	// masters that run it.
+	Runs []Running `json:"runs,omitempty"`
 }
 
 // InstanceSpec is a master to create: what it is and what it boots with.

@@ -45,7 +45,7 @@ func BenchmarkServingBehindLoadBalancer(b *testing.B) {
 
 func serveBehindLB(b *testing.B, bins *kubelet.Binaries) (toHealthy, toServing time.Duration) {
 	ctx := context.Background()
-	srv, err := Start(ctx, Options{Kubernetes: bins})
+	srv, err := Start(ctx, Options{Kubernetes: kubelet.Releases{bins}})
 	if err != nil {
 		b.Fatal(err)
 	}

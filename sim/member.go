@@ -134,9 +134,19 @@ func (s *Server) bootLocked(key string) {
 		return
 	}
 	if s.opts.Kubernetes != nil {
-		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: allItems(in), MetadataNow: s.metadataOf(key), DataDisk: m.dataDir, Binaries: s.opts.Kubernetes,
+		items := allItems(in)
+		version := metadata.KubeEnvValue(items[metadata.KeyKubeEnv], "KUBERNETES_VERSION")
+		bins, err := s.opts.Kubernetes.Of(version)
+		if err != nil {
+			// As a VM whose startup script cannot pull its images.
+			s.serialLineLocked(key, startupFailed(1, err.Error()))
+			m.set("failed", fmt.Errorf("the guest of %s cannot run Kubernetes %s: %w", in.Name, version, err))
+			close(m.done)
+			return
+		}
+		m.machine = &machine.Machine{Name: in.Name, Root: filepath.Join(m.filesDir, "root"), IP: m.ip, Metadata: items, MetadataNow: s.metadataOf(key), DataDisk: m.dataDir, Binaries: bins,
 			PortOffset: s.portOffset, ServiceAccount: serviceAccountOf(in), Token: s.token}
-		m.status.ControlPlane = "Kubernetes " + s.opts.Kubernetes.Kubernetes
+		m.status.ControlPlane = "Kubernetes " + bins.Kubernetes
 		if cfg, err := metadata.ParseEtcd(etcdDoc); err == nil {
 			m.status.Name = cfg.Name
 		}

@@ -26,19 +26,22 @@ import (
 
 // NodesRequest is the body of POST /sim/v1/nodes: run Count hollow nodes
 // of Cluster (named CLUSTER-node-1 ... CLUSTER-node-N), new ones joining
-// with BootstrapKubeconfig. Nodes past Count are stopped and their
-// directories removed.
+// with BootstrapKubeconfig and running the kubelet of Kubernetes Version
+// (default: the newest the emulator has; a node that runs keeps its own).
+// Nodes past Count are stopped and their directories removed.
 type NodesRequest struct {
 	Cluster             string `json:"cluster"`
 	Count               int    `json:"count"`
 	BootstrapKubeconfig string `json:"bootstrapKubeconfig,omitempty"`
+	Version             string `json:"version,omitempty"`
 }
 
 // NodeStatus is one hollow node, as GET /sim/v1/nodes lists them.
 type NodeStatus struct {
 	Name     string `json:"name"`
 	Cluster  string `json:"cluster"`
-	State    string `json:"state"` // running, waiting (to restart), failed
+	Version  string `json:"version"` // its kubelet's Kubernetes version
+	State    string `json:"state"`   // running, waiting (to restart), failed
 	Restarts int    `json:"restarts"`
 	Error    string `json:"error,omitempty"`
 	// RSSBytes is the hollow kubelet's resident memory; CPUSeconds the
@@ -57,22 +60,23 @@ type NodesStatus struct {
 
 type nodePool struct {
 	dir  string
-	bins *kubelet.Binaries
+	bins kubelet.Releases
 	mu   sync.Mutex
 	run  map[string]*hollowNode
 }
 
 type hollowNode struct {
-	name, cluster string
-	runner        *kubelet.Runner
+	name, cluster, version string
+	runner                 *kubelet.Runner
 }
 
 // nodeFile records a node's cluster beside its bootstrap kubeconfig.
 type nodeFile struct {
 	Cluster string `json:"cluster"`
+	Version string `json:"version,omitempty"` // default: the newest built
 }
 
-func newNodePool(root string, bins *kubelet.Binaries) *nodePool {
+func newNodePool(root string, bins kubelet.Releases) *nodePool {
 	return &nodePool{dir: filepath.Join(root, "nodes"), bins: bins, run: map[string]*hollowNode{}}
 }
 
@@ -96,7 +100,7 @@ func (p *nodePool) resume() error {
 		if json.Unmarshal(data, &f) != nil {
 			continue
 		}
-		if err := p.startLocked(e.Name(), f.Cluster); err != nil {
+		if err := p.startLocked(e.Name(), f); err != nil {
 			return err
 		}
 	}
@@ -122,6 +126,12 @@ func (p *nodePool) scale(req NodesRequest) error {
 	if req.Count > have && req.BootstrapKubeconfig == "" {
 		return errors.New("new nodes need bootstrapKubeconfig: make one with kubeha join")
 	}
+	if req.Version == "" {
+		req.Version = p.bins.Newest().Kubernetes
+	}
+	if _, err := p.bins.Of(req.Version); err != nil {
+		return fmt.Errorf("hollow nodes of Kubernetes %s: %w", req.Version, err)
+	}
 	var stop []*hollowNode
 	for _, n := range p.run {
 		if n.cluster == req.Cluster && nodeIndex(n.name, req.Cluster) > req.Count {
@@ -141,11 +151,12 @@ func (p *nodePool) scale(req NodesRequest) error {
 		if err := os.WriteFile(filepath.Join(dir, "bootstrap.kubeconfig"), []byte(req.BootstrapKubeconfig), 0o600); err != nil {
 			return fmt.Errorf("hollow node %s: %w", name, err)
 		}
-		f, _ := json.Marshal(nodeFile{Cluster: req.Cluster})
+		nf := nodeFile{Cluster: req.Cluster, Version: req.Version}
+		f, _ := json.Marshal(nf)
 		if err := os.WriteFile(filepath.Join(dir, "node.json"), f, 0o600); err != nil {
 			return fmt.Errorf("hollow node %s: %w", name, err)
 		}
-		if err := p.startLocked(name, req.Cluster); err != nil {
+		if err := p.startLocked(name, nf); err != nil {
 			return err
 		}
 	}
@@ -165,17 +176,24 @@ func nodeIndex(name, cluster string) int {
 	return n
 }
 
-func (p *nodePool) startLocked(name, cluster string) error {
+func (p *nodePool) startLocked(name string, f nodeFile) error {
 	dir := filepath.Join(p.dir, name)
-	proc, err := machine.HollowKubelet(p.bins, name, filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "kubelet"), nil,
+	bins := p.bins.Newest()
+	if f.Version != "" {
+		var err error
+		if bins, err = p.bins.Of(f.Version); err != nil {
+			return fmt.Errorf("hollow node %s: %w", name, err)
+		}
+	}
+	proc, err := machine.HollowKubelet(bins, name, filepath.Join(dir, "kubeconfig"), filepath.Join(dir, "kubelet"), nil,
 		"--bootstrap-kubeconfig="+filepath.Join(dir, "bootstrap.kubeconfig"))
 	if err != nil {
 		return err
 	}
-	r := &kubelet.Runner{Manifests: filepath.Join(dir, "manifests"), Binaries: p.bins, LogDir: filepath.Join(dir, "log"), Hostname: name,
+	r := &kubelet.Runner{Manifests: filepath.Join(dir, "manifests"), Binaries: bins, LogDir: filepath.Join(dir, "log"), Hostname: name,
 		Poll: time.Second, Processes: map[string]kubelet.Process{"kubelet": *proc}}
 	r.Start()
-	p.run[name] = &hollowNode{name: name, cluster: cluster, runner: r}
+	p.run[name] = &hollowNode{name: name, cluster: f.Cluster, version: bins.Kubernetes, runner: r}
 	return nil
 }
 
@@ -188,7 +206,7 @@ func (p *nodePool) status() NodesStatus {
 	p.mu.Unlock()
 	out := NodesStatus{Nodes: []NodeStatus{}, HostnameIsolation: kubelet.HostnameIsolation()}
 	for _, n := range nodes {
-		st := NodeStatus{Name: n.name, Cluster: n.cluster, State: "waiting"}
+		st := NodeStatus{Name: n.name, Cluster: n.cluster, Version: n.version, State: "waiting"}
 		for _, ps := range n.runner.Status() {
 			st.State, st.Restarts, st.Error = ps.State, ps.Restarts, ps.Error
 		}

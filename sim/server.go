@@ -60,7 +60,7 @@ type Options struct {
 	// real startup script and, through the kubelet stand-in, the whole
 	// control plane with these binaries (make kube-binaries). Without it a
 	// master runs an embedded etcd member only.
-	Kubernetes *kubelet.Binaries
+	Kubernetes kubelet.Releases
 	// MapLowPorts serves the ports below 1024 (the API's 443, at the
 	// masters and at the static IPs) LowPortOffset higher, as the emulator
 	// does by itself when it may not bind them (an ordinary user).

@@ -1,11 +1,13 @@
 package spec
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -100,6 +102,9 @@ func (c *Cluster) Kubelet(version string, d Downloads) (kubeletURL, sha512 strin
 // and runs, so a flag a release refuses fails a test.
 var Releases = []Release{
 	{Kubernetes: "v1.37.2", Etcd: "v3.7.3"},
+	// The release before the newest, so that an upgrade can be run: the
+	// etcd its kubeadm deploys (constants.DefaultEtcdVersion).
+	{Kubernetes: "v1.36.3", Etcd: "v3.6.8"},
 }
 
 // DefaultKubernetesVersion is the release a spec gets when it names none.
@@ -119,14 +124,88 @@ func ReleaseOf(version string) (Release, bool) {
 	return Releases[i], true
 }
 
-// SupportedVersions lists the supported Kubernetes versions.
+// SupportedVersions lists the supported Kubernetes versions, the oldest
+// first.
 func SupportedVersions() []string {
 	var out []string
 	for _, r := range Releases {
 		out = append(out, r.Kubernetes)
 	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i], out[j]) < 0 })
 	return out
+}
+
+// Minor is a version's major and minor numbers: v1.37.2 is {1, 37}.
+type Minor struct{ Major, Minor int }
+
+func (m Minor) String() string { return fmt.Sprintf("%d.%d", m.Major, m.Minor) }
+
+// Next is the minor version after m.
+func (m Minor) Next() Minor { return Minor{m.Major, m.Minor + 1} }
+
+// Less orders minor versions.
+func (m Minor) Less(o Minor) bool {
+	return m.Major < o.Major || m.Major == o.Major && m.Minor < o.Minor
+}
+
+// MinorOf returns the minor version of a version such as v1.37.2 or
+// 3.7.3-0; false when it is not one.
+func MinorOf(version string) (Minor, bool) {
+	n, ok := versionNumbers(version)
+	return Minor{n[0], n[1]}, ok
+}
+
+func versionNumbers(version string) ([3]int, bool) {
+	var n [3]int
+	v := strings.TrimPrefix(version, "v")
+	v, _, _ = strings.Cut(v, "-")
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return n, false
+	}
+	for i, p := range parts {
+		x, err := strconv.Atoi(p)
+		if err != nil || x < 0 {
+			return n, false
+		}
+		n[i] = x
+	}
+	return n, true
+}
+
+// CompareVersions orders two versions such as v1.36.3 and v1.37.2 (-1, 0,
+// +1); a version that does not parse sorts first.
+func CompareVersions(a, b string) int {
+	na, oka := versionNumbers(a)
+	nb, okb := versionNumbers(b)
+	switch {
+	case !oka || !okb:
+		return cmp.Compare(boolInt(oka), boolInt(okb))
+	}
+	for i := range na {
+		if c := cmp.Compare(na[i], nb[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ReleaseOfMinor returns the newest supported release of a minor version.
+func ReleaseOfMinor(m Minor) (Release, bool) {
+	var best Release
+	for _, r := range Releases {
+		if rm, _ := MinorOf(r.Kubernetes); rm == m && (best.Kubernetes == "" || CompareVersions(r.Kubernetes, best.Kubernetes) > 0) {
+			best = r
+		}
+	}
+	return best, best.Kubernetes != ""
 }
 
 func kubernetesProblems(k *Kubernetes) []Problem {

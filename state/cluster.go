@@ -196,6 +196,9 @@ type Member struct {
 	Leader     bool     `json:"leader"`
 	RaftIndex  uint64   `json:"raftIndex,omitempty"`
 	DBSize     int64    `json:"dbSize,omitempty"`
+	// Version is the member's etcd server version (3.7.3), when it
+	// answered.
+	Version string `json:"version,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	// Unstarted says the member has never run: it has no client URLs
 	// (a learner not started yet, or a member of a static initial cluster

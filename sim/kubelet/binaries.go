@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,13 +11,15 @@ import (
 	"strings"
 )
 
-// BinariesEnv names a directory of control-plane binaries other than the
-// checkout's .kubeha/bin/kubernetes-<version>.
+// BinariesEnv names a directory holding the kubernetes-<version>
+// directories make kube-binaries builds, other than the checkout's
+// .kubeha/bin.
 const BinariesEnv = "KUBEHA_KUBE_BINARIES"
 
-// Binaries is a directory that make kube-binaries filled: etcd, and
-// kube-apiserver, kube-controller-manager and kube-scheduler, with the
-// versions they were built at in its VERSIONS file.
+// Binaries is a directory that make kube-binaries filled for one
+// Kubernetes release: etcd, and kube-apiserver, kube-controller-manager
+// and kube-scheduler, with the versions they were built at in its VERSIONS
+// file.
 type Binaries struct {
 	Dir        string
 	Kubernetes string // v1.37.2
@@ -36,15 +39,66 @@ const AddonManagerScript = "kube-addons-main.sh"
 // ErrNoBinaries says the control-plane binaries are not built.
 var ErrNoBinaries = errors.New("the Kubernetes binaries are not built: run make kube-binaries")
 
-// FindBinaries looks for the binaries of Kubernetes version: in
-// KUBEHA_KUBE_BINARIES when set, else in .kubeha/bin/kubernetes-<version>
-// of the checkout that holds dir (or one of its parents).
+// Releases are the built binaries of several Kubernetes releases, the
+// newest first: a master runs those of the version its kube-env names.
+type Releases []*Binaries
+
+// Of returns the binaries of a Kubernetes version, or an error naming
+// the versions built.
+func (rs Releases) Of(version string) (*Binaries, error) {
+	var built []string
+	for _, b := range rs {
+		if b.Kubernetes == version {
+			return b, nil
+		}
+		built = append(built, b.Kubernetes)
+	}
+	return nil, fmt.Errorf("%w: the emulator has no binaries of Kubernetes %s (it has %s)", ErrNoBinaries, version, strings.Join(built, ", "))
+}
+
+// Newest is the newest release built.
+func (rs Releases) Newest() *Binaries { return rs[0] }
+
+// Words says what the emulator's masters can run.
+func (rs Releases) Words() string {
+	var out []string
+	for _, b := range rs {
+		out = append(out, fmt.Sprintf("Kubernetes %s with etcd %s from %s", b.Kubernetes, b.Etcd, b.Dir))
+	}
+	return strings.Join(out, "; ")
+}
+
+// FindReleases looks for the binaries of each Kubernetes version (the
+// newest first): in KUBEHA_KUBE_BINARIES/kubernetes-<version> when set,
+// else in .kubeha/bin/kubernetes-<version> of the checkout that holds dir
+// (or one of its parents). Versions not built are left out; none built is
+// ErrNoBinaries.
+func FindReleases(dir string, versions ...string) (Releases, error) {
+	var out Releases
+	var firstErr error
+	for _, v := range versions {
+		b, err := FindBinaries(dir, v)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// FindBinaries looks for the binaries of one Kubernetes version, as
+// FindReleases does.
 func FindBinaries(dir, version string) (*Binaries, error) {
+	name := "kubernetes-" + version
 	if d := os.Getenv(BinariesEnv); d != "" {
-		return LoadBinaries(d)
+		return LoadBinaries(filepath.Join(d, name))
 	}
 	for d := dir; ; d = filepath.Dir(d) {
-		candidate := filepath.Join(d, ".kubeha", "bin", "kubernetes-"+version)
+		candidate := filepath.Join(d, ".kubeha", "bin", name)
 		if _, err := os.Stat(filepath.Join(candidate, "VERSIONS")); err == nil {
 			return LoadBinaries(candidate)
 		}

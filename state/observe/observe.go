@@ -427,7 +427,7 @@ func observeEtcd(ctx context.Context, tlsCfg *tls.Config, pkiDir string, timeout
 			default:
 				m.Healthy = true
 				m.RaftIndex, m.DBSize = st.RaftIndex, st.DbSize
-				m.IsLearner = st.IsLearner
+				m.IsLearner, m.Version = st.IsLearner, st.Version
 				leaderMu.Lock()
 				out.Etcd.LeaderID = st.Leader
 				leaderMu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -77,12 +78,15 @@ func (b *backend) emulatedControlPlane(ctx context.Context) string {
 	if !b.emulatorGet(ctx, "/sim/v1/members", &members) {
 		return ""
 	}
+	// Masters mid-upgrade run two releases: both are named.
+	var runs []string
 	for _, m := range members {
-		if m.ControlPlane != "" {
-			return m.ControlPlane
+		if m.ControlPlane != "" && !slices.Contains(runs, m.ControlPlane) {
+			runs = append(runs, m.ControlPlane)
 		}
 	}
-	return ""
+	slices.Sort(runs)
+	return strings.Join(runs, ", ")
 }
 
 // emulatorGet reads a document of kubeha's emulator admin API into v;

@@ -78,7 +78,7 @@ func runSimServe(cmd *cobra.Command, streams IOStreams, o simServeOptions) error
 // controlPlane finds the binaries of the Kubernetes control plane for
 // mode auto (nil when they are not built: etcd only), kubernetes (they
 // must be built) or etcd (nil).
-func controlPlane(mode string) (*kubelet.Binaries, error) {
+func controlPlane(mode string) (kubelet.Releases, error) {
 	switch mode {
 	case "etcd":
 		return nil, nil
@@ -90,16 +90,20 @@ func controlPlane(mode string) (*kubelet.Binaries, error) {
 	if err != nil {
 		return nil, err
 	}
-	bins, err := kubelet.FindBinaries(wd, spec.DefaultKubernetesVersion)
+	var versions []string
+	for _, r := range spec.Releases {
+		versions = append(versions, r.Kubernetes)
+	}
+	bins, err := kubelet.FindReleases(wd, versions...)
 	if errors.Is(err, kubelet.ErrNoBinaries) && mode != "kubernetes" {
 		return nil, nil
 	}
 	return bins, err
 }
 
-func controlPlaneWords(b *kubelet.Binaries) string {
-	if b == nil {
+func controlPlaneWords(rs kubelet.Releases) string {
+	if rs == nil {
 		return "etcd only (make kube-binaries builds the whole control plane)"
 	}
-	return fmt.Sprintf("Kubernetes %s and etcd %s from %s", b.Kubernetes, b.Etcd, b.Dir)
+	return rs.Words()
 }

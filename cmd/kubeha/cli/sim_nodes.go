@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kubeha/kubeha/sim"
+	"github.com/kubeha/kubeha/spec"
+	"github.com/kubeha/kubeha/state"
 )
 
 type simNodesOptions struct {
@@ -47,7 +49,10 @@ func runSimNodes(cmd *cobra.Command, streams IOStreams, o simNodesOptions) error
 		return fmt.Errorf("%s does not list hollow nodes: is it kubeha's emulator?", b.kind)
 	}
 	if o.count >= 0 {
-		req := sim.NodesRequest{Cluster: c.Metadata.Name, Count: o.count}
+		// New nodes run the kubelet of the oldest Kubernetes the masters
+		// run: the version skew policy lets a kubelet be older than the
+		// API servers, never newer.
+		req := sim.NodesRequest{Cluster: c.Metadata.Name, Count: o.count, Version: oldestVersion(obs)}
 		api, err := clusterAPI(ctx, c, b, obs, o.file)
 		if err != nil {
 			return err
@@ -104,14 +109,14 @@ func (b *backend) scaleNodes(ctx context.Context, req sim.NodesRequest) (sim.Nod
 
 func printNodes(out io.Writer, cluster string, st sim.NodesStatus) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSTATE\tRESTARTS\tMEMORY")
+	fmt.Fprintln(tw, "NODE\tVERSION\tSTATE\tRESTARTS\tMEMORY")
 	n := 0
 	for _, node := range st.Nodes {
 		if node.Cluster != cluster {
 			continue
 		}
 		n++
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d MiB\n", node.Name, node.State, node.Restarts, node.RSSBytes>>20)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d MiB\n", node.Name, node.Version, node.State, node.Restarts, node.RSSBytes>>20)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -121,4 +126,19 @@ func printNodes(out io.Writer, cluster string, st sim.NodesStatus) error {
 		fmt.Fprintln(out, "note: no UTS namespace can be made here, so every hollow node's processes report this host's name")
 	}
 	return nil
+}
+
+// oldestVersion is the oldest Kubernetes version a master of the cluster
+// runs, or "" when none says.
+func oldestVersion(obs *state.Cluster) string {
+	oldest := ""
+	for _, in := range obs.Instances {
+		if in.Config == nil || in.Config.KubernetesVersion == "" {
+			continue
+		}
+		if v := in.Config.KubernetesVersion; oldest == "" || spec.CompareVersions(v, oldest) < 0 {
+			oldest = v
+		}
+	}
+	return oldest
 }
