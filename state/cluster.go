@@ -199,7 +199,7 @@ type Member struct {
 	// Version is the member's etcd server version (3.7.3), when it
 	// answered.
 	Version string `json:"version,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// Unstarted says the member has never run: it has no client URLs
 	// (a learner not started yet, or a member of a static initial cluster
 	// whose VM never booted it). It holds no data.
