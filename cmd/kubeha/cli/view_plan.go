@@ -98,6 +98,9 @@ func (planText) Render(w io.Writer, p *planner.Plan) error {
 			line := fmt.Sprintf("  %3s %s %-*s  etcd %-18s%s", s.ID, s.Change.Symbol(), width, label, planner.MembershipString(s.Etcd), after)
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 			fmt.Fprintf(w, "        %s\n", s.Reason)
+			if s.Runs != nil {
+				fmt.Fprintf(w, "        then running: %s\n", planner.RunsString(s.Runs))
+			}
 		}
 	}
 	fmt.Fprintf(w, "\nPlan: %d to create, %d to update, %d to delete.\n", p.Summary.Create, p.Summary.Update, p.Summary.Delete)
@@ -196,8 +199,17 @@ func markdown(p *planner.Plan, graph bool, rows int) string {
 			break
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | `%s` | %s | %s | %s | %s |\n", s.ID, s.Change.Symbol(), s.Action, s.Target, s.Zone,
-			strings.Join(s.DependsOn, ","), planner.MembershipString(s.Etcd), mdEscape(s.Reason))
+			strings.Join(s.DependsOn, ","), planner.MembershipString(s.Etcd), mdEscape(reasonAndRuns(s)))
 	}
 	b.WriteString("\n</details>\n")
 	return b.String()
+}
+
+// reasonAndRuns is a step's reason, with the releases the masters then
+// run when the plan runs more than one.
+func reasonAndRuns(s *planner.Step) string {
+	if s.Runs == nil {
+		return s.Reason
+	}
+	return s.Reason + "; then running: " + planner.RunsString(s.Runs)
 }
