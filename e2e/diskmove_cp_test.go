@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kubeha/kubeha/spec"
 )
 
 // leaseWatch reads the controller manager's and the scheduler's leader
@@ -61,20 +63,30 @@ func (w *leaseWatch) end() (map[string]time.Duration, int) {
 	return w.oldest, w.unread
 }
 
-// TestDiskMovesUnderAWorkload: 3 masters of the whole control plane and
-// 10 hollow nodes running a Deployment of 50 pods, with ConfigMaps
-// written. The machine type changes with spec.masters.replaceBy: disk,
-// and each master's VM is made again on its disk, while a client writes
-// through the static IP every 100 ms: the longest gap between its writes
-// stays within what the load balancer's health check bounds, the leader
-// leases are renewed throughout by a live holder, no hollow node goes
-// NotReady, the pods keep running, every ConfigMap is there and the etcd
-// members keep their IDs. Then a master's VM deleted out of band with
-// gcloud is made again on its disk, and its API serves again.
+// TestDiskMovesUnderAWorkload: 3 masters of the whole control plane on
+// the release before the newest (Kubernetes v1.36.3, etcd v3.6.8) and 10
+// hollow nodes of that release running a Deployment of 50 pods, with
+// ConfigMaps written. The spec is upgraded to the newest release with
+// spec.masters.replaceBy: disk, and each master's VM is made again on its
+// disk with the new release (its etcd v3.7.3 opens the v3.6.8 member's
+// data), while a client writes through the static IP every 100 ms: the
+// longest gap between its writes stays within what the load balancer's
+// health check bounds, the leader leases are renewed throughout by a live
+// holder, no hollow node goes NotReady, the pods keep running, every
+// ConfigMap is there and the etcd members keep their IDs; every master's
+// API server, etcd and kubelet then run the new release, and the nodes,
+// left on the old kubelet as the skew policy allows, keep working. Then a
+// master's VM deleted out of band with gcloud is made again on its disk,
+// and its API serves again.
 func TestDiskMovesUnderAWorkload(t *testing.T) {
 	t.Parallel()
-	c, s, k := joinedCluster(t, "mover", 10)
+	from, to := oldRelease, spec.Releases[0]
+	c, s, k := joinedClusterAt(t, "mover", 10, from.Kubernetes)
 	api := c.adminAPI(t)
+	checkReleases(t, c, s, k, api, from)
+	if got := workerVersions(t, k, "mover-node-"); len(got) != 10 || slices.ContainsFunc(got, func(v string) bool { return v != from.Kubernetes }) {
+		t.Errorf("the hollow nodes run kubelets %v, want 10 of %s (the oldest release the masters run)", got, from.Kubernetes)
+	}
 	k.must("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=50")
 	for i := 0; i < 5; i++ {
 		k.must("create", "configmap", fmt.Sprintf("kept-%d", i), "--from-literal=n="+itoa(i))
@@ -86,7 +98,9 @@ func TestDiskMovesUnderAWorkload(t *testing.T) {
 		masters = append(masters, r.Name)
 	}
 
-	c.moveDisks(3, "n1-standard-4")
+	c.setVersion(to.Kubernetes)
+	c.moveDisks(3, "")
+	planRuns(t, c, from, to)
 	w := startWriter(api, "heartbeat")
 	nodes := watchNodes(k)
 	leases := watchLeases(k)
@@ -97,8 +111,8 @@ func TestDiskMovesUnderAWorkload(t *testing.T) {
 	failed, total, gap, errs := w.end()
 	notReady := nodes.end()
 	oldest, unread := leases.end()
-	t.Logf("measured: 3 disk moves in %s: %d of %d writes through the static IP failed, longest gap %s (errors: %v); the leases' longest time unrenewed: %v (%d reads unanswered); nodes NotReady: %v",
-		took.Round(time.Second), failed, total, gap.Round(100*time.Millisecond), errs, oldest, unread, notReady)
+	t.Logf("measured: upgrade %s → %s by 3 disk moves in %s: %d of %d writes through the static IP failed, longest gap %s (errors: %v); the leases' longest time unrenewed: %v (%d reads unanswered); nodes NotReady: %v",
+		from.Kubernetes, to.Kubernetes, took.Round(time.Second), failed, total, gap.Round(100*time.Millisecond), errs, oldest, unread, notReady)
 	if strings.Contains(r.stdout, "add-etcd-learner") {
 		t.Errorf("the disk moves added a learner:\n%s", r.stdout)
 	}
@@ -118,11 +132,7 @@ func TestDiskMovesUnderAWorkload(t *testing.T) {
 		}
 	}
 	s = c.converged(3)
-	for name, mt := range c.machineTypes(t, s) {
-		if mt != "n1-standard-4" {
-			t.Errorf("%s runs on %s after the disk moves", name, mt)
-		}
-	}
+	checkReleases(t, c, s, k, api, to)
 	if got := memberIDs(t, c.etcd(s)); !slices.Equal(got, ids) {
 		t.Errorf("member IDs after the disk moves: %x, before: %x", got, ids)
 	}

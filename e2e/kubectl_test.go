@@ -68,6 +68,9 @@ type nodeList struct {
 				Type   string `json:"type"`
 				Status string `json:"status"`
 			} `json:"conditions"`
+			NodeInfo struct {
+				KubeletVersion string `json:"kubeletVersion"`
+			} `json:"nodeInfo"`
 		} `json:"status"`
 	} `json:"items"`
 }

@@ -21,8 +21,18 @@ import (
 // flow), and kubectl with the admin kubeconfig.
 func joinedCluster(t testing.TB, name string, nodes int) (*cluster, status, kubectl) {
 	t.Helper()
+	return joinedClusterAt(t, name, nodes, "")
+}
+
+// joinedClusterAt is joinedCluster with the masters on Kubernetes version
+// ("" the default); the hollow nodes run the kubelet of that release.
+func joinedClusterAt(t testing.TB, name string, nodes int, version string) (*cluster, status, kubectl) {
+	t.Helper()
 	c := newControlPlaneCluster(t, name)
 	c.tail = "  addons:\n    checkInterval: 10s\n    dir: " + addonsDir + "\n"
+	if version != "" {
+		c.tail += "  kubernetes:\n    version: " + version + "\n"
+	}
 	writeAddon(t, c, "team.yaml", teamAddon("team", "v1"))
 	c.write(3, false)
 	c.apply()

@@ -167,12 +167,14 @@ func runningPods(k kubectl, selector string) int {
 // controller manager's (and, as it happens at boot, the scheduler's)
 // lease hangs. The leases move to live masters, no node goes NotReady, all
 // 400 pods run, and the writes go on after a gap the load balancer's health
-// check bounds. Revived, the master rejoins; then 3 -> 5 -> 3 masters with
-// the workload running, the removed masters' Nodes deleted. The figures go
-// to docs/reliability.md.
+// check bounds. Revived, the master rejoins. The masters, on the release
+// before the newest, are upgraded to the newest by member
+// (upgradeByMember); then 3 -> 5 -> 3 masters with the workload running,
+// the removed masters' Nodes deleted. The figures go to
+// docs/reliability.md.
 func TestWorkloadsOutliveAMaster(t *testing.T) {
 	t.Parallel()
-	c, s, k := joinedCluster(t, "ha", 20)
+	c, s, k := joinedClusterAt(t, "ha", 20, oldRelease.Kubernetes)
 	api := c.adminAPI(t)
 	k.must("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=200")
 	waitFor(t, 4*time.Minute, "200 pods Running", func() bool { return runningPods(k, "app=web") == 200 })
@@ -216,12 +218,14 @@ func TestWorkloadsOutliveAMaster(t *testing.T) {
 		t.Errorf("the writes through the static IP stopped for %s", gap)
 	}
 
-	// Revived, it rejoins; then 3 -> 5 -> 3 with the workload running.
+	// Revived, it rejoins; then the masters are upgraded to the newest
+	// release by member, and go 3 -> 5 -> 3, with the workload running.
 	c.admin("/sim/v1/projects/kubeha-e2e/zones/" + zone + "/instances/" + kcm + "/revive")
 	waitFor(t, 3*time.Minute, "the revived master healthy", func() bool {
 		st := c.status()
 		return st.Etcd.HealthyVoters == 3
 	})
+	upgradeByMember(t, c, k, api)
 	w = startWriter(api, "heartbeat")
 	nodes = watchNodes(k)
 	t0 := time.Now()

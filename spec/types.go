@@ -59,7 +59,7 @@ type Access struct {
 
 // Kubernetes is the control plane every master runs.
 type Kubernetes struct {
-	Version string `json:"version,omitempty" doc:"Kubernetes release of the masters' kube-apiserver, kube-controller-manager and kube-scheduler, e.g. v1.37.2; it fixes the etcd version too. A change replaces the masters one at a time, successor first. Default: the newest release kubeha deploys."`
+	Version string `json:"version,omitempty" doc:"Kubernetes release of the masters' kube-apiserver, kube-controller-manager and kube-scheduler, e.g. v1.37.2; it fixes the etcd version too. kubeha deploys v1.36.3 (etcd v3.6.8) and v1.37.2 (etcd v3.7.3). A change is an upgrade: the masters are replaced one at a time as spec.masters.replaceBy says, one minor version per apply (a skipped minor is refused, naming the release to go to first); a rollback below the etcd minor version every member runs is refused. Default: the newest release kubeha deploys."`
 	// ReleaseURL and KubeletSHA512 say where a master downloads its
 	// kubelet and what it must be, as kube-up's release download does.
 	ReleaseURL    string `json:"releaseURL,omitempty" jsonschema:"pattern=^https?://" doc:"Base URL of the Kubernetes releases: a master downloads <releaseURL>/<version>/bin/linux/amd64/kubelet at every boot. Default: https://dl.k8s.io/release (with kubeha's emulator: the emulator's own)."`
