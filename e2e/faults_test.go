@@ -35,11 +35,16 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // start runs kubeha with args against the cluster's emulator.
 func (c *cluster) start(args ...string) *run {
 	c.t.Helper()
-	r := &run{t: c.t, done: make(chan struct{})}
-	r.cmd = execCommand(kubeha, append(args, "--gce-endpoint", c.endpoint)...)
+	return startCmd(c.t, execCommand(kubeha, append(args, "--gce-endpoint", c.endpoint)...))
+}
+
+// startCmd runs cmd in the background, its output collected.
+func startCmd(t testing.TB, cmd *exec.Cmd) *run {
+	t.Helper()
+	r := &run{t: t, done: make(chan struct{}), cmd: cmd}
 	r.cmd.Stdout, r.cmd.Stderr = lockedWriter{r}, lockedWriter{r}
 	if err := r.cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		err := r.cmd.Wait()
@@ -49,7 +54,7 @@ func (c *cluster) start(args ...string) *run {
 		}
 		close(r.done)
 	}()
-	c.t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
+	t.Cleanup(func() { r.cmd.Process.Kill(); <-r.done })
 	return r
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -219,24 +220,27 @@ func clusterIDOf(t *testing.T, cli *clientv3.Client) uint64 {
 	return resp.Header.ClusterId
 }
 
-// TestRestoreTheControlPlane: 3 masters of the whole control plane;
-// ConfigMaps written, a snapshot taken with etcd's own client, more
-// written; two masters and their disks deleted with gcloud; kubeha restore
-// --from the snapshot: the API answers through the load balancer again,
-// kubectl sees every ConfigMap of the snapshot and none written after it,
-// a watch from a resource version before the restore is told it expired
-// (410: the revision moved on and was marked compacted, so informers list
-// again rather than being served a past that was undone), and kubeha apply
-// then converges it.
+// TestRestoreTheControlPlane: 3 masters of the whole control plane, 5
+// hollow nodes running a Deployment of 10 pods; ConfigMaps written, a
+// snapshot taken with etcd's own client, more written; a kubectl get
+// --watch started; two masters and their disks deleted with gcloud;
+// kubeha restore --from the snapshot: the API answers through the load
+// balancer again, kubectl sees every ConfigMap of the snapshot and none
+// written after it, a watch from a resource version before the restore is
+// told it expired (410: the revision moved on and was marked compacted,
+// so informers list again rather than being served a past that was
+// undone). The kubectl watch ended when the API servers stopped (kubectl
+// get --watch does not retry: it is not left serving a past); what
+// recovers by itself are informers: the hollow nodes' kubelets are Ready
+// again and the Deployment scaled to 20 runs 20 pods, which needs the
+// controller manager's, the scheduler's and the kubelets' informers to
+// have listed the restored cluster again. kubeha apply then converges it.
 func TestRestoreTheControlPlane(t *testing.T) {
 	t.Parallel()
-	c := newControlPlaneCluster(t, "cprestore")
-	c.write(3, false)
-	c.apply()
-	s := c.converged(3)
+	c, s, k := joinedCluster(t, "cprestore", 5)
 	api := c.adminAPI(t)
-	api.serving(s)
-	k := kubectl{t: t, kubeconfig: filepath.Join(c.dir, "admin.kubeconfig")}
+	k.must("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10", "--replicas=10")
+	waitFor(t, 4*time.Minute, "10 pods Running", func() bool { return runningPods(k, "app=web") == 10 })
 	for i := 0; i < 5; i++ {
 		k.must("create", "configmap", fmt.Sprintf("kept-%d", i), "--from-literal=k=v")
 	}
@@ -265,6 +269,8 @@ func TestRestoreTheControlPlane(t *testing.T) {
 	if code, body := api.viaLB("GET", "/api/v1/namespaces/default/configmaps", ""); code != 200 || json.Unmarshal([]byte(body), &list) != nil || list.Metadata.ResourceVersion == "" {
 		t.Fatalf("list ConfigMaps: %d %s", code, body)
 	}
+	kw := startCmd(t, exec.Command("kubectl", "--kubeconfig", k.kubeconfig, "get", "configmaps", "--watch", "-o", "name"))
+	kw.waitFor("configmap/kept-4", 30*time.Second)
 	c.loseQuorum(t, s, s.Replicas[1].Name, s.Replicas[2].Name)
 	r := c.kubeha("restore", "-f", c.spec, "--from", snap, "--auto-approve")
 	if r.code != 0 {
@@ -286,6 +292,24 @@ func TestRestoreTheControlPlane(t *testing.T) {
 	if code != 410 && !strings.Contains(body, `"code":410`) {
 		t.Errorf("a watch from resource version %s (before the restore): %d %s, want 410 (expired)", list.Metadata.ResourceVersion, code, body)
 	}
+	select {
+	case <-kw.done:
+		t.Logf("measured: the kubectl get --watch started before the restore ended when the API servers stopped (exit %d): %q", kw.code, strings.TrimSpace(kw.text()))
+	case <-time.After(30 * time.Second):
+		t.Errorf("the kubectl get --watch started before the restore is still running after it, so it may be serving a past that was undone:\n%s", kw.text())
+	}
+	// Informers recover by themselves: the kubelets', the controller
+	// manager's, the scheduler's.
+	waitFor(t, 3*time.Minute, "5 hollow nodes Ready after the restore", func() bool {
+		var l nodeList
+		w := 0
+		if k.decode(&l, "get", "nodes") == nil {
+			w, _ = l.ready()
+		}
+		return w == 5
+	})
+	k.must("scale", "deployment", "web", "--replicas=20")
+	waitFor(t, 4*time.Minute, "20 pods Running after the restore", func() bool { return runningPods(k, "app=web") == 20 })
 	k.must("create", "configmap", "after-restore", "--from-literal=k=v")
 	// kubeha apply converges the restored cluster (the etcd-only test
 	// scales it to 5 after its restore).

@@ -73,7 +73,11 @@ func checkReleases(t *testing.T, c *cluster, s status, k kubectl, api *apiClient
 	var ver struct {
 		GitVersion string `json:"gitVersion"`
 	}
-	if err := k.decode(&ver, "get", "--raw", "/version"); err != nil || ver.GitVersion != rel.Kubernetes {
+	out, err := k.run("get", "--raw", "/version")
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &ver)
+	}
+	if err != nil || ver.GitVersion != rel.Kubernetes {
 		t.Errorf("kubectl get --raw /version through the static IP: %+v (%v), want %s", ver, err, rel.Kubernetes)
 	}
 }
