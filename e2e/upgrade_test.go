@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kubeha/kubeha/spec"
 )
@@ -36,36 +39,59 @@ func (c *cluster) setVersion(version string) {
 // checkReleases checks that every master runs release rel: its API
 // server's /version (asked at its own address), its etcd server's
 // version, its Node's kubelet; and that the API through the static IP,
-// asked with kubectl, says so too.
+// asked with kubectl, says so too. A master made again last may still be
+// starting its API server and registering its kubelet when etcd has
+// converged: the checks are repeated for up to 3 minutes.
 func checkReleases(t *testing.T, c *cluster, s status, k kubectl, api *apiClient, rel spec.Release) {
 	t.Helper()
+	cli := c.etcd(s)
+	var problems []string
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
+		problems = releaseProblems(s, k, api, cli, rel)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+func releaseProblems(s status, k kubectl, api *apiClient, cli *clientv3.Client, rel spec.Release) []string {
+	var out []string
 	for _, r := range s.Replicas {
 		code, body := api.call(r.InternalIP, "GET", "/version", "")
 		var v struct {
 			GitVersion string `json:"gitVersion"`
 		}
 		if code != 200 || json.Unmarshal([]byte(body), &v) != nil || v.GitVersion != rel.Kubernetes {
-			t.Errorf("the API server of %s: /version %d %s, want %s", r.Name, code, body, rel.Kubernetes)
+			out = append(out, fmt.Sprintf("the API server of %s: /version %d %s, want %s", r.Name, code, body, rel.Kubernetes))
 		}
 	}
-	cli := c.etcd(s)
 	for _, ep := range cli.Endpoints() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := cli.Status(ctx, ep)
 		cancel()
 		if err != nil || "v"+st.Version != rel.Etcd {
-			t.Errorf("etcd at %s: version %v (%v), want %s", ep, st, err, rel.Etcd)
+			out = append(out, fmt.Sprintf("etcd at %s: version %v (%v), want %s", ep, st, err, rel.Etcd))
 		}
 	}
 	var l nodeList
 	if err := k.decode(&l, "get", "nodes"); err != nil {
-		t.Fatal(err)
+		return append(out, err.Error())
 	}
-	for _, n := range l.Items {
-		for _, r := range s.Replicas {
-			if n.Metadata.Name == r.Name && n.Status.NodeInfo.KubeletVersion != rel.Kubernetes {
-				t.Errorf("master %s's kubelet is %s, want %s", r.Name, n.Status.NodeInfo.KubeletVersion, rel.Kubernetes)
+	for _, r := range s.Replicas {
+		found := false
+		for _, n := range l.Items {
+			if n.Metadata.Name == r.Name {
+				found = true
+				if n.Status.NodeInfo.KubeletVersion != rel.Kubernetes {
+					out = append(out, fmt.Sprintf("master %s's kubelet is %s, want %s", r.Name, n.Status.NodeInfo.KubeletVersion, rel.Kubernetes))
+				}
 			}
+		}
+		if !found {
+			out = append(out, "master "+r.Name+" has no Node")
 		}
 	}
 	// kubectl version warns of its own skew (Debian's kubectl is v1.32):
@@ -73,13 +99,14 @@ func checkReleases(t *testing.T, c *cluster, s status, k kubectl, api *apiClient
 	var ver struct {
 		GitVersion string `json:"gitVersion"`
 	}
-	out, err := k.run("get", "--raw", "/version")
+	raw, err := k.run("get", "--raw", "/version")
 	if err == nil {
-		err = json.Unmarshal([]byte(out), &ver)
+		err = json.Unmarshal([]byte(raw), &ver)
 	}
 	if err != nil || ver.GitVersion != rel.Kubernetes {
-		t.Errorf("kubectl get --raw /version through the static IP: %+v (%v), want %s", ver, err, rel.Kubernetes)
+		out = append(out, fmt.Sprintf("kubectl get --raw /version through the static IP: %+v (%v), want %s", ver, err, rel.Kubernetes))
 	}
+	return out
 }
 
 // workerVersions are the kubelet versions of the hollow nodes.
