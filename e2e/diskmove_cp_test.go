@@ -11,6 +11,43 @@ import (
 	"github.com/kubeha/kubeha/spec"
 )
 
+// upgradeUnderAWorkload runs change (an apply) while a client writes
+// through the static IP every 100 ms and the leader leases and the nodes
+// are watched, logs what it measured, and fails when the writes stopped
+// for more than the load balancer's health check bounds (30 s), a lease
+// went 45 s without a live holder renewing it (a lease of 15 s whose
+// holder stops is taken by another within about its duration and a
+// retry), or a hollow node went NotReady (a master's own kubelet stops
+// with its VM).
+func upgradeUnderAWorkload(t *testing.T, k kubectl, api *apiClient, what string, change func()) {
+	t.Helper()
+	w := startWriter(api, "heartbeat")
+	nodes := watchNodes(k)
+	leases := watchLeases(k)
+	t0 := time.Now()
+	change()
+	took := time.Since(t0)
+	time.Sleep(5 * time.Second) // the writes after
+	failed, total, gap, errs := w.end()
+	notReady := nodes.end()
+	oldest, unread := leases.end()
+	t.Logf("measured: %s in %s: %d of %d writes through the static IP failed, longest gap %s (errors: %v); the leases' longest time unrenewed: %v (%d reads unanswered); nodes NotReady: %v",
+		what, took.Round(time.Second), failed, total, gap.Round(100*time.Millisecond), errs, oldest, unread, notReady)
+	if gap > 30*time.Second {
+		t.Errorf("the writes through the static IP stopped for %s", gap)
+	}
+	for lease, age := range oldest {
+		if age > 45*time.Second {
+			t.Errorf("lease %s went %s without a live holder renewing it", lease, age.Round(time.Second))
+		}
+	}
+	for _, n := range notReady {
+		if strings.Contains(n, "-node-") {
+			t.Errorf("hollow node %s went NotReady", n)
+		}
+	}
+}
+
 // leaseWatch reads the controller manager's and the scheduler's leader
 // leases every second through kubectl and keeps, for each, the longest
 // time its holder went without renewing it.
@@ -93,43 +130,14 @@ func TestDiskMovesUnderAWorkload(t *testing.T) {
 	}
 	waitFor(t, 4*time.Minute, "50 pods Running", func() bool { return runningPods(k, "app=web") == 50 })
 	ids := memberIDs(t, c.etcd(s))
-	var masters []string
-	for _, r := range s.Replicas {
-		masters = append(masters, r.Name)
-	}
 
 	c.setVersion(to.Kubernetes)
 	c.moveDisks(3, "")
 	planRuns(t, c, from, to)
-	w := startWriter(api, "heartbeat")
-	nodes := watchNodes(k)
-	leases := watchLeases(k)
-	t0 := time.Now()
-	r := c.apply()
-	took := time.Since(t0)
-	time.Sleep(5 * time.Second) // the writes after
-	failed, total, gap, errs := w.end()
-	notReady := nodes.end()
-	oldest, unread := leases.end()
-	t.Logf("measured: upgrade %s → %s by 3 disk moves in %s: %d of %d writes through the static IP failed, longest gap %s (errors: %v); the leases' longest time unrenewed: %v (%d reads unanswered); nodes NotReady: %v",
-		from.Kubernetes, to.Kubernetes, took.Round(time.Second), failed, total, gap.Round(100*time.Millisecond), errs, oldest, unread, notReady)
+	var r result
+	upgradeUnderAWorkload(t, k, api, "upgrade "+from.Kubernetes+" → "+to.Kubernetes+" by 3 disk moves", func() { r = c.apply() })
 	if strings.Contains(r.stdout, "add-etcd-learner") {
 		t.Errorf("the disk moves added a learner:\n%s", r.stdout)
-	}
-	if gap > 30*time.Second {
-		t.Errorf("the writes through the static IP stopped for %s", gap)
-	}
-	for lease, age := range oldest {
-		// A lease of 15 s whose holder stops is taken by another within
-		// about its duration and a retry: 45 s is far beyond that.
-		if age > 45*time.Second {
-			t.Errorf("lease %s went %s without a live holder renewing it", lease, age.Round(time.Second))
-		}
-	}
-	for _, n := range notReady {
-		if !slices.Contains(masters, n) { // a master's own kubelet stops with its VM
-			t.Errorf("hollow node %s went NotReady during the disk moves", n)
-		}
 	}
 	s = c.converged(3)
 	checkReleases(t, c, s, k, api, to)

@@ -153,31 +153,7 @@ func upgradeByMember(t *testing.T, c *cluster, k kubectl, api *apiClient) {
 	if plan := planRuns(t, c, from, to); strings.Count(plan, "add-etcd-learner") != 3 {
 		t.Fatalf("the upgrade by member does not add 3 learners:\n%s", plan)
 	}
-	w := startWriter(api, "heartbeat")
-	nodes := watchNodes(k)
-	leases := watchLeases(k)
-	t0 := time.Now()
-	c.apply()
-	took := time.Since(t0)
-	time.Sleep(5 * time.Second) // the writes after
-	failed, total, gap, errs := w.end()
-	notReady := nodes.end()
-	oldest, unread := leases.end()
-	t.Logf("measured: upgrade %s → %s by member (3 replacements) in %s: %d of %d writes through the static IP failed, longest gap %s (errors: %v); the leases' longest time unrenewed: %v (%d reads unanswered); nodes NotReady: %v",
-		from.Kubernetes, to.Kubernetes, took.Round(time.Second), failed, total, gap.Round(100*time.Millisecond), errs, oldest, unread, notReady)
-	if gap > 30*time.Second {
-		t.Errorf("the writes through the static IP stopped for %s during the upgrade", gap)
-	}
-	for lease, age := range oldest {
-		if age > 45*time.Second {
-			t.Errorf("lease %s went %s without a live holder renewing it during the upgrade", lease, age.Round(time.Second))
-		}
-	}
-	for _, n := range notReady {
-		if strings.Contains(n, "-node-") {
-			t.Errorf("hollow node %s went NotReady during the upgrade", n)
-		}
-	}
+	upgradeUnderAWorkload(t, k, api, "upgrade "+from.Kubernetes+" → "+to.Kubernetes+" by member (3 replacements)", func() { c.apply() })
 	s := c.converged(3)
 	checkReleases(t, c, s, k, api, to)
 	if n := runningPods(k, "app=web"); n != pods {

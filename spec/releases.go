@@ -178,8 +178,7 @@ func versionNumbers(version string) ([3]int, bool) {
 func CompareVersions(a, b string) int {
 	na, oka := versionNumbers(a)
 	nb, okb := versionNumbers(b)
-	switch {
-	case !oka || !okb:
+	if !oka || !okb {
 		return cmp.Compare(boolInt(oka), boolInt(okb))
 	}
 	for i := range na {
